@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from failover.errors import InvalidInput
@@ -30,7 +30,7 @@ __all__ = [
 CHUNK_SIZE = 4 * 1024 * 1024
 
 
-class ChecksumType(str, Enum):
+class ChecksumType(StrEnum):
     """A checksum algorithm, valued by its DIRAC name."""
 
     ADLER32 = "ADLER32"
@@ -135,7 +135,7 @@ def normalize_checksum(value: str, kind: ChecksumType) -> str:
 
 
 def same_checksum(left: str, right: str, kind: ChecksumType) -> bool:
-    """Whether two checksums of type ``kind`` are equal, tolerating case, ``0x`` and ADLER32's leading zeros."""
+    """Whether two checksums of type ``kind`` are equal (tolerates case, ``0x``, ADLER32 leading zeros)."""
     try:
         return normalize_checksum(left, kind) == normalize_checksum(right, kind)
     except InvalidInput:
