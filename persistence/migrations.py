@@ -1,0 +1,88 @@
+"""
+The schema, as ordered migrations of the ``failover`` migration set.
+
+Migrations are append-only: a released migration is never edited, a change is a new migration.
+A database that records a migration this version does not know was written by a newer failover,
+and :func:`apply_migrations` refuses it rather than guess.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from persistence.errors import SchemaTooNew
+
+__all__ = ["MIGRATIONS", "apply_migrations", "schema_version"]
+
+MIGRATIONS = Migrations("failover")
+
+
+@MIGRATIONS()
+def m001_machines_journal_emitted(db: sqlite_utils.Database) -> None:
+    """State-machine instances, their journal and what their transitions emitted."""
+    db.execute(
+        """
+        CREATE TABLE machines (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX machines_kind_state ON machines (kind, state)")
+    db.execute(
+        """
+        CREATE TABLE journal (
+            machine_id TEXT NOT NULL REFERENCES machines (id),
+            seq INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            trigger TEXT NOT NULL,
+            src TEXT,
+            dst TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            PRIMARY KEY (machine_id, seq)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE emitted (
+            id INTEGER PRIMARY KEY,
+            idem_key TEXT NOT NULL UNIQUE,
+            machine_id TEXT NOT NULL REFERENCES machines (id),
+            seq INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX emitted_machine ON emitted (machine_id, seq)")
+
+
+def schema_version(db: sqlite_utils.Database, migrations: Migrations = MIGRATIONS) -> int:
+    """Return how many migrations of the set this database has applied."""
+    return len(migrations.applied(db))
+
+
+def apply_migrations(db: sqlite_utils.Database, migrations: Migrations = MIGRATIONS) -> None:
+    """
+    Apply the set's pending migrations in order.
+
+    Raises:
+        SchemaTooNew: the database has applied migrations of this set that this version does not know.
+    """
+    known = {migration.name for migration in migrations._migrations}
+    unknown = [m.name for m in migrations.applied(db) if m.name not in known]
+    if unknown:
+        raise SchemaTooNew(
+            f"database schema is newer than this failover (unknown migrations: {', '.join(unknown)}); "
+            "upgrade failover to open it"
+        )
+    migrations.apply(db)
