@@ -1,0 +1,70 @@
+"""
+The one place where a catalog's foreign errors become failover errors.
+
+Every call into a catalog's database runs inside :func:`map_catalog_errors`. The mapping is classified
+by what the caller does next (STYLE rule 4):
+
+::
+
+    sqlite3.IntegrityError     → RegistrationRefused   the catalog's constraints refused the write
+    sqlite3.OperationalError   → CatalogUnavailable    cannot open, locked beyond the timeout, I/O, full
+    sqlite3.DatabaseError      → PermanentError        damaged, or not a catalog: an operator must act
+    sqlite3.Error / Warning    → PermanentError        the catalog was misused (a bug)
+    persistence StoreError     → PermanentError        e.g. written by a newer failover: upgrade
+
+A :class:`~failover.errors.PermanentError` that is not a :class:`~failover.errors.RegistrationRefused`
+means the catalog gave no answer and will not until someone repairs or upgrades it; it is never a
+verdict on the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+
+from failover.errors import CatalogUnavailable, FailoverError, PermanentError, RegistrationRefused
+from persistence.errors import StoreError
+
+__all__ = ["map_catalog_errors"]
+
+#: Most specific first: the first entry the exception is an instance of wins.
+_MAPPING: tuple[tuple[type[Exception], type[FailoverError], str], ...] = (
+    (sqlite3.IntegrityError, RegistrationRefused, "the catalog's constraints refused the write"),
+    (sqlite3.OperationalError, CatalogUnavailable, "cannot use the catalog database"),
+    (sqlite3.DatabaseError, PermanentError, "the catalog database is damaged or not a catalog"),
+    (sqlite3.Error, PermanentError, "the catalog database was misused"),
+    (sqlite3.Warning, PermanentError, "the catalog database was misused"),
+    (StoreError, PermanentError, "the catalog database cannot be used"),
+)
+
+
+def _describe(exc: Exception) -> str:
+    name = getattr(exc, "sqlite_errorname", None)
+    return f"{name}: {exc}" if name else f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def map_catalog_errors(catalog: str, lfn: str | None = None) -> Iterator[None]:
+    """
+    Turn ``sqlite3`` and persistence errors raised in the block into failover errors.
+
+    Failover errors raised in the block pass through unchanged.
+
+    Args:
+        catalog: the catalog's name, set on the raised error.
+        lfn: the LFN the block works on, if any, set on the raised error.
+
+    Raises:
+        RegistrationRefused: a database constraint refused the write.
+        CatalogUnavailable: the catalog database cannot be opened or used right now.
+        PermanentError: the catalog database is damaged, too new, or misused.
+    """
+    try:
+        yield
+    except Exception as exc:
+        for foreign, ours, label in _MAPPING:
+            if isinstance(exc, foreign):
+                message = f"catalog {catalog!r}: {label} ({_describe(exc)})"
+                raise ours(message, catalog=catalog, lfn=lfn) from exc
+        raise
