@@ -1,0 +1,204 @@
+"""
+How a storage element writes, seals and publishes an object on one kind of fsspec filesystem.
+
+:class:`FsspecBackend` uses only the portable :class:`fsspec.AbstractFileSystem` API and serves every
+filesystem. :class:`LocalBackend` adds what durability needs on a local disk: ``fsync`` of the data and of
+the directories, an atomic ``os.replace``, and the symbolic-link check that keeps objects inside the root.
+A backend for a store that reports checksums (XRootD, some S3 servers) overrides
+:meth:`FsspecBackend.reported_checksums`. Backends raise foreign exceptions; the storage element maps them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import IO, Any
+
+from fsspec.implementations.local import LocalFileSystem
+
+from failover.checksum import ChecksumType
+from failover.storage.paths import inside_real_root
+
+__all__ = ["FsspecBackend", "LocalBackend", "backend_for"]
+
+
+class FsspecBackend:
+    """
+    The portable way to store objects on any fsspec filesystem.
+
+    Args:
+        fs: the filesystem holding the storage element's root.
+    """
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+
+    def make_dirs(self, directory: str) -> None:
+        """
+        Create ``directory`` and its missing parents (a no-op on stores without directories).
+
+        Args:
+            directory: the directory path.
+        """
+        self.fs.makedirs(directory, exist_ok=True)
+
+    def open_temporary(self, path: str) -> AbstractContextManager[IO[bytes]]:
+        """
+        Open a new temporary object for writing.
+
+        Args:
+            path: the temporary path, fresh from :func:`~failover.storage.paths.temporary_path`.
+
+        Returns:
+            A writable binary stream, to be used as a context manager.
+        """
+        stream: AbstractContextManager[IO[bytes]] = self.fs.open(path, "wb")
+        return stream
+
+    def seal(self, stream: IO[bytes]) -> None:
+        """
+        Make the bytes written to ``stream`` durable before it is closed.
+
+        Generic stores commit on close, so there is nothing more to do.
+
+        Args:
+            stream: the open temporary stream.
+        """
+
+    def publish(self, temporary: str, final: str) -> None:
+        """
+        Make the verified temporary object visible under its final name.
+
+        ``fs.mv`` would treat ``*``, ``?`` and ``[`` in a name as a glob pattern, so the object is copied
+        with ``cp_file`` (a server-side copy on object stores) and the temporary removed.
+
+        Args:
+            temporary: the verified temporary path.
+            final: the object's final path.
+        """
+        self.fs.cp_file(temporary, final)
+        self.fs.rm_file(temporary)
+
+    def confined(self, root: str, path: str) -> bool:
+        """
+        Tell whether ``path`` really lies inside ``root``.
+
+        Without symbolic links, a path built by :func:`~failover.storage.paths.object_path` always does.
+
+        Args:
+            root: the SE's root path.
+            path: an object path below ``root``.
+
+        Returns:
+            True.
+        """
+        return True
+
+    def reported_checksums(self, info: Mapping[str, Any]) -> dict[ChecksumType, str]:
+        """
+        Return the checksums the store itself reports in an ``fs.info()`` result.
+
+        Args:
+            info: the result of ``fs.info(path)``.
+
+        Returns:
+            Checksums by type, in canonical form (see :func:`~failover.checksum.normalize_checksum`);
+            empty when the store reports none (the generic case).
+        """
+        return {}
+
+
+def _fsync_directory(directory: str) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class LocalBackend(FsspecBackend):
+    """
+    A local disk: data and directory entries are flushed to disk before a put reports success.
+
+    Args:
+        fs: the local filesystem.
+    """
+
+    def make_dirs(self, directory: str) -> None:
+        """
+        Create ``directory`` and its missing parents, and flush each new directory entry to disk.
+
+        Args:
+            directory: the directory path.
+        """
+        missing: list[str] = []
+        current = directory
+        while not os.path.isdir(current):
+            missing.append(current)
+            current = os.path.dirname(current)
+        os.makedirs(directory, exist_ok=True)
+        # A new directory survives a power cut only once its entry in the parent is on disk.
+        for created in reversed(missing):
+            _fsync_directory(os.path.dirname(created))
+
+    def open_temporary(self, path: str) -> AbstractContextManager[IO[bytes]]:
+        """
+        Create the temporary file exclusively, so that nothing existing is ever truncated.
+
+        Args:
+            path: the temporary path.
+
+        Returns:
+            A writable binary file.
+        """
+        return open(path, "xb")
+
+    def seal(self, stream: IO[bytes]) -> None:
+        """
+        Flush ``stream`` and ``fsync`` it, so the verified bytes are on disk before they become visible.
+
+        Args:
+            stream: the open temporary file.
+        """
+        stream.flush()
+        os.fsync(stream.fileno())
+
+    def publish(self, temporary: str, final: str) -> None:
+        """
+        Rename the temporary file over the final name atomically, then flush the directory entry.
+
+        Args:
+            temporary: the verified temporary path.
+            final: the object's final path.
+        """
+        os.replace(temporary, final)
+        _fsync_directory(os.path.dirname(final))
+
+    def confined(self, root: str, path: str) -> bool:
+        """
+        Tell whether ``path`` stays inside ``root`` once symbolic links are resolved.
+
+        Args:
+            root: the SE's root directory.
+            path: an object path below ``root``.
+
+        Returns:
+            False when a link (to a directory or to a file) leads out of the root.
+        """
+        return inside_real_root(root, path)
+
+
+def backend_for(fs: Any) -> FsspecBackend:
+    """
+    Choose the backend for a filesystem: :class:`LocalBackend` for local disks, else :class:`FsspecBackend`.
+
+    Args:
+        fs: an fsspec filesystem.
+
+    Returns:
+        A backend bound to ``fs``.
+    """
+    if isinstance(fs, LocalFileSystem):
+        return LocalBackend(fs)
+    return FsspecBackend(fs)

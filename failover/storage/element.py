@@ -1,0 +1,332 @@
+"""
+A storage element: a named fsspec root where the replicas of LFNs are put, read, copied and removed.
+
+Puts and copies go through :func:`~failover.storage.transfer.write_verified`, so the final name never shows a
+partial object; an object already there with the same content makes a put a no-op, which keeps resumed
+uploads idempotent. Every storage call runs inside :func:`~failover.storage.errors.map_storage_errors`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, BinaryIO
+
+from fsspec import available_protocols, registry
+from fsspec.core import split_protocol, url_to_fs
+
+from failover.checksum import ChecksumType, MultiChecksum, parse_checksum_type
+from failover.errors import InvalidInput, PermissionDenied, SourceMissing, StorageRefused
+from failover.storage.backends import FsspecBackend, backend_for
+from failover.storage.errors import map_storage_errors
+from failover.storage.inventory import Inventory
+from failover.storage.paths import object_path
+from failover.storage.results import ObjectInfo, PutResult
+from failover.storage.streams import mapped_reader
+from failover.storage.transfer import Source, checksum_kinds, digest, same_content, write_verified
+
+__all__ = ["StorageElement"]
+
+_ADLER32_ONLY = (ChecksumType.ADLER32,)
+
+
+def _check_protocols(name: str, url: str) -> None:
+    # Known implementations (possibly not installed) and those registered at run time.
+    known = set(available_protocols()) | set(registry)
+    for part in url.split("::"):
+        protocol = split_protocol(part)[0] or "file"
+        if protocol not in known:
+            raise InvalidInput(f"{name}: unknown storage protocol {protocol!r} in {url!r}", se=name)
+
+
+class StorageElement(Inventory):
+    """
+    A named storage endpoint whose root is an fsspec URL.
+
+    >>> import tempfile, pathlib
+    >>> workdir = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (workdir / "out.root").write_bytes(b"hello")
+    >>> se = StorageElement(" se-a ", (workdir / "se-a").as_uri())
+    >>> result = se.put(workdir / "out.root", "/vo/run42/out.root")
+    >>> (se.name, result.size, result.checksums[ChecksumType.ADLER32], result.already_present)
+    ('se-a', 5, '062c0215', False)
+    >>> se.put(workdir / "out.root", "/vo/run42/out.root").already_present
+    True
+    >>> import shutil; shutil.rmtree(workdir)
+
+    Local roots (``file://``, the default) get durable puts: data and directories are ``fsync``-ed and
+    the final rename is atomic, and symbolic links leading out of the root are refused. Subclasses can
+    override :meth:`_make_backend` to use a :class:`~failover.storage.backends.FsspecBackend` that knows
+    more about their store (for instance the checksums it reports).
+
+    Args:
+        name: the SE's name; surrounding spaces are stripped.
+        url: the fsspec URL of the SE's root, e.g. ``file:///srv/se-a`` or ``memory://se-a``.
+        options: storage options passed to the fsspec filesystem.
+
+    Attributes:
+        fs: the fsspec filesystem holding the root.
+        root: the root path, in the filesystem's own form.
+
+    Raises:
+        InvalidInput: the name is empty or the URL's protocol is unknown.
+        StorageUnavailable: the filesystem cannot be set up or the root cannot be created (or another
+            error mapped by :func:`~failover.storage.errors.map_storage_errors`).
+    """
+
+    def __init__(self, name: str, url: str, *, options: Mapping[str, Any] | None = None) -> None:
+        self.name = name.strip()
+        if not self.name:
+            raise InvalidInput(f"A storage element needs a name (url {url!r})")
+        self.url = url
+        _check_protocols(self.name, url)
+        with map_storage_errors(self.name):
+            self.fs, self.root = url_to_fs(url, **dict(options or {}))
+            self._backend = self._make_backend(self.fs)
+            if self.root.strip("/"):
+                self._backend.make_dirs(self.root)
+
+    def __repr__(self) -> str:
+        return f"StorageElement({self.name!r}, {self.url!r})"
+
+    def _make_backend(self, fs: Any) -> FsspecBackend:
+        """Return the backend for ``fs``; subclasses override this to add store-specific behaviour."""
+        return backend_for(fs)
+
+    def _path(self, lfn: str) -> str:
+        path = object_path(self.root, lfn)
+        with map_storage_errors(self.name, lfn):
+            confined = self._backend.confined(self.root, path)
+        if not confined:
+            raise PermissionDenied(
+                f"{self.name}: {lfn} resolves outside the SE root {self.url} through a symbolic link",
+                se=self.name,
+                lfn=lfn,
+            )
+        return path
+
+    def pfn(self, lfn: str) -> str:
+        """
+        Return the full URL of ``lfn``'s replica on this SE, e.g. ``file:///srv/se-a/vo/x.root``.
+
+        Args:
+            lfn: the logical file name.
+
+        Returns:
+            The physical file name (the object need not exist).
+
+        Raises:
+            InvalidInput: the LFN is refused (see :func:`~failover.storage.paths.check_lfn`).
+            PermissionDenied: the LFN resolves outside the root through a symbolic link.
+        """
+        path = self._path(lfn)
+        with map_storage_errors(self.name, lfn):
+            return str(self.fs.unstrip_protocol(path))
+
+    def stat(self, lfn: str) -> ObjectInfo | None:
+        """
+        Return the size and the storage-reported checksums of ``lfn``'s object.
+
+        Args:
+            lfn: the logical file name.
+
+        Returns:
+            The object's info, or None when there is no object (a directory is not an object).
+
+        Raises:
+            InvalidInput: the LFN is refused.
+            PermissionDenied: the SE refuses access.
+            StorageUnavailable: the SE cannot be reached.
+        """
+        path = self._path(lfn)
+        with map_storage_errors(self.name, lfn):
+            try:
+                info = self.fs.info(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if info.get("type") != "file":
+                return None
+            return ObjectInfo(size=int(info["size"]), checksums=self._backend.reported_checksums(info))
+
+    def exists(self, lfn: str) -> bool:
+        """
+        Tell whether ``lfn`` has an object on this SE.
+
+        Args:
+            lfn: the logical file name.
+
+        Returns:
+            True if the object exists.
+
+        Raises:
+            InvalidInput: the LFN is refused.
+            PermissionDenied: the SE refuses access.
+            StorageUnavailable: the SE cannot be reached.
+        """
+        return self.stat(lfn) is not None
+
+    def checksum(self, lfn: str, kind: ChecksumType) -> str:
+        """
+        Return the checksum of ``lfn``'s object: the storage's own if it reports one, else by reading it back.
+
+        Args:
+            lfn: the logical file name.
+            kind: the checksum type.
+
+        Returns:
+            The checksum in canonical form.
+
+        Raises:
+            SourceMissing: there is no such object.
+            InvalidInput: the LFN is refused.
+            StorageUnavailable: the SE cannot be reached or failed during the read.
+        """
+        kind = parse_checksum_type(kind)
+        info = self.stat(lfn)
+        if info is None:
+            raise SourceMissing(f"{self.name} holds no object for {lfn}", se=self.name, lfn=lfn)
+        if kind in info.checksums:
+            return info.checksums[kind]
+        with self.open_read(lfn) as stream:
+            return digest(stream, (kind,)).hexdigest(kind)
+
+    @contextmanager
+    def open_read(self, lfn: str) -> Iterator[BinaryIO]:
+        """
+        Open ``lfn``'s object for streamed reading; read it in chunks to keep memory flat.
+
+        Args:
+            lfn: the logical file name.
+
+        Yields:
+            A binary stream whose read failures are failover errors.
+
+        Raises:
+            SourceMissing: there is no such object.
+            InvalidInput: the LFN is refused.
+            StorageUnavailable: the SE cannot be reached or failed during a read.
+        """
+        path = self._path(lfn)
+        with map_storage_errors(self.name, lfn):
+            stream = self.fs.open(path, "rb")
+        with mapped_reader(stream, self.name, lfn) as reader:
+            yield reader
+
+    def put(
+        self,
+        local_path: str | os.PathLike[str],
+        lfn: str,
+        *,
+        checksum_types: Iterable[ChecksumType] = _ADLER32_ONLY,
+        overwrite: bool = False,
+    ) -> PutResult:
+        """
+        Store a local file as ``lfn`` (SPEC.md §2): streamed once, verified, then made visible atomically.
+
+        The local file is only ever opened for reading. If the object already holds the same size and
+        checksum, nothing is written and ``already_present`` is True.
+
+        Args:
+            local_path: the file to upload.
+            lfn: the logical file name.
+            checksum_types: the checksums to compute on the way and return (the first one also decides
+                whether an existing object holds the same content).
+            overwrite: replace an existing object with different content instead of refusing.
+
+        Returns:
+            Where the replica is, its size and checksums.
+
+        Raises:
+            InvalidInput: the LFN is refused, or no checksum type is given.
+            SourceMissing: the local file does not exist.
+            StorageRefused: other content exists under the name (and not ``overwrite``), or the SE refuses
+                the name, the size or the space.
+            TransferCorrupted: the SE holds other bytes than were sent.
+            PermissionDenied: the SE refuses access.
+            StorageUnavailable: the SE cannot be reached or failed during the transfer.
+        """
+        kinds = checksum_kinds(checksum_types)
+        self._path(lfn)
+        with map_storage_errors(self.name, lfn):
+            size = os.stat(local_path).st_size
+        return self._store(Source(size, lambda: open(local_path, "rb")), lfn, kinds, overwrite)
+
+    def copy_to(
+        self,
+        target: StorageElement,
+        lfn: str,
+        *,
+        checksum_types: Iterable[ChecksumType] = _ADLER32_ONLY,
+        overwrite: bool = False,
+    ) -> PutResult:
+        """
+        Copy ``lfn``'s object to ``target``, streamed through the same verified put as :meth:`put`.
+
+        Args:
+            target: the storage element to copy to.
+            lfn: the logical file name (the same on both SEs).
+            checksum_types: the checksums to compute on the way and return.
+            overwrite: replace different content at the target instead of refusing.
+
+        Returns:
+            The target replica's location, size and checksums.
+
+        Raises:
+            SourceMissing: this SE holds no object for ``lfn``.
+            InvalidInput: the LFN is refused, or no checksum type is given.
+            StorageRefused: the target holds other content (and not ``overwrite``), or refuses the object.
+            TransferCorrupted: the target holds other bytes than were sent.
+            PermissionDenied: either SE refuses access.
+            StorageUnavailable: either SE cannot be reached or failed during the transfer.
+        """
+        kinds = checksum_kinds(checksum_types)
+        info = self.stat(lfn)
+        if info is None:
+            raise SourceMissing(f"{self.name} holds no replica of {lfn} to copy", se=self.name, lfn=lfn)
+        return target._store(Source(info.size, lambda: self.open_read(lfn)), lfn, kinds, overwrite)
+
+    def remove(self, lfn: str) -> bool:
+        """
+        Remove ``lfn``'s object; removing an absent object is not an error.
+
+        Args:
+            lfn: the logical file name.
+
+        Returns:
+            True if an object was removed, False if there was none.
+
+        Raises:
+            InvalidInput: the LFN is refused.
+            PermissionDenied: the SE refuses the removal.
+            StorageUnavailable: the SE cannot be reached.
+        """
+        if self.stat(lfn) is None:
+            return False
+        with map_storage_errors(self.name, lfn):
+            try:
+                self.fs.rm_file(self._path(lfn))
+            except FileNotFoundError:
+                # Removed by someone else since the stat: the outcome the caller wants.
+                return False
+        return True
+
+    def _result(self, lfn: str, summer: MultiChecksum, *, already_present: bool) -> PutResult:
+        return PutResult(self.name, lfn, self.pfn(lfn), summer.size, summer.digests(), already_present)
+
+    def _store(self, source: Source, lfn: str, kinds: tuple[ChecksumType, ...], overwrite: bool) -> PutResult:
+        """Put ``source`` under ``lfn``; the same content already there counts as done (idempotent resume)."""
+        existing = self.stat(lfn)
+        if existing is not None:
+            with map_storage_errors(self.name, lfn):
+                same = same_content(existing, source, kinds, partial(self.checksum, lfn))
+            if same is not None:
+                return self._result(lfn, same, already_present=True)
+            if not overwrite:
+                message = f"{self.name} already holds different content under {lfn} (size {existing.size})"
+                raise StorageRefused(message, se=self.name, lfn=lfn)
+        final = self._path(lfn)
+        with map_storage_errors(self.name, lfn):
+            summer = write_verified(self._backend, source, final, kinds, se=self.name, lfn=lfn)
+        return self._result(lfn, summer, already_present=False)

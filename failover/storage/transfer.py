@@ -1,0 +1,174 @@
+"""
+The verified write at the heart of every put and copy (SPEC.md §2).
+
+The bytes are streamed once into a temporary name in the final directory while their checksums are
+computed; the size the storage then reports (and its checksum, where it reports one) must match what was
+sent; only then does the backend publish the object under its final name. Whatever fails, the temporary
+is removed (best effort), so the final name never shows a partial object. These functions raise foreign
+exceptions; the storage element maps them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from failover.checksum import CHUNK_SIZE, ChecksumType, MultiChecksum, parse_checksum_type, same_checksum
+from failover.errors import InvalidInput, TransferCorrupted
+from failover.storage.backends import FsspecBackend
+from failover.storage.paths import temporary_path
+from failover.storage.results import ObjectInfo
+
+__all__ = ["Source", "checksum_kinds", "digest", "same_content", "write_verified"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """
+    The bytes to store.
+
+    Args:
+        size: their size, known before streaming (to compare with an existing object cheaply).
+        open: opens a fresh stream over them, from the start.
+    """
+
+    size: int
+    open: Callable[[], AbstractContextManager[BinaryIO]]
+
+
+def checksum_kinds(types: Iterable[ChecksumType]) -> tuple[ChecksumType, ...]:
+    """
+    Parse and de-duplicate checksum types, keeping their order.
+
+    Args:
+        types: checksum types (DIRAC aliases such as ``"AD"`` are accepted).
+
+    Returns:
+        The distinct types, first appearance first.
+
+    Raises:
+        InvalidInput: a type is unknown, or none is given.
+    """
+    kinds = tuple(dict.fromkeys(parse_checksum_type(kind) for kind in types))
+    if not kinds:
+        raise InvalidInput("At least one checksum type is needed to verify a transfer")
+    return kinds
+
+
+def digest(stream: BinaryIO, kinds: Iterable[ChecksumType]) -> MultiChecksum:
+    """
+    Read ``stream`` to its end in chunks and return its checksums.
+
+    Args:
+        stream: a binary stream.
+        kinds: the checksum types to compute.
+
+    Returns:
+        The checksums and size of what was read.
+    """
+    summer = MultiChecksum(kinds)
+    while chunk := stream.read(CHUNK_SIZE):
+        summer.update(chunk)
+    return summer
+
+
+def same_content(
+    existing: ObjectInfo,
+    source: Source,
+    kinds: tuple[ChecksumType, ...],
+    read_back: Callable[[ChecksumType], str],
+) -> MultiChecksum | None:
+    """
+    Tell whether an existing object already holds the bytes of ``source``.
+
+    The sizes are compared first, so different content is usually told apart without reading anything.
+
+    Args:
+        existing: what the storage reports about the object.
+        source: the bytes to store.
+        kinds: the checksums to compute over ``source``; the first the storage reports is compared, else
+            the first one.
+        read_back: returns the object's checksum of a given type (reading it back if need be).
+
+    Returns:
+        The checksums of ``source`` when the object holds the same bytes, else None.
+    """
+    if existing.size != source.size:
+        return None
+    with source.open() as stream:
+        summer = digest(stream, kinds)
+    # Prefer a checksum the storage reports, which costs no read-back.
+    kind = next((kind for kind in kinds if kind in existing.checksums), kinds[0])
+    theirs = existing.checksums.get(kind) or read_back(kind)
+    if summer.size != existing.size or not same_checksum(theirs, summer.hexdigest(kind), kind):
+        return None
+    return summer
+
+
+def write_verified(
+    backend: FsspecBackend, source: Source, final: str, kinds: tuple[ChecksumType, ...], *, se: str, lfn: str
+) -> MultiChecksum:
+    """
+    Stream ``source`` into a temporary name, verify it, then publish it under ``final``.
+
+    Args:
+        backend: the storage element's backend.
+        source: the bytes to store.
+        final: the object's final path.
+        kinds: the checksums to compute on the way.
+        se: the storage element's name, for errors.
+        lfn: the logical file name, for errors.
+
+    Returns:
+        The checksums and size of what was sent (and is now stored).
+
+    Raises:
+        TransferCorrupted: the storage reports another size or checksum than what was sent.
+    """
+    temporary = temporary_path(final)
+    backend.make_dirs(posixpath.dirname(final))
+    try:
+        summer = _write(backend, source, temporary, kinds)
+        _verify(backend, temporary, summer, kinds, se=se, lfn=lfn)
+        backend.publish(temporary, final)
+    except BaseException:
+        # Best effort: the original error matters more, and list_temporary() finds any leftover.
+        with suppress(Exception):
+            backend.fs.rm_file(temporary)
+        raise
+    return summer
+
+
+def _write(
+    backend: FsspecBackend, source: Source, temporary: str, kinds: tuple[ChecksumType, ...]
+) -> MultiChecksum:
+    summer = MultiChecksum(kinds)
+    with source.open() as reader, backend.open_temporary(temporary) as sink:
+        while chunk := reader.read(CHUNK_SIZE):
+            summer.update(chunk)
+            sink.write(chunk)
+        backend.seal(sink)
+    return summer
+
+
+def _verify(
+    backend: FsspecBackend,
+    temporary: str,
+    summer: MultiChecksum,
+    kinds: tuple[ChecksumType, ...],
+    *,
+    se: str,
+    lfn: str,
+) -> None:
+    info = backend.fs.info(temporary)
+    if int(info["size"]) != summer.size:
+        message = f"{se}: {lfn}: the storage holds {info['size']} bytes after {summer.size} were sent"
+        raise TransferCorrupted(message, se=se, lfn=lfn)
+    for kind, theirs in backend.reported_checksums(info).items():
+        sent = summer.hexdigest(kind) if kind in kinds else None
+        if sent is not None and not same_checksum(theirs, sent, kind):
+            message = f"{se}: {lfn}: the storage reports {kind} {theirs} after {sent} was sent"
+            raise TransferCorrupted(message, se=se, lfn=lfn)

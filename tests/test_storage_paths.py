@@ -1,0 +1,174 @@
+"""LFN to object path: refusal of anything that could leave the root, temporary names, symlink checks."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from failover.errors import InvalidInput
+from failover.storage.paths import (
+    check_lfn,
+    inside_real_root,
+    is_temporary,
+    lfn_from_path,
+    object_path,
+    relative_path,
+    temporary_path,
+)
+
+ROOTS = ["/srv/se-a", "/srv/se-a/", "/se-a", "", "bucket/prefix"]
+TEMPORARY_NAME = ".x.root.failover-tmp-" + "0123456789abcdef" * 2
+
+
+@pytest.mark.parametrize(
+    "lfn", ["/x", "/vo/user/a/alice/run42/out.root", "/vo/.hidden", "/vo/...", "/vo/a b/ü/[1]*?.root"]
+)
+def test_valid_lfn_is_accepted_unchanged(lfn: str) -> None:
+    assert check_lfn(lfn) == lfn
+
+
+@pytest.mark.parametrize(
+    "lfn",
+    [
+        "",
+        "vo/x",
+        "./x",
+        "/",
+        "//x",
+        "/vo//x",
+        "/vo/x/",
+        "/.",
+        "/..",
+        "/vo/./x",
+        "/vo/../x",
+        "/vo/../../etc/passwd",
+        "/vo\\..\\x",
+        "/vo/x\x00.root",
+        "/vo/x\n.root",
+        "/vo/x\x7f",
+        "/vo/x\x85",
+        "/vo/x\ud800",
+        "/vo/" + TEMPORARY_NAME,
+    ],
+)
+def test_lfn_that_could_leave_the_root_is_refused(lfn: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        check_lfn(lfn)
+    assert repr(lfn) in str(caught.value)
+    assert caught.value.lfn == lfn
+
+
+@pytest.mark.parametrize("lfn", [None, b"/vo/x", 42])
+def test_non_string_lfn_is_refused(lfn: object) -> None:
+    with pytest.raises(InvalidInput):
+        check_lfn(lfn)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("root", "expected"), [("/srv/se-a", "/srv/se-a/vo/x"), ("/", "/vo/x"), ("", "/vo/x")]
+)
+def test_object_path_is_root_followed_by_lfn(root: str, expected: str) -> None:
+    assert object_path(root, "/vo/x") == expected
+    assert lfn_from_path(root, expected) == "/vo/x"
+    assert relative_path(root, expected) == "vo/x"
+
+
+def _assert_confined(root: str, lfn: str) -> None:
+    try:
+        path = object_path(root, lfn)
+    except InvalidInput:
+        return
+    anchor = "/" + root.strip("/")
+    normalized = posixpath.normpath("/" + path.lstrip("/"))
+    assert normalized.startswith(anchor.rstrip("/") + "/")
+    assert normalized != anchor
+    assert lfn_from_path(root, path) == lfn
+
+
+@settings(derandomize=True, max_examples=500)
+@given(root=st.sampled_from(ROOTS), lfn=st.text())
+def test_no_accepted_lfn_maps_outside_the_root(root: str, lfn: str) -> None:
+    _assert_confined(root, lfn)
+
+
+_SEGMENTS = st.sampled_from(["", ".", "..", "...", "a", ".a", "a b", "\\", "..\\..", "x\x00", "\t", "é", "*"])
+
+
+@settings(derandomize=True, max_examples=500)
+@given(
+    root=st.sampled_from(ROOTS),
+    segments=st.lists(_SEGMENTS, max_size=6),
+    absolute=st.booleans(),
+)
+def test_no_accepted_path_like_lfn_maps_outside_the_root(
+    root: str, segments: list[str], absolute: bool
+) -> None:
+    """Path-shaped LFNs made of hostile segments are either refused or stay below the root."""
+    _assert_confined(root, ("/" if absolute else "") + "/".join(segments))
+
+
+def test_temporary_path_is_hidden_unique_and_recognised() -> None:
+    first = temporary_path("/srv/se-a/vo/out.root")
+    second = temporary_path("/srv/se-a/vo/out.root")
+    assert first != second
+    assert posixpath.dirname(first) == "/srv/se-a/vo"
+    assert posixpath.basename(first).startswith(".out.root.failover-tmp-")
+    assert is_temporary(first)
+    assert is_temporary(second)
+
+
+def test_temporary_name_stays_within_the_name_limit_for_long_basenames() -> None:
+    temporary = temporary_path("/se/" + "x" * 255)
+    assert len(posixpath.basename(temporary).encode()) <= 255
+    assert is_temporary(temporary)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "out.root",
+        ".out.root",
+        "out.root.failover-tmp-" + "a" * 32,
+        ".out.failover-tmp-xyz",
+        ".o.failover-tmp-" + "A" * 32,
+    ],
+)
+def test_ordinary_names_are_not_temporary(name: str) -> None:
+    assert not is_temporary(name)
+
+
+def test_real_root_accepts_plain_and_internal_link_paths(tmp_path: Path) -> None:
+    root = tmp_path / "se"
+    (root / "vo").mkdir(parents=True)
+    (root / "alias").symlink_to(root / "vo")
+    assert inside_real_root(str(root), str(root / "vo" / "missing" / "x"))
+    assert inside_real_root(str(root), str(root / "alias" / "x"))
+
+
+def test_real_root_refuses_directory_link_out_of_the_root(tmp_path: Path) -> None:
+    root, outside = tmp_path / "se", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "vo").symlink_to(outside)
+    assert not inside_real_root(str(root), str(root / "vo" / "x"))
+    assert not inside_real_root(str(root), str(root / "vo" / "deeper" / "x"))
+
+
+def test_real_root_refuses_file_link_out_of_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "se"
+    root.mkdir()
+    (tmp_path / "secret").write_text("s")
+    (root / "x").symlink_to(tmp_path / "secret")
+    assert not inside_real_root(str(root), str(root / "x"))
+
+
+def test_real_root_follows_a_linked_root(tmp_path: Path) -> None:
+    """A root that is itself a link (``/srv/se-a -> /data/se-a``) is compared by its real path."""
+    (tmp_path / "data").mkdir()
+    os.symlink(tmp_path / "data", tmp_path / "se")
+    assert inside_real_root(str(tmp_path / "se"), str(tmp_path / "se" / "x"))
