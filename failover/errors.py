@@ -4,6 +4,7 @@ Errors raised by failover, classified by what the caller does next.
 ::
 
     FailoverError                  root: catch this to catch everything failover raises
+    ├── UploadFailed               no SE took the file; ``errors`` gives each SE's last reason
     ├── InvalidInput               the caller's input is wrong; never retried, nothing uploaded
     │   ├── NameTooLong            an LFN basename over 128 characters (DIRAC errno 36)
     │   ├── ChecksumMismatch       a supplied checksum or size differs from the local file's
@@ -47,6 +48,7 @@ __all__ = [
     "TransientError",
     "UnknownCatalog",
     "UnknownStorageElement",
+    "UploadFailed",
     "error_from_record",
 ]
 
@@ -105,6 +107,27 @@ class FailoverError(Exception):
     def from_record(cls, record: dict[str, Any]) -> FailoverError:
         """Rebuild an error from :meth:`to_record` output (the class is chosen by ``code``)."""
         return error_from_record(record)
+
+
+class UploadFailed(FailoverError):
+    """
+    No storage element took the file (SPEC §2 "total failure"); the local file is untouched.
+
+    Args:
+        message: the summary (DIRAC's "Failed to upload output data file").
+        errors: the last reason of each SE tried, by SE name.
+        lfn: the file.
+    """
+
+    code = "upload_failed"
+
+    def __init__(self, message: str, *, errors: dict[str, str] | None = None, lfn: str | None = None) -> None:
+        super().__init__(message, lfn=lfn)
+        self.errors = dict(errors or {})
+
+    def to_record(self) -> dict[str, Any]:
+        """Return a JSON-able dict, per-SE reasons included."""
+        return {**super().to_record(), "errors": dict(self.errors)}
 
 
 class InvalidInput(FailoverError):
@@ -222,4 +245,8 @@ def error_from_record(record: dict[str, Any]) -> FailoverError:
     by_code = {cls.code: cls for cls in _all_subclasses(FailoverError)}
     cls = by_code.get(str(record.get("code")), FailoverError)
     fields = {name: record[name] for name in _FIELDS if name in record}
+    if cls is UploadFailed:
+        return UploadFailed(
+            str(record.get("message", "")), errors=record.get("errors"), lfn=record.get("lfn")
+        )
     return cls(str(record.get("message", "")), **fields)

@@ -66,6 +66,76 @@ def m001_machines_journal_emitted(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX emitted_machine ON emitted (machine_id, seq)")
 
 
+@MIGRATIONS()
+def m002_request_store(db: sqlite_utils.Database) -> None:
+    """The request store: requests, their operations and the operations' files (SPEC.md §4)."""
+    db.execute(
+        """
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            client_key TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            owner_group TEXT NOT NULL,
+            source_component TEXT NOT NULL,
+            job_id INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT NOT NULL,
+            creation_time TEXT NOT NULL,
+            submit_time TEXT,
+            last_update TEXT NOT NULL,
+            not_before TEXT,
+            committed_at TEXT,
+            lease_owner TEXT,
+            lease_expires TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX requests_due ON requests (status, not_before) WHERE committed_at IS NOT NULL")
+    db.execute(
+        """
+        CREATE TABLE operations (
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER NOT NULL REFERENCES requests (id),
+            idem_key TEXT UNIQUE,
+            machine_id TEXT REFERENCES machines (id),
+            order_no INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            status TEXT NOT NULL,
+            target_se TEXT NOT NULL,
+            source_se TEXT NOT NULL,
+            catalog TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            error TEXT NOT NULL,
+            creation_time TEXT NOT NULL,
+            last_update TEXT NOT NULL,
+            UNIQUE (request_id, order_no)
+        )
+        """
+    )
+    db.execute("CREATE INDEX operations_machine ON operations (machine_id)")
+    db.execute(
+        """
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            operation_id INTEGER NOT NULL REFERENCES operations (id),
+            lfn TEXT NOT NULL,
+            pfn TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            checksum_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            guid TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            error TEXT NOT NULL,
+            errors TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX files_operation ON files (operation_id)")
+    db.execute("CREATE INDEX files_lfn ON files (lfn)")
+
+
 def schema_version(db: sqlite_utils.Database, migrations: Migrations = MIGRATIONS) -> int:
     """Return how many migrations of the set this database has applied."""
     return len(migrations.applied(db))

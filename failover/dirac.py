@@ -1,0 +1,243 @@
+"""
+The DIRAC-compatible edge: ``FailoverTransfer`` as DIRAC users know it, over the typed core.
+
+This is the only module where DIRAC's ``{"OK": ...}`` result dicts exist. Each public method is a thin
+wrapper: :func:`dirac_result` turns a return value into ``S_OK(value)`` and a failover error into
+``S_ERROR`` (with ``Errno`` and, for a total failure, the per-SE ``Errors``). A drop-in replacement for
+``DIRAC.DataManagementSystem.Client.FailoverTransfer.FailoverTransfer``::
+
+    from failover import FailoverTransfer
+    ft = FailoverTransfer()
+    result = ft.transferAndRegisterFile("out.root", "/tmp/out.root", "/vo/user/a/out.root", ["SE-A"], {})
+    if not result["OK"]:
+        ...
+    ft.commitRequest()
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ParamSpec
+
+from failover.environment import Environment
+from failover.errors import FailoverError, InvalidRequest, UploadFailed
+from failover.request import Request, refresh_statuses
+from failover.uploads import UploadResult, upload
+from persistence.errors import StoreError
+from persistence.requests import RequestHeader
+
+__all__ = ["FailoverTransfer", "S_ERROR", "S_OK", "dirac_result"]
+
+P = ParamSpec("P")
+DiracResult = dict[str, Any]
+
+
+def S_OK(value: Any = None) -> DiracResult:
+    """DIRAC's success result."""
+    return {"OK": True, "Value": value}
+
+
+def S_ERROR(errno_: int, message: str, **extra: Any) -> DiracResult:
+    """DIRAC's error result."""
+    return {"OK": False, "Message": message, "Errno": errno_, **extra}
+
+
+def dirac_result(method: Callable[P, Any]) -> Callable[P, DiracResult]:
+    """Wrap a typed method so that it returns DIRAC's result dicts and never raises failover's errors."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> DiracResult:
+        try:
+            return S_OK(method(*args, **kwargs))
+        except UploadFailed as err:
+            return S_ERROR(err.dirac_errno, str(err), Errors=dict(err.errors))
+        except FailoverError as err:
+            return S_ERROR(err.dirac_errno, str(err))
+        except (StoreError, sqlite3.Error) as err:
+            return S_ERROR(errno.EIO, f"request store unavailable: {err}")
+
+    return wrapper
+
+
+def _filedict(meta: Mapping[str, Any], result: UploadResult) -> dict[str, Any]:
+    real = {"LFN": result.lfn, "Size": result.size, "Checksum": result.checksum}
+    return {**meta, **real, "ChecksumType": result.checksum_type, "GUID": result.guid}
+
+
+def _value(result: UploadResult, meta: Mapping[str, Any]) -> dict[str, Any]:
+    value: dict[str, Any] = {"uploadedSE": result.se, "lfn": result.lfn}
+    if result.deferred:
+        value.update(filedict=_filedict(meta, result), registration="request")
+    return value
+
+
+class FailoverTransfer:
+    """
+    Transfer and register files with failover, accumulating the request that finishes the job later.
+
+    Args:
+        requestObject: a request to add operations to; a new ``noname_request`` otherwise.
+        log: the logger to use (default: the ``failover`` logger).
+        defaultChecksumType: the checksum type when ``fileMetaDict`` names none (``None`` = ADLER32).
+        environment: storage, catalogs and database (default: the embedded workspace).
+        client_key: identifies this client's request in the store (default: a new random key).
+    """
+
+    def __init__(
+        self,
+        requestObject: Request | None = None,
+        log: logging.Logger | None = None,
+        defaultChecksumType: str | None = "ADLER32",
+        *,
+        environment: Environment | None = None,
+        client_key: str | None = None,
+    ) -> None:
+        if environment is None:
+            from failover.workspace import open_workspace
+
+            environment = open_workspace()
+        self.env = environment
+        self.log = log or logging.getLogger("failover")
+        self.defaultChecksumType = defaultChecksumType
+        base = requestObject or Request(name="noname_request", source_component="FailoverTransfer")
+        owner, group = environment.request_owner
+        self._base = base
+        self._header = RequestHeader(
+            client_key or uuid.uuid4().hex,
+            base.name,
+            base.owner or owner,
+            base.owner_group or group,
+            base.source_component,
+            base.job_id,
+        )
+        self._pending = list(base.operations)
+
+    def _write_pending(self) -> None:
+        """Store the passed-in request's own operations first, so ours follow them in order."""
+        if self._pending:
+            request_id = self.env.requests.ensure(self._header)
+            self.env.requests.add_operations(request_id, self._pending)
+            self._pending = []
+
+    def _upload(
+        self, local_path: str, lfn: str, meta: Mapping[str, Any] | None, **where: Any
+    ) -> UploadResult:
+        self._write_pending()
+        return upload(
+            self.env,
+            local_path,
+            lfn,
+            file_meta=meta,
+            default_checksum_type=self.defaultChecksumType,
+            request=self._header,
+            **where,
+        )
+
+    @dirac_result
+    def transferAndRegisterFile(
+        self,
+        fileName: str,
+        localPath: str,
+        lfn: str,
+        destinationSEList: str | Iterable[str],
+        fileMetaDict: Mapping[str, Any],
+        fileCatalog: str | Iterable[str] | None = None,
+        masterCatalogOnly: bool = False,
+        retryUpload: bool = False,
+    ) -> dict[str, Any]:
+        """Upload to the first destination SE that takes the file; defer registration if a catalog is down."""
+        self.log.info("uploading %s (%s) to %s", lfn, fileName, destinationSEList)
+        result = self._upload(
+            localPath,
+            lfn,
+            fileMetaDict,
+            destinations=destinationSEList,
+            catalogs=fileCatalog,
+            master_only=masterCatalogOnly,
+            retry_upload=retryUpload,
+        )
+        return _value(result, fileMetaDict or {})
+
+    @dirac_result
+    def transferAndRegisterFileFailover(
+        self,
+        fileName: str,
+        localPath: str,
+        lfn: str,
+        targetSE: str | Iterable[str],
+        failoverSEList: str | Iterable[str],
+        fileMetaDict: Mapping[str, Any],
+        fileCatalog: str | Iterable[str] | None = None,
+        masterCatalogOnly: bool = False,
+    ) -> dict[str, Any]:
+        """Upload to a failover SE (targets skipped) and queue replication to the target and cleanup."""
+        self.log.info("uploading %s (%s) to failover %s for %s", lfn, fileName, failoverSEList, targetSE)
+        result = self._upload(
+            localPath,
+            lfn,
+            fileMetaDict,
+            failovers=failoverSEList,
+            targets=targetSE,
+            catalogs=fileCatalog,
+            master_only=masterCatalogOnly,
+        )
+        return _value(result, fileMetaDict or {})
+
+    @dirac_result
+    def transferAndRegisterFileWithFailover(
+        self,
+        fileName: str,
+        localPath: str,
+        lfn: str,
+        destinationSEList: str | Iterable[str],
+        failoverSEList: str | Iterable[str],
+        fileMetaDict: Mapping[str, Any],
+        fileCatalog: str | Iterable[str] | None = None,
+        masterCatalogOnly: bool = False,
+    ) -> dict[str, Any]:
+        """Try the destination SEs in order, then fall back to the failover SEs (one call)."""
+        self.log.info(
+            "uploading %s (%s) to %s, failover %s", lfn, fileName, destinationSEList, failoverSEList
+        )
+        result = self._upload(
+            localPath,
+            lfn,
+            fileMetaDict,
+            destinations=destinationSEList,
+            failovers=failoverSEList,
+            catalogs=fileCatalog,
+            master_only=masterCatalogOnly,
+        )
+        return _value(result, fileMetaDict or {})
+
+    def getRequest(self) -> Request:
+        """The accumulated request: the passed-in request's operations, then every operation emitted since."""
+        row = self.env.requests.find(self._header.client_key)
+        if row is None:
+            return self._base
+        request = self.env.requests.load(row.id)
+        refresh_statuses(request)
+        return request
+
+    @property
+    def request(self) -> Request:
+        """DIRAC code reads ``failoverTransfer.request``: the same as :meth:`getRequest`."""
+        return self.getRequest()
+
+    @dirac_result
+    def commitRequest(self) -> int | None:
+        """Make the request executable; ``None`` when it is empty. Committing again returns the same id."""
+        self._write_pending()
+        row = self.env.requests.find(self._header.client_key)
+        if row is None:
+            return None
+        try:
+            self.env.requests.commit(row.id)
+        except InvalidRequest as err:
+            raise InvalidRequest(f"Failover request is not valid: {err}") from err
+        return row.id

@@ -1,0 +1,99 @@
+"""
+Driving an upload machine through Uploading: wait, put, register, and fire what happened.
+
+Every side effect runs between transitions, never inside one, and is idempotent: a put finds an
+identical object already at the SE and counts it done; registration treats an identical entry as
+registered. So a crash anywhere, followed by :func:`drive_upload` again, repeats no effect twice and
+loses none: the machine's stored state says where to go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from failover.checksum import parse_checksum_type
+from failover.environment import Environment
+from failover.errors import FailoverError, RegistrationRefused, TransientError
+from failover.registration import precheck_catalogs, register_everywhere
+from fsm.clock import parse_time
+from persistence.rows import MachineRow
+from states import UploadState, UploadTrigger
+from states.upload_data import current_candidate
+from states.uploading import failure_trigger, outcome_trigger
+
+__all__ = ["drive_upload"]
+
+log = logging.getLogger("failover")
+
+
+def drive_upload(env: Environment, machine_id: str) -> MachineRow:
+    """
+    Move an upload on until it leaves Uploading; return its stored row.
+
+    Raises:
+        RegistrationRefused: a catalog refuses the file before any put (the upload is then Failed).
+    """
+    row = env.uploads.load(machine_id)
+    if row.state == UploadState.UPLOADING and not row.data["attempts"]:
+        row = _precheck(env, row)
+    while row.state == UploadState.UPLOADING:
+        row = _step(env, row)
+    return row
+
+
+def _catalogs(env: Environment, data: Mapping[str, Any]) -> list[Any]:
+    return [env.catalogs.get(name) for name in data["catalogs"]]
+
+
+def _precheck(env: Environment, row: MachineRow) -> MachineRow:
+    try:
+        precheck_catalogs(_catalogs(env, row.data), row.data)
+    except RegistrationRefused as err:
+        env.uploads.fire(row.id, UploadTrigger.REFUSED, {"error": err.to_record()})
+        raise
+    return row
+
+
+def _step(env: Environment, row: MachineRow) -> MachineRow:
+    candidate = current_candidate(row.data)
+    if candidate is None:
+        return env.uploads.fire(row.id, UploadTrigger.EXHAUSTED, {}).row
+    _wait_for_next_attempt(env, row.data)
+    se_name = candidate["se"]
+    try:
+        event = _put_and_register(env, row.data, se_name)
+    except FailoverError as err:
+        log.info("put of %s to %s failed: %s", row.data["lfn"], se_name, err)
+        failure = {"se": se_name, "error": err.to_record(), "retryable": isinstance(err, TransientError)}
+        return env.uploads.fire(row.id, failure_trigger(row.data, failure), failure).row
+    return env.uploads.fire(row.id, outcome_trigger(row.data, event), event).row
+
+
+def _wait_for_next_attempt(env: Environment, data: Mapping[str, Any]) -> None:
+    if data["next_attempt_at"] is None:
+        return
+    delay = (parse_time(data["next_attempt_at"]) - env.clock()).total_seconds()
+    if delay > 0:
+        env.sleeper(delay)
+
+
+def _put_and_register(env: Environment, data: Mapping[str, Any], se_name: str) -> dict[str, Any]:
+    kind = parse_checksum_type(data["checksum_type"])
+    put = env.se(se_name).put(
+        data["local_path"], data["lfn"], checksum_types=(kind,), overwrite=data["overwrite"]
+    )
+    checksum = put.checksums[kind]
+    registered, unregistered = register_everywhere(
+        _catalogs(env, data), {**data, "size": put.size}, se=se_name, pfn=put.pfn, checksum=checksum
+    )
+    return {
+        "se": se_name,
+        "pfn": put.pfn,
+        "size": put.size,
+        "checksum": checksum,
+        "checksum_type": kind.value,
+        "registered": registered,
+        "unregistered": unregistered,
+    }

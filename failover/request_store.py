@@ -1,0 +1,237 @@
+"""
+The request store as the client and executor see it: requests built from upload transitions.
+
+:class:`RequestSink` is the emission sink of the upload machine: every operation a transition emits
+is written into the upload's request *inside the transition's transaction*, under the emission's
+idempotency key. So an operation exists exactly when the transition that produced it committed, and
+never twice. :class:`RequestStore` reads requests back as :class:`~failover.request.Request` objects
+and commits them (validated, idempotent).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from failover.request import (
+    File,
+    FileStatus,
+    Operation,
+    OperationStatus,
+    OperationType,
+    Request,
+    RequestStatus,
+    refresh_statuses,
+    validate_request,
+)
+from fsm.clock import Clock, format_time, parse_time, utc_now
+from fsm.engine import idempotency_key
+from fsm.spec import Emission
+from persistence.codec import loads
+from persistence.db import Store
+from persistence.requests import (
+    FileRow,
+    NewFile,
+    NewOperation,
+    OperationRow,
+    RequestHeader,
+    RequestRow,
+    commit_request,
+    ensure_request,
+    find_request,
+    insert_operation,
+    load_operations,
+    load_request,
+)
+
+__all__ = ["REQUEST_KEY", "RequestSink", "RequestStore", "header_data", "operation_from_model"]
+
+#: The key of an upload's data that names the request its operations go to.
+REQUEST_KEY = "request"
+
+
+def header_data(header: RequestHeader) -> dict[str, Any]:
+    """The request header as stored in an upload's data (JSON-able)."""
+    return {
+        "client_key": header.client_key,
+        "name": header.name,
+        "owner": header.owner,
+        "owner_group": header.owner_group,
+        "source_component": header.source_component,
+        "job_id": header.job_id,
+    }
+
+
+def _new_file(payload: Mapping[str, Any]) -> NewFile:
+    return NewFile(
+        lfn=payload["lfn"],
+        pfn=payload.get("pfn", ""),
+        checksum=payload.get("checksum") or "",
+        checksum_type=payload.get("checksum_type") or "",
+        size=int(payload.get("size") or 0),
+        guid=payload.get("guid") or "",
+    )
+
+
+def _new_operation(emission: Emission, key: str, machine_id: str) -> NewOperation:
+    payload = emission.payload
+    return NewOperation(
+        type=payload["type"],
+        files=[_new_file(f) for f in payload["files"]],
+        target_se=payload["target_se"],
+        source_se=payload["source_se"],
+        catalog=payload["catalog"],
+        idem_key=key,
+        machine_id=machine_id,
+    )
+
+
+class RequestSink:
+    """Writes an upload's emitted operations into its request, in the transition's transaction."""
+
+    def write(self, store: Store, machine_id: str, seq: int, emissions: Sequence[Emission], at: str) -> None:
+        """Append each emission as an operation of the upload's request (created as a draft if new)."""
+        if not emissions:
+            return
+        (text,) = store.conn.execute(
+            f"SELECT json_extract(data, '$.{REQUEST_KEY}') FROM machines WHERE id = ?", (machine_id,)
+        ).fetchone()
+        request_id = ensure_request(store.conn, RequestHeader(**loads(text)), at)
+        for position, emission in enumerate(emissions):
+            key = idempotency_key(machine_id, seq, position, emission.kind)
+            insert_operation(store.conn, request_id, _new_operation(emission, key, machine_id), at)
+
+
+def _time(text: str | None) -> Any:
+    return parse_time(text) if text else None
+
+
+def _file_model(row: FileRow) -> File:
+    return File(
+        lfn=row.lfn,
+        pfn=row.pfn,
+        checksum=row.checksum,
+        checksum_type=row.checksum_type,
+        size=row.size,
+        guid=row.guid,
+        status=FileStatus(row.status),
+        attempt=row.attempt,
+        error=row.error,
+        errors=list(row.errors),
+        file_id=row.id,
+    )
+
+
+def _operation_model(row: OperationRow, files: list[FileRow]) -> Operation:
+    return Operation(
+        type=OperationType(row.type),
+        target_se=list(row.target_se),
+        source_se=row.source_se,
+        catalog=list(row.catalog),
+        arguments=row.arguments,
+        status=OperationStatus(row.status),
+        order=row.order_no,
+        error=row.error,
+        files=[_file_model(f) for f in files],
+        operation_id=row.id,
+        idempotency_key=row.idem_key,
+        creation_time=parse_time(row.creation_time),
+        submit_time=parse_time(row.creation_time),
+        last_update=parse_time(row.last_update),
+    )
+
+
+def operation_from_model(operation: Operation) -> NewOperation:
+    """A stored-operation value from a model operation (one the caller built, not emitted)."""
+    files = [
+        NewFile(f.lfn, f.pfn, f.checksum, f.checksum_type, f.size, f.guid, f.status.value, f.attempt, f.error)
+        for f in operation.files
+    ]
+    return NewOperation(
+        type=operation.type.value,
+        files=files,
+        target_se=operation.target_se,
+        source_se=operation.source_se,
+        catalog=operation.catalog,
+        arguments=operation.arguments,
+        status=operation.status.value,
+        error=operation.error,
+    )
+
+
+class RequestStore:
+    """
+    Requests in a failover database, as :class:`~failover.request.Request` objects.
+
+    Args:
+        store: the database.
+        clock: where stored times come from.
+    """
+
+    def __init__(self, store: Store, *, clock: Clock = utc_now) -> None:
+        self.store = store
+        self.clock = clock
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The database connection."""
+        return self.store.conn
+
+    def find(self, client_key: str) -> RequestRow | None:
+        """The request row of a client session, or None when it has no operation yet."""
+        return find_request(self.conn, client_key)
+
+    def ensure(self, header: RequestHeader) -> int:
+        """The id of the session's request, created as a draft if needed."""
+        with self.store.transaction() as conn:
+            return ensure_request(conn, header, format_time(self.clock()))
+
+    def add_operations(self, request_id: int, operations: Sequence[Operation]) -> None:
+        """Append caller-built operations to a request, all in one transaction."""
+        at = format_time(self.clock())
+        with self.store.transaction() as conn:
+            for operation in operations:
+                insert_operation(conn, request_id, operation_from_model(operation), at)
+
+    def load(self, request_id: int) -> Request:
+        """
+        Load a request with its operations and files, statuses derived as DIRAC does.
+
+        Raises:
+            NotFound: no request has that id.
+        """
+        row = load_request(self.conn, request_id)
+        request = Request(
+            name=row.name,
+            owner=row.owner,
+            owner_group=row.owner_group,
+            source_component=row.source_component,
+            job_id=row.job_id,
+            status=RequestStatus(row.status),
+            error=row.error,
+            creation_time=parse_time(row.creation_time),
+            submit_time=_time(row.submit_time) or parse_time(row.creation_time),
+            last_update=parse_time(row.last_update),
+            not_before=_time(row.not_before),
+            request_id=row.id,
+        )
+        for operation, files in load_operations(self.conn, request_id):
+            request.add_operation(_operation_model(operation, files))
+        return request
+
+    def commit(self, request_id: int) -> bool:
+        """
+        Validate a draft request and make it executable.
+
+        Returns:
+            True when it was committed now, False when it had been committed already.
+
+        Raises:
+            InvalidRequest: the request does not validate (it stays a draft).
+        """
+        request = self.load(request_id)
+        refresh_statuses(request)
+        validate_request(request)
+        with self.store.transaction() as conn:
+            return commit_request(conn, request_id, format_time(self.clock()))

@@ -1,0 +1,233 @@
+"""
+The Pythonic upload API: validate, create or continue the upload's machine, drive it, report.
+
+One upload machine per (LFN, generation): calling :func:`upload` again for an LFN whose upload is
+unfinished continues that upload (same GUID, same request) instead of starting another; a finished
+one is reported as it ended. Only after a Failed upload does a new call start a new generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from failover.checksum import ChecksumType
+from failover.driver import drive_upload
+from failover.environment import Environment
+from failover.errors import InvalidInput, UploadFailed
+from failover.request_store import REQUEST_KEY, header_data
+from failover.validation import UploadInput, parse_name_list, validate_ses, validate_upload
+from persistence.requests import OperationRow, RequestHeader, operations_of_machine
+from persistence.rows import MachineRow
+from states import UploadState, new_upload_data
+
+__all__ = ["UploadResult", "machine_ids", "result_of", "upload"]
+
+TOTAL_FAILURE = "Failed to upload output data file"
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """
+    Where an upload ended (or stands, when it waits for its request to be executed).
+
+    Attributes:
+        lfn: the logical file name.
+        state: the upload machine's state (Registered, Registering, FailedOver, ...).
+        se: the SE that took the file.
+        pfn: its URL there.
+        size, checksum, checksum_type, guid: what was uploaded.
+        registered: catalogs where the file is registered.
+        deferred: catalogs where registration was deferred to a request, with the reason.
+        operations: the request operations this upload emitted, in order.
+        machine_id: the upload's machine.
+    """
+
+    lfn: str
+    state: UploadState
+    se: str
+    pfn: str
+    size: int
+    checksum: str
+    checksum_type: str
+    guid: str
+    registered: tuple[str, ...]
+    deferred: Mapping[str, str]
+    operations: tuple[OperationRow, ...] = field(default=())
+    machine_id: str = ""
+
+
+def machine_ids(lfn: str) -> Iterator[str]:
+    """The machine ids of an LFN's uploads, generation 1, 2, ... (ids are the LFN, then ``LFN#n``)."""
+    yield lfn
+    generation = 2
+    while True:
+        yield f"{lfn}#{generation}"
+        generation += 1
+
+
+def _latest(env: Environment, lfn: str) -> tuple[MachineRow | None, str]:
+    """The LFN's latest upload (None when there is none), and the id a new generation would get."""
+    latest: MachineRow | None = None
+    ids = machine_ids(lfn)
+    machine_id = next(ids)
+    while (row := env.uploads.find(machine_id)) is not None:
+        latest, machine_id = row, next(ids)
+    return latest, machine_id
+
+
+def result_of(env: Environment, row: MachineRow) -> UploadResult:
+    """
+    Report a finished (or handed-over) upload.
+
+    Raises:
+        UploadFailed: the upload ended Failed; ``errors`` holds each SE's last reason.
+    """
+    data = row.data
+    if row.state == UploadState.FAILED:
+        errors = {f["se"]: f["error"]["message"] for f in data["failures"]}
+        if data.get("refusal"):
+            errors.setdefault("catalog", data["refusal"]["message"])
+        raise UploadFailed(TOTAL_FAILURE, errors=errors, lfn=data["lfn"])
+    return UploadResult(
+        lfn=data["lfn"],
+        state=UploadState(row.state),
+        se=data["uploaded_se"],
+        pfn=data["pfn"],
+        size=data["size"],
+        checksum=data["checksum"],
+        checksum_type=data["checksum_type"],
+        guid=data["guid"],
+        registered=tuple(data["registered_catalogs"]),
+        deferred=dict(data["unregistered_catalogs"]),
+        operations=tuple(operations_of_machine(env.store.conn, row.id)),
+        machine_id=row.id,
+    )
+
+
+def _validate(
+    env: Environment, local_path: str | Path, lfn: str, ses: list[str], **options: Any
+) -> UploadInput:
+    return validate_upload(
+        lfn=lfn,
+        local_path=local_path,
+        file_meta=options["file_meta"],
+        ses=ses,
+        configured_ses=list(env.storage),
+        catalogs=options["catalogs"],
+        configured_catalogs=env.catalog_choices(),
+        master_only=options["master_only"],
+        default_checksum_type=options["default_checksum_type"],
+    )
+
+
+def _new_data(
+    checked: UploadInput,
+    *,
+    destinations: list[str],
+    failovers: list[str],
+    targets: list[str],
+    retry_upload: bool,
+    overwrite: bool,
+    header: RequestHeader,
+    env: Environment,
+) -> dict[str, Any]:
+    data = new_upload_data(
+        lfn=checked.lfn,
+        local_path=str(checked.local_path),
+        size=checked.size,
+        checksum=checked.checksum,
+        checksum_type=checked.checksum_type.value,
+        guid=checked.guid,
+        catalogs=checked.catalogs,
+        destinations=destinations,
+        failovers=failovers,
+        targets=targets,
+        retry_upload=retry_upload,
+        policy=env.put_retry,
+    )
+    return {**data, "overwrite": overwrite, REQUEST_KEY: header_data(header)}
+
+
+def _check_same_upload(row: MachineRow, checked: UploadInput) -> None:
+    """A call that continues an upload must name the same file (and GUID, when it gives one)."""
+    if row.data["local_path"] != str(checked.local_path):
+        raise InvalidInput(
+            f"{checked.lfn} is already being uploaded from {row.data['local_path']}", lfn=checked.lfn
+        )
+    if not checked.guid_generated and checked.guid != row.data["guid"]:
+        raise InvalidInput(
+            f"{checked.lfn} is already being uploaded with GUID {row.data['guid']}", lfn=checked.lfn
+        )
+
+
+def upload(
+    env: Environment,
+    local_path: str | Path,
+    lfn: str,
+    *,
+    destinations: str | Iterable[str] = (),
+    failovers: str | Iterable[str] = (),
+    targets: str | Iterable[str] | None = None,
+    catalogs: str | Iterable[str] | None = None,
+    master_only: bool = False,
+    retry_upload: bool = False,
+    file_meta: Mapping[str, Any] | None = None,
+    default_checksum_type: str | ChecksumType | None = "ADLER32",
+    overwrite: bool = False,
+    request: RequestHeader,
+) -> UploadResult:
+    """
+    Upload one file: destination SEs in order, then failover SEs; register it or defer registration.
+
+    Args:
+        env: storage, catalogs, database and time.
+        local_path: the file to upload (never modified).
+        lfn: its logical file name.
+        destinations: SEs to try first, in order.
+        failovers: SEs to fall back to; the file is then replicated to ``targets`` later.
+        targets: where a failed-over file must end up (default: the destinations).
+        catalogs: catalogs to register in (None = all configured).
+        master_only: register in the master catalogs only.
+        retry_upload: with exactly one SE, retry transient failures on it with waits (SPEC §2).
+        file_meta: DIRAC's fileMetaDict (GUID, Checksum, ChecksumType, Size).
+        default_checksum_type: the checksum type when ``file_meta`` names none.
+        overwrite: replace different content already under the LFN at the SE.
+        request: the request the upload's operations go to.
+
+    Returns:
+        Where the upload stands.
+
+    Raises:
+        InvalidInput: bad input (nothing uploaded).
+        RegistrationRefused: a catalog holds the LFN with other metadata (nothing uploaded).
+        UploadFailed: no SE took the file.
+    """
+    dest, fail = parse_name_list(destinations), parse_name_list(failovers)
+    aims = parse_name_list(targets) if targets is not None else dest
+    options = {
+        "file_meta": file_meta,
+        "catalogs": catalogs,
+        "master_only": master_only,
+        "default_checksum_type": default_checksum_type,
+    }
+    checked = _validate(env, local_path, lfn, [*dest, *fail, *aims], **options)
+    dest, fail, aims = (list(validate_ses(names, env.storage)) for names in (dest, fail, aims))
+    latest, next_id = _latest(env, checked.lfn)
+    if latest is not None and latest.state != UploadState.FAILED:
+        _check_same_upload(latest, checked)
+        return result_of(env, drive_upload(env, latest.id))
+    data = _new_data(
+        checked,
+        destinations=dest,
+        failovers=fail,
+        targets=aims,
+        retry_upload=retry_upload,
+        overwrite=overwrite,
+        header=request,
+        env=env,
+    )
+    env.uploads.create(next_id, data)
+    return result_of(env, drive_upload(env, next_id))

@@ -1,0 +1,301 @@
+"""
+Plain-SQL access to the request store: ``requests``, ``operations`` and ``files``.
+
+A request is first a *draft*: its operations are written by the transitions that emit them, so they
+are durable at once, but no executor takes the request until it is committed (``committed_at`` set).
+A request is identified by its client key (one per client session), so committing it again, or
+resuming its client in another process, finds the same row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from persistence.codec import dumps, loads
+from persistence.errors import NotFound
+
+__all__ = [
+    "FileRow",
+    "NewFile",
+    "NewOperation",
+    "OperationRow",
+    "RequestHeader",
+    "RequestRow",
+    "commit_request",
+    "ensure_request",
+    "find_request",
+    "insert_operation",
+    "load_operations",
+    "load_request",
+    "operations_of_machine",
+]
+
+
+@dataclass(frozen=True)
+class RequestHeader:
+    """What describes a request before it has an id."""
+
+    client_key: str
+    name: str = "noname_request"
+    owner: str = ""
+    owner_group: str = ""
+    source_component: str = ""
+    job_id: int = 0
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """One stored request."""
+
+    id: int
+    client_key: str
+    name: str
+    owner: str
+    owner_group: str
+    source_component: str
+    job_id: int
+    status: str
+    error: str
+    creation_time: str
+    submit_time: str | None
+    last_update: str
+    not_before: str | None
+    committed_at: str | None
+    lease_owner: str | None
+    lease_expires: str | None
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file of an operation about to be stored."""
+
+    lfn: str
+    pfn: str = ""
+    checksum: str = ""
+    checksum_type: str = ""
+    size: int = 0
+    guid: str = ""
+    status: str = "Waiting"
+    attempt: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class NewOperation:
+    """An operation about to be stored; ``idem_key`` and ``machine_id`` when a transition emitted it."""
+
+    type: str
+    files: Sequence[NewFile]
+    target_se: Sequence[str] = ()
+    source_se: str = ""
+    catalog: Sequence[str] = ()
+    arguments: str = ""
+    status: str = "Queued"
+    error: str = ""
+    idem_key: str | None = None
+    machine_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OperationRow:
+    """One stored operation."""
+
+    id: int
+    request_id: int
+    idem_key: str | None
+    machine_id: str | None
+    order_no: int
+    type: str
+    status: str
+    target_se: list[str]
+    source_se: str
+    catalog: list[str]
+    arguments: str
+    error: str
+    creation_time: str
+    last_update: str
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """One stored file of an operation, with its per-attempt error history."""
+
+    id: int
+    operation_id: int
+    lfn: str
+    pfn: str
+    checksum: str
+    checksum_type: str
+    size: int
+    guid: str
+    status: str
+    attempt: int
+    error: str
+    errors: list[str] = field(default_factory=list)
+
+
+_REQUEST_COLUMNS = (
+    "id, client_key, name, owner, owner_group, source_component, job_id, status, error, creation_time, "
+    "submit_time, last_update, not_before, committed_at, lease_owner, lease_expires"
+)
+_OPERATION_COLUMNS = (
+    "id, request_id, idem_key, machine_id, order_no, type, status, target_se, source_se, catalog, arguments, "
+    "error, creation_time, last_update"
+)
+_FILE_COLUMNS = (
+    "id, operation_id, lfn, pfn, checksum, checksum_type, size, guid, status, attempt, error, errors"
+)
+
+
+def ensure_request(conn: sqlite3.Connection, header: RequestHeader, at: str) -> int:
+    """Return the id of the request with this client key, creating it as a Waiting draft if needed."""
+    conn.execute(
+        "INSERT INTO requests (client_key, name, owner, owner_group, source_component, job_id, status, "
+        "error, creation_time, last_update) VALUES (?, ?, ?, ?, ?, ?, 'Waiting', '', ?, ?) "
+        "ON CONFLICT (client_key) DO NOTHING",
+        (
+            header.client_key,
+            header.name,
+            header.owner,
+            header.owner_group,
+            header.source_component,
+            header.job_id,
+            at,
+            at,
+        ),
+    )
+    found = find_request(conn, header.client_key)
+    assert found is not None
+    return found.id
+
+
+def find_request(conn: sqlite3.Connection, client_key: str) -> RequestRow | None:
+    """The request with this client key, or None."""
+    values = conn.execute(
+        f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE client_key = ?", (client_key,)
+    ).fetchone()
+    return RequestRow(*values) if values else None
+
+
+def load_request(conn: sqlite3.Connection, request_id: int) -> RequestRow:
+    """
+    Load one request.
+
+    Raises:
+        NotFound: no request has that id.
+    """
+    values = conn.execute(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,)).fetchone()
+    if values is None:
+        raise NotFound(f"no request {request_id}")
+    return RequestRow(*values)
+
+
+def insert_operation(conn: sqlite3.Connection, request_id: int, operation: NewOperation, at: str) -> int:
+    """Append an operation (and its files) after the request's last one; return its id."""
+    (order_no,) = conn.execute(
+        "SELECT COALESCE(MAX(order_no) + 1, 0) FROM operations WHERE request_id = ?", (request_id,)
+    ).fetchone()
+    cursor = conn.execute(
+        f"INSERT INTO operations ({_OPERATION_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            request_id,
+            operation.idem_key,
+            operation.machine_id,
+            order_no,
+            operation.type,
+            operation.status,
+            dumps(list(operation.target_se)),
+            operation.source_se,
+            dumps(list(operation.catalog)),
+            operation.arguments,
+            operation.error,
+            at,
+            at,
+        ),
+    )
+    operation_id = int(cursor.lastrowid or 0)
+    conn.executemany(
+        f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]')",
+        [
+            (
+                operation_id,
+                f.lfn,
+                f.pfn,
+                f.checksum,
+                f.checksum_type,
+                f.size,
+                f.guid,
+                f.status,
+                f.attempt,
+                f.error,
+            )
+            for f in operation.files
+        ],
+    )
+    return operation_id
+
+
+def _operation(values: tuple[Any, ...]) -> OperationRow:
+    fields = list(values)
+    fields[7], fields[9] = loads(fields[7]), loads(fields[9])
+    return OperationRow(*fields)
+
+
+def _file(values: tuple[Any, ...]) -> FileRow:
+    file_id, operation_id, lfn, pfn, checksum, checksum_type, size, guid, status, attempt, error, errors = (
+        values
+    )
+    return FileRow(
+        file_id,
+        operation_id,
+        lfn,
+        pfn,
+        checksum,
+        checksum_type,
+        size,
+        guid,
+        status,
+        attempt,
+        error,
+        loads(errors),
+    )
+
+
+def load_operations(conn: sqlite3.Connection, request_id: int) -> list[tuple[OperationRow, list[FileRow]]]:
+    """A request's operations in order, each with its files in insertion order."""
+    operations = [
+        _operation(values)
+        for values in conn.execute(
+            f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE request_id = ? ORDER BY order_no",
+            (request_id,),
+        )
+    ]
+    files: dict[int, list[FileRow]] = {op.id: [] for op in operations}
+    query = (
+        f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f "
+        "JOIN operations o ON o.id = f.operation_id WHERE o.request_id = ? ORDER BY f.id"
+    )
+    for values in conn.execute(query, (request_id,)):
+        files[values[1]].append(_file(values))
+    return [(op, files[op.id]) for op in operations]
+
+
+def operations_of_machine(conn: sqlite3.Connection, machine_id: str) -> list[OperationRow]:
+    """Every operation a machine's transitions emitted, in emission order."""
+    rows = conn.execute(
+        f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE machine_id = ? ORDER BY id", (machine_id,)
+    )
+    return [_operation(values) for values in rows]
+
+
+def commit_request(conn: sqlite3.Connection, request_id: int, at: str) -> bool:
+    """Make a draft request executable; False when it was committed already (nothing changes then)."""
+    cursor = conn.execute(
+        "UPDATE requests SET committed_at = ?, submit_time = ?, last_update = ? "
+        "WHERE id = ? AND committed_at IS NULL",
+        (at, at, at, request_id),
+    )
+    return cursor.rowcount == 1
