@@ -104,6 +104,13 @@ _TRANSITIONS = (
         doc="target verified and registered, temporary replica removed",
     ),
     Transition(
+        T.REGISTRATION_FAILED,
+        (S.REGISTERING,),
+        S.FAILED,
+        registering.decide_registration_failed,
+        doc="a deferred registration was refused or ran out of retries",
+    ),
+    Transition(
         T.REQUEST_FAILED,
         _STUCKABLE,
         S.STUCK,
