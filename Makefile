@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/failover demo
 
 diagrams: $(STAMP)
-	$(BIN)/python -m fsm.diagram.regenerate
+	$(BIN)/python -m states.diagrams
 
 bench: $(STAMP)
 	$(BIN)/python bench/transitions.py
