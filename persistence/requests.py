@@ -30,7 +30,11 @@ __all__ = [
     "insert_operation",
     "load_operations",
     "load_request",
+    "insert_operation_after",
     "operations_of_machine",
+    "set_request_status",
+    "update_file",
+    "update_operation",
 ]
 
 
@@ -299,3 +303,48 @@ def commit_request(conn: sqlite3.Connection, request_id: int, at: str) -> bool:
         (at, at, at, request_id),
     )
     return cursor.rowcount == 1
+
+
+def update_file(
+    conn: sqlite3.Connection, file_id: int, *, status: str, attempt: int, error: str, errors: list[str]
+) -> None:
+    """Store a file's status, attempt count, last error and error history."""
+    conn.execute(
+        "UPDATE files SET status = ?, attempt = ?, error = ?, errors = ? WHERE id = ?",
+        (status, attempt, error, dumps(errors), file_id),
+    )
+
+
+def update_operation(
+    conn: sqlite3.Connection, operation_id: int, *, status: str, error: str, at: str
+) -> None:
+    """Store an operation's status and error."""
+    conn.execute(
+        "UPDATE operations SET status = ?, error = ?, last_update = ? WHERE id = ?",
+        (status, error, at, operation_id),
+    )
+
+
+def set_request_status(conn: sqlite3.Connection, request_id: int, status: str, error: str, at: str) -> None:
+    """Store a request's status and error (lease untouched)."""
+    conn.execute(
+        "UPDATE requests SET status = ?, error = ?, last_update = ? WHERE id = ?",
+        (status, error, at, request_id),
+    )
+
+
+def insert_operation_after(
+    conn: sqlite3.Connection, request_id: int, after_order: int, operation: NewOperation, at: str
+) -> int:
+    """Insert an operation right after the one at ``after_order``, later ones moving down; return its id."""
+    # Two steps through negative numbers: UNIQUE (request_id, order_no) is checked row by row.
+    conn.execute(
+        "UPDATE operations SET order_no = -(order_no + 1) WHERE request_id = ? AND order_no > ?",
+        (request_id, after_order),
+    )
+    conn.execute(
+        "UPDATE operations SET order_no = -order_no WHERE request_id = ? AND order_no < 0", (request_id,)
+    )
+    operation_id = insert_operation(conn, request_id, operation, at)
+    conn.execute("UPDATE operations SET order_no = ? WHERE id = ?", (after_order + 1, operation_id))
+    return operation_id

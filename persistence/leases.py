@@ -1,0 +1,63 @@
+"""
+Leases on requests: an executor takes a due request as Assigned until an expiry it keeps renewing.
+
+Taking is one ``UPDATE ... WHERE id = (SELECT ...)`` inside ``BEGIN IMMEDIATE``, so two executors can
+never take the same request; a lease whose expiry has passed makes the request eligible again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["release_request", "renew_lease", "take_due_request"]
+
+
+def take_due_request(conn: sqlite3.Connection, owner: str, now: str, expires: str) -> int | None:
+    """
+    Assign the next due request to ``owner`` until ``expires``; return its id, or None.
+
+    Due: committed, and either Waiting with NotBefore passed (or unset), or Assigned with an expired lease.
+    """
+    row = conn.execute(
+        "SELECT id FROM requests WHERE committed_at IS NOT NULL AND ("
+        "(status = 'Waiting' AND (not_before IS NULL OR not_before <= ?)) "
+        "OR (status = 'Assigned' AND lease_expires < ?)) "
+        "ORDER BY COALESCE(not_before, ''), id LIMIT 1",
+        (now, now),
+    ).fetchone()
+    if row is None:
+        return None
+    conn.execute(
+        "UPDATE requests SET status = 'Assigned', lease_owner = ?, lease_expires = ?, last_update = ? "
+        "WHERE id = ?",
+        (owner, expires, now, row[0]),
+    )
+    return int(row[0])
+
+
+def renew_lease(conn: sqlite3.Connection, request_id: int, owner: str, expires: str) -> bool:
+    """Extend ``owner``'s lease; False when the lease was lost (expired and taken by another executor)."""
+    cursor = conn.execute(
+        "UPDATE requests SET lease_expires = ? WHERE id = ? AND status = 'Assigned' AND lease_owner = ?",
+        (expires, request_id, owner),
+    )
+    return cursor.rowcount == 1
+
+
+def release_request(
+    conn: sqlite3.Connection,
+    request_id: int,
+    owner: str,
+    status: str,
+    now: str,
+    *,
+    error: str = "",
+    not_before: str | None = None,
+) -> bool:
+    """Give a request back with its new status; False when ``owner`` no longer held it."""
+    cursor = conn.execute(
+        "UPDATE requests SET status = ?, error = ?, not_before = ?, last_update = ?, lease_owner = NULL, "
+        "lease_expires = NULL WHERE id = ? AND lease_owner = ?",
+        (status, error, not_before, now, request_id, owner),
+    )
+    return cursor.rowcount == 1
