@@ -14,7 +14,8 @@ Errors raised by failover, classified by what the caller does next.
     ├── TransientError             may work later: retry, or move on to the next SE
     │   ├── StorageUnavailable     the SE cannot be reached, timed out or failed on its side
     │   ├── CatalogUnavailable     the catalog cannot be reached
-    │   └── TransferCorrupted      the SE holds other bytes than were sent (size/checksum/partial)
+    │   ├── TransferCorrupted      the SE holds other bytes than were sent (size/checksum/partial)
+    │   └── SoleReplica            a removal would delete the only verified copy: retried later
     └── PermanentError             will not work on this SE or catalog: move on at once
         ├── PermissionDenied       the SE refuses access
         ├── StorageRefused         the SE's own refusal (name length, quota, other content)
@@ -41,6 +42,7 @@ __all__ = [
     "PermanentError",
     "PermissionDenied",
     "RegistrationRefused",
+    "SoleReplica",
     "SourceMissing",
     "StorageRefused",
     "StorageUnavailable",
@@ -193,6 +195,12 @@ class TransferCorrupted(TransientError):
 
     code = "transfer_corrupted"
     dirac_errno = errno.EIO
+
+
+class SoleReplica(TransientError):
+    """Removing this replica would leave no verified, registered copy: refused now, retried later."""
+
+    code = "sole_replica"
 
 
 class PermanentError(FailoverError):

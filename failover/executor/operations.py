@@ -1,0 +1,107 @@
+"""
+Running one file of one operation: the only place that does "already there? → act → record".
+
+:func:`run_file` checks whether the handler's effect is already there, acts only if not, and returns
+the outcome; :func:`record_outcome` stores it in one transaction together with the follow-up
+operations, the lease renewal and the upload machine transitions it causes. Acting before recording
+is safe because every handler is idempotent: a crash between the two repeats the check, finds the
+effect, and records it then.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from failover.environment import Environment
+from failover.errors import FailoverError, TransientError
+from failover.executor.handlers import HANDLERS
+from failover.executor.leases import Lease
+from failover.executor.policy import ExecutorPolicy
+from failover.executor.upload_hooks import on_operation_done
+from failover.request import File, FileStatus, Operation, OperationStatus, operation_status_from_files
+from fsm.clock import format_time
+from persistence.requests import NewOperation, insert_operation_after, update_file, update_operation
+
+__all__ = ["MAX_ATTEMPTS_SUFFIX", "FileOutcome", "record_outcome", "run_file"]
+
+log = logging.getLogger("failover.executor")
+
+#: DIRAC's words for a file that used its last attempt.
+MAX_ATTEMPTS_SUFFIX = "(Max attempts limit reached)"
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What one try of one file came to."""
+
+    file: File
+    status: FileStatus
+    attempt: int
+    error: str
+    errors: list[str]
+    retry_at: datetime | None = None
+    followups: list[NewOperation] = field(default_factory=list)
+
+
+def run_file(
+    env: Environment, op: Operation, file: File, policy: ExecutorPolicy, rng: random.Random
+) -> FileOutcome:
+    """
+    Try one Waiting file of an operation once; never raises for the handler's failures.
+
+    Transient failures leave the file Waiting with a retry time (Failed once ``max_attempts`` is
+    reached); any other failure fails it at once. Every attempt's error is kept.
+    """
+    handler = HANDLERS[op.type]
+    attempt = file.attempt + 1
+    try:
+        followups = [] if handler.done(env, op, file) else handler.act(env, op, file)
+    except TransientError as err:
+        return _failed(env, file, attempt, err, policy, rng)
+    except FailoverError as err:
+        log.warning("%s of %s failed for good: %s", op.type, file.lfn, err)
+        errors = [*file.errors, f"{type(err).__name__}: {err}"]
+        return FileOutcome(file, FileStatus.Failed, attempt, errors[-1], errors)
+    return FileOutcome(file, FileStatus.Done, attempt, "", list(file.errors), followups=followups)
+
+
+def _failed(
+    env: Environment, file: File, attempt: int, err: FailoverError, policy: ExecutorPolicy, rng: random.Random
+) -> FileOutcome:
+    errors = [*file.errors, f"{type(err).__name__}: {err}"]
+    if attempt >= policy.max_attempts:
+        return FileOutcome(file, FileStatus.Failed, attempt, f"{errors[-1]} {MAX_ATTEMPTS_SUFFIX}", errors)
+    retry_at = env.clock() + timedelta(seconds=policy.delay(attempt, rng))
+    return FileOutcome(file, FileStatus.Waiting, attempt, errors[-1], errors, retry_at=retry_at)
+
+
+def record_outcome(env: Environment, lease: Lease, op: Operation, outcome: FileOutcome) -> None:
+    """
+    Store one file's outcome, all in one transaction: the file, its operation's status, follow-up
+    operations, the lease renewal, and the upload transitions the operation's completion causes.
+
+    Raises:
+        LeaseLost: another executor holds the request now; nothing is stored.
+    """
+    at = env.clock()
+    with env.store.transaction() as conn:
+        lease.renew(conn, at)
+        assert outcome.file.file_id is not None and op.operation_id is not None
+        update_file(
+            conn,
+            outcome.file.file_id,
+            status=outcome.status.value,
+            attempt=outcome.attempt,
+            error=outcome.error,
+            errors=outcome.errors,
+        )
+        statuses = [outcome.status if f is outcome.file else f.status for f in op.files]
+        status = operation_status_from_files(statuses) or op.status
+        update_operation(conn, op.operation_id, status=status.value, error=outcome.error, at=format_time(at))
+        for followup in reversed(outcome.followups):
+            insert_operation_after(conn, lease.request_id, op.order, followup, format_time(at))
+        if status is OperationStatus.Done:
+            on_operation_done(env, op)

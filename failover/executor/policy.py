@@ -1,0 +1,35 @@
+"""How the executor retries: declared as data, timed by the injected clock, jittered by a seeded RNG."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+__all__ = ["ExecutorPolicy"]
+
+
+@dataclass(frozen=True)
+class ExecutorPolicy:
+    """
+    Retry, backoff and lease settings of the request executor.
+
+    Args:
+        max_attempts: tries per file before it is Failed with "(Max attempts limit reached)".
+        backoff_base: seconds before the first retry.
+        backoff_factor: growth of the delay per attempt.
+        backoff_cap: the longest delay.
+        jitter: the delay varies by up to this fraction either way, so retries of many requests spread out.
+        lease_seconds: how long a taken request stays Assigned without renewal.
+    """
+
+    max_attempts: int = 10
+    backoff_base: float = 60.0
+    backoff_factor: float = 2.0
+    backoff_cap: float = 3600.0
+    jitter: float = 0.1
+    lease_seconds: float = 300.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        raw = min(self.backoff_cap, self.backoff_base * self.backoff_factor ** max(0, attempt - 1))
+        return min(self.backoff_cap, raw * (1 + self.jitter * (2 * rng.random() - 1)))

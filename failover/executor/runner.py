@@ -1,0 +1,148 @@
+"""
+The request executor: take due requests under a lease and run their operations in order.
+
+:meth:`Executor.run_once` processes everything due and returns; :meth:`Executor.run_forever` polls
+until stopped (SIGTERM or SIGINT finish the current file, put the request back and release its lease).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import uuid
+from datetime import datetime
+from types import FrameType
+
+from failover.environment import Environment
+from failover.executor.leases import Lease, LeaseLost
+from failover.executor.operations import record_outcome, run_file
+from failover.executor.policy import ExecutorPolicy
+from failover.executor.upload_hooks import on_request_failed
+from failover.request import (
+    FileStatus,
+    Operation,
+    Request,
+    RequestStatus,
+    current_operation,
+    refresh_statuses,
+)
+from fsm.clock import format_time
+from persistence.leases import release_request, take_due_request
+
+__all__ = ["Executor"]
+
+log = logging.getLogger("failover.executor")
+
+
+class Executor:
+    """
+    Runs committed requests to completion.
+
+    Args:
+        env: database, SEs, catalogs and clock.
+        policy: retries, backoff and lease length.
+        name: this executor's lease owner name (default: a random one).
+        seed: seeds the backoff jitter, so runs are reproducible.
+    """
+
+    def __init__(
+        self,
+        env: Environment,
+        policy: ExecutorPolicy | None = None,
+        *,
+        name: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.env = env
+        self.policy = policy or ExecutorPolicy()
+        self.name = name or f"executor-{uuid.uuid4().hex[:8]}"
+        self.rng = random.Random(seed)
+        self.stopping = threading.Event()
+
+    def take(self) -> Lease | None:
+        """Take the next due request under a lease, or None when nothing is due."""
+        now = self.env.clock()
+        lease_seconds = self.policy.lease_seconds
+        with self.env.store.transaction() as conn:
+            expires = Lease(0, self.name, lease_seconds).expiry(now)
+            request_id = take_due_request(conn, self.name, format_time(now), expires)
+        return None if request_id is None else Lease(request_id, self.name, lease_seconds)
+
+    def run_once(self) -> int:
+        """Process every request that is due now; return how many were taken."""
+        taken = 0
+        while not self.stopping.is_set() and (lease := self.take()) is not None:
+            taken += 1
+            self.process(lease)
+        return taken
+
+    def run_forever(self, poll_interval: float = 5.0) -> None:
+        """Poll for due requests until :attr:`stopping` is set (SIGTERM and SIGINT set it)."""
+        self._install_signal_handlers()
+        while not self.stopping.is_set():
+            if self.run_once() == 0:
+                self.stopping.wait(poll_interval)
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info("%s: signal %d, stopping after the current file", self.name, signum)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def process(self, lease: Lease) -> RequestStatus:
+        """Run a taken request's operations until it ends, must wait, or the executor stops."""
+        retry_at: datetime | None = None
+        try:
+            while not self.stopping.is_set() and retry_at is None:
+                request = self._load(lease.request_id)
+                op = current_operation(request)
+                if request.status.is_final or op is None:
+                    break
+                retry_at = self._run_operation(lease, request, op)
+        except LeaseLost:
+            log.warning("%s: lost the lease of request %d", self.name, lease.request_id)
+            return RequestStatus.Assigned
+        return self._release(lease, retry_at)
+
+    def _load(self, request_id: int) -> Request:
+        request = self.env.requests.load(request_id)
+        refresh_statuses(request)
+        return request
+
+    def _run_operation(self, lease: Lease, request: Request, op: Operation) -> datetime | None:
+        """Try each Waiting file of the current operation once; the earliest retry time, if any."""
+        retries: list[datetime] = []
+        for file in [f for f in op.files if f.status is FileStatus.Waiting]:
+            if self.stopping.is_set():
+                break
+            outcome = run_file(self.env, op, file, self.policy, self.rng)
+            record_outcome(self.env, lease, op, outcome)
+            if outcome.retry_at is not None:
+                retries.append(outcome.retry_at)
+        return min(retries) if retries else None
+
+    def _release(self, lease: Lease, retry_at: datetime | None) -> RequestStatus:
+        request = self._load(lease.request_id)
+        status = request.status if request.status.is_final else RequestStatus.Waiting
+        now = self.env.clock()
+        not_before = format_time(retry_at) if retry_at is not None and not status.is_final else None
+        with self.env.store.transaction() as conn:
+            released = release_request(
+                conn,
+                lease.request_id,
+                self.name,
+                status.value,
+                format_time(now),
+                error=request.error,
+                not_before=not_before,
+            )
+            if released and status in (RequestStatus.Failed, RequestStatus.Canceled):
+                on_request_failed(self.env, lease.request_id, request.error or status.value)
+        return status

@@ -1,0 +1,67 @@
+"""
+How executing operations moves the upload machines on, inside the transaction that records them.
+
+- every ``RegisterFile`` of a Registering upload Done → ``registered``;
+- its ``ReplicateAndRegister`` Done → FailedOver ``replication_started`` → Replicating;
+- its ``RemoveReplica`` Done → Replicating ``cleaned`` → Cleaned;
+- its request Failed or Canceled → Registering ``registration_failed`` → Failed, FailedOver or
+  Replicating ``request_failed`` → Stuck (with the reason).
+"""
+
+from __future__ import annotations
+
+from failover.environment import Environment
+from failover.request import Operation, OperationStatus, OperationType
+from persistence.requests import operations_of_machine
+from states import UploadState, UploadTrigger
+
+__all__ = ["on_operation_done", "on_request_failed"]
+
+_ON_DONE = {
+    OperationType.ReplicateAndRegister: (UploadState.FAILED_OVER, UploadTrigger.REPLICATION_STARTED),
+    OperationType.RemoveReplica: (UploadState.REPLICATING, UploadTrigger.CLEANED),
+    OperationType.RegisterFile: (UploadState.REGISTERING, UploadTrigger.REGISTERED),
+}
+_ON_FAILED = {
+    UploadState.REGISTERING: UploadTrigger.REGISTRATION_FAILED,
+    UploadState.FAILED_OVER: UploadTrigger.REQUEST_FAILED,
+    UploadState.REPLICATING: UploadTrigger.REQUEST_FAILED,
+}
+
+
+def _machine_of(env: Environment, operation_id: int | None) -> str | None:
+    row = env.store.conn.execute("SELECT machine_id FROM operations WHERE id = ?", (operation_id,)).fetchone()
+    return row[0] if row else None
+
+
+def _all_registrations_done(env: Environment, machine_id: str) -> bool:
+    rows = operations_of_machine(env.store.conn, machine_id)
+    register = [row for row in rows if row.type == OperationType.RegisterFile.value]
+    return all(row.status == OperationStatus.Done.value for row in register)
+
+
+def on_operation_done(env: Environment, op: Operation) -> None:
+    """Fire the upload transition an operation's completion means (call inside the recording transaction)."""
+    machine_id = _machine_of(env, op.operation_id)
+    if machine_id is None or op.type not in _ON_DONE:
+        return
+    state, trigger = _ON_DONE[op.type]
+    machine = env.uploads.load(machine_id)
+    if machine.state != state:
+        return
+    if trigger is UploadTrigger.REGISTERED and not _all_registrations_done(env, machine_id):
+        return
+    env.uploads.fire(machine_id, trigger, {"operation": op.operation_id})
+
+
+def on_request_failed(env: Environment, request_id: int, reason: str) -> None:
+    """Move every unfinished upload of a failed or canceled request to Failed or Stuck, with the reason."""
+    rows = env.store.conn.execute(
+        "SELECT machine_id FROM operations WHERE request_id = ? AND machine_id IS NOT NULL "
+        "GROUP BY machine_id ORDER BY MIN(id)",
+        (request_id,),
+    ).fetchall()
+    for (machine_id,) in rows:
+        trigger = _ON_FAILED.get(UploadState(env.uploads.load(machine_id).state))
+        if trigger is not None:
+            env.uploads.fire(machine_id, trigger, {"reason": reason, "request": request_id})
