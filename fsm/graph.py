@@ -7,7 +7,7 @@ the emission kinds they may produce.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -79,34 +79,58 @@ def _check_obligation(spec: MachineSpec, graph: nx.MultiDiGraph, target: str, em
         [(u, v, k) for u, v, k, emits in graph.edges(keys=True, data="emits") if emission in emits]
     )
     if target != spec.initial and nx.has_path(pruned, spec.initial, target):
-        path = nx.shortest_path(pruned, spec.initial, target)
+        path = " -> ".join(str(state) for state in nx.shortest_path(pruned, spec.initial, target))
         raise InvalidMachine(f"a path reaches {target} without emitting {emission}: {path}")
 
 
 def _refuse(problem: str, states: list[str]) -> None:
     if states:
-        raise InvalidMachine(f"{problem}: {states}")
+        raise InvalidMachine(f"{problem}: {[str(state) for state in states]}")
 
 
-def scenario_paths(spec: MachineSpec, *, loops: bool = True) -> Iterator[list[Transition]]:
+def scenario_paths(spec: MachineSpec) -> list[list[Transition]]:
     """
-    Yield every simple path of transitions from the initial state to a final state.
+    Paths of transitions from the initial state to a final state that together take every transition.
 
-    With ``loops``, a path also appears once with each self-loop (a retry, say) taken once at the state
-    where it applies, so walks cover every edge. Tests and the crash matrix enumerate scenarios from this.
+    Every simple path comes first; then, for each transition no simple path takes (a self-loop, a move
+    back), the shortest way to its source, the transition, and the shortest way on to a final state.
+    Tests and the crash matrix walk these.
     """
     graph = spec_graph(spec)
-    by_edge = {(source, t.trigger): t for t in spec.transitions for source in t.sources}
-    for final in sorted(spec.finals):
-        for edge_path in nx.all_simple_edge_paths(graph, spec.initial, final):
-            path = [by_edge[(u, key)] for u, _, key in edge_path]
-            yield path
-            if loops:
-                yield from _with_loops(spec, [u for u, _, _ in edge_path], path)
+    paths = [
+        _transitions(spec, edges)
+        for final in sorted(spec.finals)
+        for edges in nx.all_simple_edge_paths(graph, spec.initial, final)
+    ]
+    taken = {id(t) for path in paths for t in path}
+    for transition in spec.transitions:
+        for source in transition.sources:
+            if id(transition) not in taken:
+                paths.append(_through(spec, graph, source, transition))
+                taken.add(id(transition))
+    return paths
 
 
-def _with_loops(spec: MachineSpec, sources: list[str], path: list[Transition]) -> Iterator[list[Transition]]:
-    for index, state in enumerate(sources):
-        for loop in spec.transitions_from(state):
-            if loop.dest == state:
-                yield [*path[:index], loop, *path[index:]]
+def _transitions(spec: MachineSpec, edges: list[Edge]) -> list[Transition]:
+    return [_edge_transition(spec, source, dest, trigger) for source, dest, trigger in edges]
+
+
+def _edge_transition(spec: MachineSpec, source: str, dest: str, trigger: str) -> Transition:
+    for transition in spec.transitions_from(source):
+        if transition.trigger == trigger and transition.dest == dest:
+            return transition
+    raise KeyError((source, trigger, dest))
+
+
+def _through(
+    spec: MachineSpec, graph: nx.MultiDiGraph, source: str, transition: Transition
+) -> list[Transition]:
+    before = _shortest_edges(graph, spec.initial, source)
+    finals = [f for f in sorted(spec.finals) if nx.has_path(graph, transition.dest, f)]
+    after = min((_shortest_edges(graph, transition.dest, f) for f in finals), key=len)
+    return [*_transitions(spec, before), transition, *_transitions(spec, after)]
+
+
+def _shortest_edges(graph: nx.MultiDiGraph, start: str, end: str) -> list[Edge]:
+    nodes = nx.shortest_path(graph, start, end)
+    return [(u, v, next(iter(graph[u][v]))) for u, v in itertools.pairwise(nodes)]

@@ -9,12 +9,14 @@ The upload machine, declared as data (DESIGN.md, "The upload machine").
     Uploading ──attempt_failed──► Uploading          (same SE after a wait, or the next SE)
     Uploading ──exhausted / refused──► Failed (final)
     Registering ──registration_failed──► Failed
-    FailedOver / Replicating ──request_failed──► Stuck ──operator_retry──► back ; Stuck ──cancelled──► Failed
+    FailedOver / Replicating ──request_failed──► Stuck ──operator_retry──► FailedOver
+    Stuck ──cancelled──► Failed
 
 Stuck hangs off the failover branch only: a Registering upload whose request fails ends Failed (the
 reason kept, the replica at its destination SE recorded). Were Registering allowed into Stuck, the
-graph would hold a path Registering → Stuck → Replicating → Cleaned that skips the emission of the
-temporary replica's removal, and only a guard would stand in its way.
+graph would hold a path Registering → Stuck → FailedOver → Replicating → Cleaned that skips the
+emission of the temporary replica's removal. And Stuck always returns to FailedOver (the replication
+is re-issued; it is idempotent), so the graph shows no move a guard would have to forbid.
 
 Checked when imported: every state reachable, no trap, no exit from a final state, and no path to
 Cleaned that skips the transition emitting the removal of the temporary replica.
@@ -54,6 +56,7 @@ _TRANSITIONS = (
         (S.UPLOADING,),
         S.FAILED,
         uploading.decide_refused,
+        uploading.nothing_tried_yet,
         doc="refused before any put (conflicting catalog entry)",
     ),
     Transition(
@@ -117,16 +120,13 @@ _TRANSITIONS = (
         stuck.decide_request_failed,
         doc="the request ran out of retries",
     ),
-    *(
-        Transition(
-            T.OPERATOR_RETRY,
-            (S.STUCK,),
-            state,
-            stuck.decide_operator_retry,
-            stuck.stuck_from(state),
-            doc="an operator retries the failed operations",
-        )
-        for state in _STUCKABLE
+    Transition(
+        T.OPERATOR_RETRY,
+        (S.STUCK,),
+        S.FAILED_OVER,
+        stuck.decide_operator_retry,
+        emits=(REGISTER_FILE, REPLICATE_AND_REGISTER, REMOVE_REPLICA),
+        doc="an operator retries: the replication and unfinished operations, re-issued in a new request",
     ),
     Transition(T.CANCELLED, (S.STUCK,), S.FAILED, stuck.decide_cancelled, doc="an operator gives up"),
 )

@@ -9,7 +9,8 @@ __all__ = ["decide_registered", "decide_registration_failed"]
 
 def decide_registered(ctx: TransitionContext) -> Decision:
     """Every catalog now holds the file: move the deferred ones to the registered list."""
-    registered = list(dict.fromkeys([*ctx.data["registered_catalogs"], *ctx.data["unregistered_catalogs"]]))
+    done = {*ctx.data["registered_catalogs"], *ctx.data["unregistered_catalogs"]}
+    registered = [name for name in ctx.data["catalogs"] if name in done]
     return Decision({"registered_catalogs": registered, "unregistered_catalogs": {}})
 
 

@@ -1,44 +1,40 @@
 """
 Decisions into and out of Stuck: a request ran out of retries; an operator retries or gives up.
 
-Stuck is not final: ``operator_retry`` returns the upload to the state it got stuck in (one guarded
-transition per such state), ``cancelled`` ends it as Failed with the reason kept.
+Stuck is not final. ``operator_retry`` always returns the upload to FailedOver and *emits* the
+re-issued operations (the replication, which is idempotent, and whatever had not finished) into a new
+request named in the event, so they are stored with the transition like every other emission.
+``cancelled`` ends the upload as Failed with the reason it got stuck for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from fsm.spec import Decision, Emission, TransitionContext
 
-from fsm.spec import Decision, TransitionContext
-from states.names import UploadState
-
-__all__ = ["decide_cancelled", "decide_operator_retry", "decide_request_failed", "stuck_from"]
+__all__ = ["decide_cancelled", "decide_operator_retry", "decide_request_failed"]
 
 
 def decide_request_failed(ctx: TransitionContext) -> Decision:
-    """Remember where the upload got stuck and why."""
-    return Decision({"stuck_from": ctx.source, "stuck_reason": ctx.event["reason"]})
-
-
-def stuck_from(state: UploadState) -> Callable[[TransitionContext], bool]:
-    """Guard factory: the upload got stuck in ``state``."""
-
-    def guard(ctx: TransitionContext) -> bool:
-        return ctx.data.get("stuck_from") == state.value
-
-    guard.__name__ = f"stuck_in_{state.value}"
-    return guard
+    """Remember where the upload got stuck, why, and in which request."""
+    changes = {
+        "stuck_from": ctx.source,
+        "stuck_reason": ctx.event["reason"],
+        "stuck_request": ctx.event.get("request"),
+    }
+    return Decision(changes)
 
 
 def decide_operator_retry(ctx: TransitionContext) -> Decision:
-    """Clear the stuck mark and count the operator's retry."""
-    return Decision(
-        {
-            "stuck_from": None,
-            "stuck_reason": None,
-            "operator_retries": ctx.data.get("operator_retries", 0) + 1,
-        }
-    )
+    """Clear the stuck mark, count the retry, switch to the new request and re-emit its operations."""
+    changes = {
+        "stuck_from": None,
+        "stuck_reason": None,
+        "stuck_request": None,
+        "operator_retries": ctx.data.get("operator_retries", 0) + 1,
+        "request": dict(ctx.event["request"]),
+    }
+    emissions = tuple(Emission(op["type"], op) for op in ctx.event["operations"])
+    return Decision(changes, emissions)
 
 
 def decide_cancelled(ctx: TransitionContext) -> Decision:

@@ -36,10 +36,11 @@ def new_upload_data(
     Build a new upload's data.
 
     Candidates are the destination SEs in order, then the failover SEs that are not targets (an SE
-    named as a target is skipped in the failover list).
+    named as a target, or a destination when no target is named, is skipped in the failover list).
     """
+    aims = list(targets) or list(destinations)
     candidates = [{"se": se, "role": Role.DESTINATION.value} for se in destinations]
-    candidates += [{"se": se, "role": Role.FAILOVER.value} for se in failovers if se not in targets]
+    candidates += [{"se": se, "role": Role.FAILOVER.value} for se in failovers if se not in aims]
     return {
         "lfn": lfn,
         "local_path": local_path,
@@ -48,7 +49,7 @@ def new_upload_data(
         "checksum_type": checksum_type,
         "guid": guid,
         "catalogs": list(catalogs),
-        "targets": list(targets) or list(destinations),
+        "targets": aims,
         "candidates": candidates,
         "retry_upload": retry_upload,
         "retry_delays": list(policy.delays),

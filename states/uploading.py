@@ -31,6 +31,7 @@ __all__ = [
     "landed_at_destination_fully_registered",
     "landed_at_destination_partly_registered",
     "landed_at_failover",
+    "nothing_tried_yet",
     "outcome_trigger",
 ]
 
@@ -51,15 +52,20 @@ def _has_next_se(data: Mapping[str, Any]) -> bool:
 
 
 def can_try_again(ctx: TransitionContext) -> bool:
-    """Guard: after this failure, there is an attempt left (same SE after a wait, or the next SE)."""
-    return _retry_same_se(ctx.data, ctx.event) or _has_next_se(ctx.data)
+    """Guard: the SE being tried failed, and an attempt is left (same SE after a wait, or the next SE)."""
+    return _is_current(ctx) and (_retry_same_se(ctx.data, ctx.event) or _has_next_se(ctx.data))
 
 
 def is_exhausted(ctx: TransitionContext) -> bool:
-    """Guard: nothing is left to try (every candidate failed, or there were none)."""
+    """Guard: nothing is left to try: there was no candidate, or the last one just failed for good."""
     if current_candidate(ctx.data) is None:
         return True
-    return "se" in ctx.event and not can_try_again(ctx)
+    return _is_current(ctx) and not (_retry_same_se(ctx.data, ctx.event) or _has_next_se(ctx.data))
+
+
+def nothing_tried_yet(ctx: TransitionContext) -> bool:
+    """Guard: no put was attempted yet (a refusal happens before anything is uploaded)."""
+    return not ctx.data["attempts"]
 
 
 def failure_trigger(data: Mapping[str, Any], event: Mapping[str, Any]) -> UploadTrigger:
@@ -107,8 +113,9 @@ def decide_refused(ctx: TransitionContext) -> Decision:
 
 
 def _is_current(ctx: TransitionContext) -> bool:
+    """The event is about the SE being tried now."""
     candidate = current_candidate(ctx.data)
-    return candidate is not None and candidate["se"] == ctx.event["se"]
+    return candidate is not None and candidate["se"] == ctx.event.get("se")
 
 
 def landed_at_destination_fully_registered(ctx: TransitionContext) -> bool:
