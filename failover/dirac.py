@@ -106,22 +106,29 @@ class FailoverTransfer:
         self.defaultChecksumType = defaultChecksumType
         base = requestObject or Request(name="noname_request", source_component="FailoverTransfer")
         owner, group = environment.request_owner
+        base.owner, base.owner_group = base.owner or owner, base.owner_group or group
         self._base = base
         self._header = RequestHeader(
             client_key or uuid.uuid4().hex,
             base.name,
-            base.owner or owner,
-            base.owner_group or group,
+            base.owner,
+            base.owner_group,
             base.source_component,
             base.job_id,
         )
         self._pending = list(base.operations)
 
     def _write_pending(self) -> None:
-        """Store the passed-in request's own operations first, so ours follow them in order."""
+        """
+        Store the passed-in request's own operations first, so ours follow them in order.
+
+        They are keyed by client key and position: a restarted job passing the same request and key
+        does not store them twice.
+        """
         if self._pending:
             request_id = self.env.requests.ensure(self._header)
-            self.env.requests.add_operations(request_id, self._pending)
+            keys = [f"{self._header.client_key}/initial/{i}" for i in range(len(self._pending))]
+            self.env.requests.add_operations(request_id, self._pending, keys=keys)
             self._pending = []
 
     def _upload(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from failover.request import (
@@ -187,12 +188,25 @@ class RequestStore:
         with self.store.transaction() as conn:
             return ensure_request(conn, header, format_time(self.clock()))
 
-    def add_operations(self, request_id: int, operations: Sequence[Operation]) -> None:
-        """Append caller-built operations to a request, all in one transaction."""
+    def add_operations(
+        self, request_id: int, operations: Sequence[Operation], *, keys: Sequence[str] | None = None
+    ) -> None:
+        """
+        Append caller-built operations to a request, all in one transaction.
+
+        With ``keys`` (one idempotency key per operation), an operation whose key is stored already is
+        skipped, so adding the same operations again stores nothing.
+        """
         at = format_time(self.clock())
         with self.store.transaction() as conn:
-            for operation in operations:
-                insert_operation(conn, request_id, operation_from_model(operation), at)
+            for index, operation in enumerate(operations):
+                key = keys[index] if keys is not None else None
+                if (
+                    key is not None
+                    and conn.execute("SELECT 1 FROM operations WHERE idem_key = ?", (key,)).fetchone()
+                ):
+                    continue
+                insert_operation(conn, request_id, replace(operation_from_model(operation), idem_key=key), at)
 
     def load(self, request_id: int) -> Request:
         """

@@ -131,6 +131,8 @@ class Executor:
     def _release(self, lease: Lease, retry_at: datetime | None) -> RequestStatus:
         request = self._load(lease.request_id)
         status = request.status if request.status.is_final else RequestStatus.Waiting
+        if not request.operations:
+            status = RequestStatus.Done  # nothing to do; left Waiting it would be taken again at once
         now = self.env.clock()
         not_before = format_time(retry_at) if retry_at is not None and not status.is_final else None
         with self.env.store.transaction() as conn:

@@ -1,0 +1,138 @@
+"""
+Operator actions: retry a Stuck upload, cancel a request or a Stuck upload.
+
+Each action is one transaction that also fires the upload machines' transitions, so it is journaled.
+A retry never reopens the failed request (Failed is final, kept as history): it copies the upload's
+unfinished operations into a new committed request, files Waiting with attempts reset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from failover.environment import Environment
+from failover.errors import InvalidInput
+from failover.executor.upload_hooks import on_request_failed
+from failover.request import OperationStatus, OperationType, RequestStatus
+from failover.request_store import REQUEST_KEY
+from fsm.clock import format_time
+from persistence.requests import (
+    FileRow,
+    OperationRow,
+    commit_request,
+    find_request,
+    load_operations,
+    load_request,
+    set_request_status,
+    update_operation,
+)
+from states import UploadState, UploadTrigger
+
+__all__ = ["cancel_request", "cancel_upload", "retry_upload"]
+
+#: Operations a cancel stops.
+_OPEN = {
+    OperationStatus.Queued.value,
+    OperationStatus.Waiting.value,
+    OperationStatus.Scheduled.value,
+    OperationStatus.Assigned.value,
+}
+#: Operations a retry issues again (besides the replication).
+_UNFINISHED = _OPEN | {OperationStatus.Failed.value, OperationStatus.Canceled.value}
+
+
+def _stuck(env: Environment, machine_id: str) -> dict[str, Any]:
+    row = env.uploads.load(machine_id)
+    if row.state != UploadState.STUCK:
+        raise InvalidInput(f"upload {machine_id} is {row.state}, not Stuck", lfn=row.data["lfn"])
+    return row.data
+
+
+def _payload(op: OperationRow, files: list[FileRow]) -> dict[str, Any]:
+    """An operation as the upload machine emits it, files fresh (Waiting, no attempt)."""
+    return {
+        "type": op.type,
+        "target_se": list(op.target_se),
+        "source_se": op.source_se,
+        "catalog": list(op.catalog),
+        "files": [
+            {
+                "lfn": f.lfn,
+                "pfn": f.pfn,
+                "checksum": f.checksum,
+                "checksum_type": f.checksum_type,
+                "size": f.size,
+                "guid": f.guid,
+            }
+            for f in files
+        ],
+    }
+
+
+def _reissued(env: Environment, machine_id: str, request_id: int | None) -> list[dict[str, Any]]:
+    """The replication (idempotent, so always) and every unfinished operation of the stuck request."""
+    if request_id is None:
+        (request_id,) = env.store.conn.execute(
+            "SELECT MAX(request_id) FROM operations WHERE machine_id = ?", (machine_id,)
+        ).fetchone()
+    return [
+        _payload(op, files)
+        for op, files in load_operations(env.store.conn, int(request_id or 0))
+        if op.machine_id == machine_id
+        and (op.status in _UNFINISHED or op.type == OperationType.ReplicateAndRegister.value)
+    ]
+
+
+def retry_upload(env: Environment, machine_id: str) -> int:
+    """
+    Retry a Stuck upload: its operations re-issued in a new committed request, the upload back to FailedOver.
+
+    The ``operator_retry`` transition emits the operations, so they are stored with it (journaled, under
+    idempotency keys) and the request is committed in the same transaction.
+
+    Returns:
+        The id of the new request.
+
+    Raises:
+        InvalidInput: the upload is not Stuck.
+    """
+    data = _stuck(env, machine_id)
+    generation = int(data.get("operator_retries", 0)) + 1
+    header = {**data[REQUEST_KEY], "client_key": f"retry:{machine_id}:{generation}"}
+    event = {"request": header, "operations": _reissued(env, machine_id, data.get("stuck_request"))}
+    with env.store.transaction() as conn:
+        env.uploads.fire(machine_id, UploadTrigger.OPERATOR_RETRY, event)
+        new = find_request(conn, header["client_key"])
+        assert new is not None
+        commit_request(conn, new.id, format_time(env.clock()))
+    return new.id
+
+
+def cancel_request(env: Environment, request_id: int, reason: str = "canceled by operator") -> None:
+    """
+    Cancel a request that has not ended: its unfinished operations are Canceled, its uploads Stuck or Failed.
+
+    Raises:
+        InvalidInput: the request has ended already.
+    """
+    row = load_request(env.store.conn, request_id)
+    if RequestStatus(row.status).is_final:
+        raise InvalidInput(f"request {request_id} is {row.status} already")
+    at = format_time(env.clock())
+    with env.store.transaction() as conn:
+        for op, _ in load_operations(conn, request_id):
+            if op.status in _OPEN:
+                update_operation(conn, op.id, status=OperationStatus.Canceled.value, error=reason, at=at)
+        set_request_status(conn, request_id, RequestStatus.Canceled.value, reason, at)
+        on_request_failed(env, request_id, reason)
+
+
+def cancel_upload(env: Environment, machine_id: str) -> None:
+    """
+    Give up on a Stuck upload: it ends Failed, the reason it got stuck kept.
+
+    Raises:
+        InvalidInput: the upload is not Stuck.
+    """
+    _stuck(env, machine_id)
+    env.uploads.fire(machine_id, UploadTrigger.CANCELLED, {})

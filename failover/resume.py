@@ -1,0 +1,70 @@
+"""
+Resuming after a crash: drive every unfinished upload on, and commit the requests left as drafts.
+
+A process that died mid-upload left its machine in Uploading (its stored state says which SE and
+attempt come next) and maybe a draft request whose operations were already durable. :func:`resume`
+finishes both: nothing is uploaded twice (puts find identical objects), nothing is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from failover.driver import drive_upload
+from failover.environment import Environment
+from failover.errors import FailoverError
+from failover.uploads import UploadResult, result_of
+from persistence.machines import iter_machines
+from persistence.rows import MachineRow
+from states import UPLOAD_MACHINE, UploadState
+
+__all__ = ["ResumeReport", "draft_requests", "resume", "unfinished_uploads"]
+
+
+@dataclass
+class ResumeReport:
+    """What :func:`resume` did."""
+
+    finished: list[UploadResult] = field(default_factory=list)
+    failed: dict[str, FailoverError] = field(default_factory=dict)
+    committed: list[int] = field(default_factory=list)
+
+
+def unfinished_uploads(env: Environment) -> list[MachineRow]:
+    """Every upload still in Uploading, in id order."""
+    return list(iter_machines(env.store.conn, UPLOAD_MACHINE.name, [UploadState.UPLOADING.value]))
+
+
+def draft_requests(env: Environment) -> list[int]:
+    """Requests never committed whose uploads have all left Uploading (their clients are gone or done)."""
+    rows = env.store.conn.execute(
+        "SELECT r.id FROM requests r WHERE r.committed_at IS NULL AND NOT EXISTS ("
+        "SELECT 1 FROM operations o JOIN machines m ON m.id = o.machine_id "
+        "WHERE o.request_id = r.id AND m.state = ?) ORDER BY r.id",
+        (UploadState.UPLOADING.value,),
+    )
+    return [request_id for (request_id,) in rows]
+
+
+def resume(env: Environment, *, commit_drafts: bool = True) -> ResumeReport:
+    """
+    Drive every unfinished upload on, then commit the draft requests left behind.
+
+    Args:
+        env: the environment the uploads ran in.
+        commit_drafts: commit requests that were never committed (do not use while clients still run).
+
+    Returns:
+        What was finished, what failed (by machine id) and which requests were committed.
+    """
+    report = ResumeReport()
+    for row in unfinished_uploads(env):
+        try:
+            report.finished.append(result_of(env, drive_upload(env, row.id)))
+        except FailoverError as err:
+            report.failed[row.id] = err
+    if commit_drafts:
+        for request_id in draft_requests(env):
+            if env.requests.commit(request_id):
+                report.committed.append(request_id)
+    return report
