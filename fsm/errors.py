@@ -5,12 +5,13 @@ Errors raised by the state-machine engine.
 
     FsmError                  root
     ├── InvalidMachine        a machine spec is broken (unreachable states, traps, exits from finals...)
+    ├── UndeclaredEmission    a decider emitted a kind its transition does not declare (a bug)
     └── TransitionNotAllowed  the trigger cannot fire from the instance's state, or every guard refused
 """
 
 from __future__ import annotations
 
-__all__ = ["FsmError", "InvalidMachine", "TransitionNotAllowed"]
+__all__ = ["FsmError", "InvalidMachine", "TransitionNotAllowed", "UndeclaredEmission"]
 
 
 class FsmError(Exception):
@@ -23,6 +24,12 @@ class InvalidMachine(FsmError):
     """A machine spec fails its checks; the message names the offending states."""
 
     code = "invalid_machine"
+
+
+class UndeclaredEmission(FsmError):
+    """A decider emitted a kind its transition does not declare; nothing of the transition is stored."""
+
+    code = "undeclared_emission"
 
 
 class TransitionNotAllowed(FsmError):

@@ -19,6 +19,7 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from persistence.errors import map_sqlite_errors
 from persistence.migrations import MIGRATIONS, apply_migrations
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "Durability", "Store", "open_store"]
@@ -84,8 +85,13 @@ class Store:
         Run the block in one write transaction (``BEGIN IMMEDIATE``), or a savepoint when nested.
 
         The block's writes are committed together when it ends, or all rolled back if it raises; the
-        original exception propagates.
+        original exception propagates (``sqlite3`` errors as :class:`StoreError` subclasses).
         """
+        with map_sqlite_errors(self.path), self._transaction() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.conn
         if conn.in_transaction:
             name = f"sp_{secrets.token_hex(8)}"
@@ -118,7 +124,9 @@ class Store:
         """Run SQLite's integrity and foreign-key checks; return the problems found (empty when sound)."""
         problems = [row[0] for row in self.conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
         for table, rowid, parent, _ in self.conn.execute("PRAGMA foreign_key_check"):
-            problems.append(f"{table} row {rowid} refers to a missing {parent} row")
+            # WITHOUT ROWID tables (the journal) have no row number to name.
+            where = f"row {rowid}" if rowid is not None else "a row"
+            problems.append(f"{table} {where} refers to a missing {parent} row")
         return problems
 
 
@@ -145,7 +153,8 @@ def open_store(
     Raises:
         SchemaTooNew: the database was written by a newer version of failover.
     """
-    store = Store(path, durability=durability, busy_timeout_ms=busy_timeout_ms)
+    with map_sqlite_errors(str(path)):
+        store = Store(path, durability=durability, busy_timeout_ms=busy_timeout_ms)
     try:
         with store.transaction():
             apply_migrations(store.db, migrations)

@@ -3,16 +3,33 @@ Errors raised by the persistence layer.
 
 ::
 
-    StoreError            root: the store cannot do what was asked
-    ├── SchemaTooNew      the database was written by a newer failover: upgrade, do not touch it
-    ├── ConcurrentUpdate  another writer changed the row first (compare-and-swap lost)
-    ├── NotFound          no such row
-    └── AlreadyExists     a row with that key exists already
+    StoreError               root: the store cannot do what was asked
+    ├── SchemaTooNew         the database was written by a newer failover: upgrade, do not touch it
+    ├── ConcurrentUpdate     another writer changed the row first (compare-and-swap lost)
+    ├── NotFound             no such row
+    ├── AlreadyExists        a row with that key exists already
+    ├── ConstraintViolation  a write broke a constraint (a duplicate key, a missing parent row)
+    └── StoreUnavailable     the database cannot be opened or used now (locked, I/O error, full)
+
+:func:`map_sqlite_errors` is the one place ``sqlite3`` errors become these.
 """
 
 from __future__ import annotations
 
-__all__ = ["AlreadyExists", "ConcurrentUpdate", "NotFound", "SchemaTooNew", "StoreError"]
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+
+__all__ = [
+    "AlreadyExists",
+    "ConcurrentUpdate",
+    "ConstraintViolation",
+    "NotFound",
+    "SchemaTooNew",
+    "StoreError",
+    "StoreUnavailable",
+    "map_sqlite_errors",
+]
 
 
 class StoreError(Exception):
@@ -43,3 +60,28 @@ class AlreadyExists(StoreError):
     """A row with that key exists already."""
 
     code = "already_exists"
+
+
+class ConstraintViolation(StoreError):
+    """A write broke one of the database's constraints; nothing of the transaction was stored."""
+
+    code = "constraint_violation"
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be opened or used right now (locked past the timeout, I/O error, disk full)."""
+
+    code = "store_unavailable"
+
+
+@contextlib.contextmanager
+def map_sqlite_errors(path: str) -> Iterator[None]:
+    """Turn ``sqlite3`` errors raised in the block into store errors naming the database."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise ConstraintViolation(f"{path}: {exc}") from exc
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(f"{path}: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: {exc}") from exc

@@ -13,6 +13,12 @@ from persistence.rows import MachineRow
 __all__ = ["count_by_state", "insert_machine", "iter_machines", "load_machine", "update_machine"]
 
 _COLUMNS = "id, kind, state, version, data, created_at, updated_at"
+_INSERT = f"INSERT INTO machines ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_LOAD = f"SELECT {_COLUMNS} FROM machines WHERE id = ?"
+_UPDATE = (
+    "UPDATE machines SET state = ?, data = ?, version = version + 1, updated_at = ? "
+    "WHERE id = ? AND version = ?"
+)
 
 
 def _row(values: tuple[Any, ...]) -> MachineRow:
@@ -29,7 +35,7 @@ def insert_machine(conn: sqlite3.Connection, row: MachineRow) -> None:
     """
     try:
         conn.execute(
-            f"INSERT INTO machines ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            _INSERT,
             (row.id, row.kind, row.state, row.version, dumps(row.data), row.created_at, row.updated_at),
         )
     except sqlite3.IntegrityError as exc:
@@ -43,7 +49,7 @@ def load_machine(conn: sqlite3.Connection, machine_id: str) -> MachineRow:
     Raises:
         NotFound: no instance has that id.
     """
-    values = conn.execute(f"SELECT {_COLUMNS} FROM machines WHERE id = ?", (machine_id,)).fetchone()
+    values = conn.execute(_LOAD, (machine_id,)).fetchone()
     if values is None:
         raise NotFound(f"no machine {machine_id!r}")
     return _row(values)
@@ -63,11 +69,7 @@ def update_machine(
     Raises:
         ConcurrentUpdate: the row's version moved on (or the row is gone).
     """
-    cursor = conn.execute(
-        "UPDATE machines SET state = ?, data = ?, version = version + 1, updated_at = ? "
-        "WHERE id = ? AND version = ?",
-        (state, dumps(data), at, machine_id, expected_version),
-    )
+    cursor = conn.execute(_UPDATE, (state, dumps(data), at, machine_id, expected_version))
     if cursor.rowcount != 1:
         raise ConcurrentUpdate(f"machine {machine_id!r} changed since version {expected_version}")
 

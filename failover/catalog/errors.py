@@ -10,6 +10,8 @@ by what the caller does next (STYLE rule 4):
     sqlite3.OperationalError   → CatalogUnavailable    cannot open, locked beyond the timeout, I/O, full
     sqlite3.DatabaseError      → PermanentError        damaged, or not a catalog: an operator must act
     sqlite3.Error / Warning    → PermanentError        the catalog was misused (a bug)
+    ConstraintViolation        → RegistrationRefused   (the store's name for an IntegrityError)
+    StoreUnavailable           → CatalogUnavailable    (the store's name for an OperationalError)
     persistence StoreError     → PermanentError        e.g. written by a newer failover: upgrade
 
 A :class:`~failover.errors.PermanentError` that is not a :class:`~failover.errors.RegistrationRefused`
@@ -24,7 +26,7 @@ import sqlite3
 from collections.abc import Iterator
 
 from failover.errors import CatalogUnavailable, FailoverError, PermanentError, RegistrationRefused
-from persistence.errors import StoreError
+from persistence.errors import ConstraintViolation, StoreError, StoreUnavailable
 
 __all__ = ["map_catalog_errors"]
 
@@ -35,6 +37,8 @@ _MAPPING: tuple[tuple[type[Exception], type[FailoverError], str], ...] = (
     (sqlite3.DatabaseError, PermanentError, "the catalog database is damaged or not a catalog"),
     (sqlite3.Error, PermanentError, "the catalog database was misused"),
     (sqlite3.Warning, PermanentError, "the catalog database was misused"),
+    (ConstraintViolation, RegistrationRefused, "the catalog's constraints refused the write"),
+    (StoreUnavailable, CatalogUnavailable, "cannot use the catalog database"),
     (StoreError, PermanentError, "the catalog database cannot be used"),
 )
 
