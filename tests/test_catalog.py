@@ -30,7 +30,7 @@ from failover.errors import (
 )
 from persistence.catalog import CATALOG_MIGRATIONS, load_catalog_file
 from persistence.db import open_store
-from persistence.errors import SchemaTooNew, StoreError
+from persistence.errors import SchemaTooNew, StoreError, StoreUnavailable
 
 LFN = "/vo/user/a/alice/run42/out.root"
 GUID = "6F1A2B3C-4D5E-4F60-8172-839405A6B7C8"
@@ -271,7 +271,9 @@ def test_unopenable_catalog_is_unavailable(tmp_path: Path, case: str) -> None:
         cat.register_file(ENTRY, REPLICA)
     assert caught.value.catalog == "Backup"
     assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    # The store names the sqlite3 error first (StoreUnavailable), keeping it as its own cause.
+    assert isinstance(caught.value.__cause__, StoreUnavailable)
+    assert isinstance(caught.value.__cause__.__cause__, sqlite3.OperationalError)
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores directory permissions")

@@ -1,0 +1,1 @@
+"""Machines used by the tests, one per module."""

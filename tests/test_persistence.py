@@ -1,0 +1,238 @@
+"""The store: opening and migrating a database, its pragmas, integrity checks and transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from persistence import (
+    AlreadyExists,
+    ConcurrentUpdate,
+    Durability,
+    MachineRow,
+    NotFound,
+    SchemaTooNew,
+    Store,
+    open_store,
+)
+from persistence.machines import count_by_state, insert_machine, iter_machines, load_machine, update_machine
+from persistence.migrations import MIGRATIONS, schema_version
+
+
+class Oops(Exception):
+    """Raised inside a transaction block by the tests."""
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _migration_rows(path: Path) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return list(conn.execute("SELECT * FROM _sqlite_migrations ORDER BY id"))
+
+
+def _schema(path: Path) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return list(conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name"))
+
+
+def _machine(machine_id: str, state: str = "Idle", kind: str = "counter") -> MachineRow:
+    return MachineRow(machine_id, kind, state, 0, {"n": 1}, "2030-01-01T00:00:00.000000+00:00", "t0")
+
+
+def test_open_creates_the_schema_and_records_every_migration(tmp_path: Path) -> None:
+    with open_store(tmp_path / "new.db") as store:
+        assert {"machines", "journal", "emitted", "_sqlite_migrations"} <= _tables(store.conn)
+        assert schema_version(store.db) == len(MIGRATIONS._migrations)
+
+
+def test_open_uses_wal_foreign_keys_and_the_default_busy_timeout(store: Store) -> None:
+    assert store.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone() == (30_000,)
+
+
+def test_open_sets_the_busy_timeout_asked_for(tmp_path: Path) -> None:
+    with open_store(tmp_path / "db.db", busy_timeout_ms=1234) as store:
+        assert store.conn.execute("PRAGMA busy_timeout").fetchone() == (1234,)
+
+
+@pytest.mark.parametrize(
+    ("durability", "synchronous"),
+    [(None, 2), (Durability.FULL, 2), (Durability.NORMAL, 1)],
+    ids=["default", "full", "normal"],
+)
+def test_synchronous_follows_the_durability_profile(
+    tmp_path: Path, durability: Durability | None, synchronous: int
+) -> None:
+    """FULL (2) unless the faster NORMAL (1) profile is chosen."""
+    opened = (
+        open_store(tmp_path / "db.db")
+        if durability is None
+        else open_store(tmp_path / "db.db", durability=durability)
+    )
+    with opened as store:
+        assert store.conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
+
+
+def test_reopening_applies_nothing_new(tmp_path: Path) -> None:
+    path = tmp_path / "db.db"
+    open_store(path).close()
+    migrations, schema = _migration_rows(path), _schema(path)
+
+    open_store(path).close()
+
+    assert _migration_rows(path) == migrations
+    assert _schema(path) == schema
+
+
+def test_a_database_with_an_unknown_migration_is_refused_untouched(tmp_path: Path) -> None:
+    """A database written by a newer failover raises SchemaTooNew naming the migration; it is not modified."""
+    path = tmp_path / "newer.db"
+    with open_store(path) as store:
+        store.conn.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES (?, ?, ?)",
+            ("failover", "m999_from_the_future", "2031-01-01 00:00:00+00:00"),
+        )
+    before = path.read_bytes()
+
+    with pytest.raises(SchemaTooNew, match=r"newer.*m999_from_the_future.*upgrade"):
+        open_store(path)
+
+    assert path.read_bytes() == before
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+
+
+def test_an_unknown_migration_of_another_set_is_not_ours_to_refuse(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    with open_store(path) as store:
+        store.conn.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES (?, ?, ?)",
+            ("someone-else", "m999_theirs", "2031-01-01 00:00:00+00:00"),
+        )
+
+    open_store(path).close()
+
+
+def test_integrity_check_is_empty_on_a_sound_database(store: Store) -> None:
+    insert_machine(store.conn, _machine("m1"))
+    store.conn.execute(
+        "INSERT INTO journal (machine_id, seq, at, trigger, src, dst, payload) "
+        "VALUES ('m1', 0, 't', 'create', NULL, 'Idle', '{}')"
+    )
+
+    assert store.integrity_check() == []
+
+
+@pytest.mark.parametrize(
+    "orphan",
+    [
+        "INSERT INTO journal (machine_id, seq, at, trigger, src, dst, payload) "
+        "VALUES ('ghost', 0, 't', 'create', NULL, 'Idle', '{}')",
+        "INSERT INTO emitted (idem_key, machine_id, seq, position, kind, payload, created_at) "
+        "VALUES ('ghost/1/0/tick', 'ghost', 1, 0, 'tick', '{}', 't')",
+    ],
+    ids=["journal", "emitted"],
+)
+def test_integrity_check_reports_a_row_of_a_missing_machine(store: Store, orphan: str) -> None:
+    store.conn.execute("PRAGMA foreign_keys = OFF")
+    store.conn.execute(orphan)
+    store.conn.execute("PRAGMA foreign_keys = ON")
+
+    problems = store.integrity_check()
+
+    assert len(problems) == 1
+    assert "missing machines row" in problems[0]
+
+
+def test_a_transaction_commits_when_the_block_ends(store: Store) -> None:
+    store.conn.execute("CREATE TABLE scratch (x INTEGER)")
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO scratch VALUES (1)")
+        assert conn.in_transaction
+
+    assert not store.conn.in_transaction
+    with closing(sqlite3.connect(store.path)) as other:
+        assert other.execute("SELECT x FROM scratch").fetchall() == [(1,)]
+
+
+def test_a_transaction_rolls_back_and_lets_the_original_exception_through(store: Store) -> None:
+    store.conn.execute("CREATE TABLE scratch (x INTEGER)")
+    raised = Oops("in the block")
+
+    with pytest.raises(Oops) as caught, store.transaction() as conn:
+        conn.execute("INSERT INTO scratch VALUES (1)")
+        raise raised
+
+    assert caught.value is raised
+    assert not store.conn.in_transaction
+    assert store.conn.execute("SELECT x FROM scratch").fetchall() == []
+
+
+def test_a_failed_nested_block_rolls_back_only_itself(store: Store) -> None:
+    store.conn.execute("CREATE TABLE scratch (x INTEGER)")
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO scratch VALUES (1)")
+        with pytest.raises(Oops), store.transaction():
+            conn.execute("INSERT INTO scratch VALUES (2)")
+            raise Oops
+        assert conn.in_transaction
+        conn.execute("INSERT INTO scratch VALUES (3)")
+
+    assert store.conn.execute("SELECT x FROM scratch ORDER BY x").fetchall() == [(1,), (3,)]
+
+
+def test_a_nested_block_commits_only_with_the_outer_one(store: Store) -> None:
+    store.conn.execute("CREATE TABLE scratch (x INTEGER)")
+    with pytest.raises(Oops), store.transaction() as conn:
+        with store.transaction():
+            conn.execute("INSERT INTO scratch VALUES (1)")
+        raise Oops
+
+    assert store.conn.execute("SELECT x FROM scratch").fetchall() == []
+
+
+def test_a_transaction_takes_the_write_lock_when_it_begins(store: Store) -> None:
+    """BEGIN IMMEDIATE: a second writer is kept out before the first one has written anything."""
+    other = closing(sqlite3.connect(store.path, timeout=0, isolation_level=None))
+    with other as conn, store.transaction(), pytest.raises(sqlite3.OperationalError, match="locked"):
+        conn.execute("BEGIN IMMEDIATE")
+
+
+def test_update_machine_is_a_compare_and_swap(store: Store) -> None:
+    insert_machine(store.conn, _machine("m1"))
+    update_machine(store.conn, "m1", 0, "Counting", {"n": 2}, "t1")
+
+    with pytest.raises(ConcurrentUpdate, match="version 0"):
+        update_machine(store.conn, "m1", 0, "Done", {"n": 3}, "t2")
+
+    assert load_machine(store.conn, "m1") == MachineRow(
+        "m1", "counter", "Counting", 1, {"n": 2}, "2030-01-01T00:00:00.000000+00:00", "t1"
+    )
+
+
+def test_insert_and_load_machine_refuse_a_duplicate_and_a_missing_id(store: Store) -> None:
+    insert_machine(store.conn, _machine("m1"))
+
+    with pytest.raises(AlreadyExists):
+        insert_machine(store.conn, _machine("m1", state="Other"))
+    with pytest.raises(NotFound):
+        load_machine(store.conn, "m2")
+    assert load_machine(store.conn, "m1").state == "Idle"
+
+
+def test_machines_are_listed_and_counted_by_kind_and_state(store: Store) -> None:
+    for machine_id, state, kind in [
+        ("a", "Idle", "counter"),
+        ("b", "Done", "counter"),
+        ("c", "Idle", "upload"),
+    ]:
+        insert_machine(store.conn, _machine(machine_id, state, kind))
+
+    assert [row.id for row in iter_machines(store.conn, kind="counter", states=["Idle"])] == ["a"]
+    assert [row.id for row in iter_machines(store.conn)] == ["a", "b", "c"]
+    assert count_by_state(store.conn, "counter") == {"Idle": 1, "Done": 1}
