@@ -32,6 +32,7 @@ from failover.errors import (
     UploadFailed,
 )
 from failover.executor import Executor, ExecutorPolicy
+from failover.fsck import FsckReport, fsck
 from failover.operator import cancel_request, cancel_upload, retry_upload
 from failover.request import Request
 from failover.resume import ResumeReport, resume
@@ -48,6 +49,7 @@ __all__ = [
     "ExecutorPolicy",
     "FailoverError",
     "FailoverTransfer",
+    "FsckReport",
     "InvalidInput",
     "InvalidRequest",
     "NameTooLong",
@@ -69,6 +71,7 @@ __all__ = [
     "__version__",
     "cancel_request",
     "cancel_upload",
+    "fsck",
     "open_workspace",
     "resume",
     "retry_upload",

@@ -18,6 +18,7 @@ from failover.environment import Environment
 from failover.errors import FailoverError, RegistrationRefused, TransientError
 from failover.registration import precheck_catalogs, register_everywhere
 from fsm.clock import parse_time
+from fsm.crashpoints import crash_point
 from persistence.rows import MachineRow
 from states import UploadState, UploadTrigger
 from states.upload_data import current_candidate
@@ -81,13 +82,17 @@ def _wait_for_next_attempt(env: Environment, data: Mapping[str, Any]) -> None:
 
 def _put_and_register(env: Environment, data: Mapping[str, Any], se_name: str) -> dict[str, Any]:
     kind = parse_checksum_type(data["checksum_type"])
+    crash_point("before-put")
     put = env.se(se_name).put(
         data["local_path"], data["lfn"], checksum_types=(kind,), overwrite=data["overwrite"]
     )
+    crash_point("after-put")
     checksum = put.checksums[kind]
+    crash_point("before-register")
     registered, unregistered = register_everywhere(
         _catalogs(env, data), {**data, "size": put.size}, se=se_name, pfn=put.pfn, checksum=checksum
     )
+    crash_point("after-register")
     return {
         "se": se_name,
         "pfn": put.pfn,

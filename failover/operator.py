@@ -16,6 +16,7 @@ from failover.executor.upload_hooks import on_request_failed
 from failover.request import OperationStatus, OperationType, RequestStatus
 from failover.request_store import REQUEST_KEY
 from fsm.clock import format_time
+from fsm.crashpoints import crash_point
 from persistence.requests import (
     FileRow,
     OperationRow,
@@ -105,6 +106,8 @@ def retry_upload(env: Environment, machine_id: str) -> int:
         new = find_request(conn, header["client_key"])
         assert new is not None
         commit_request(conn, new.id, format_time(env.clock()))
+        crash_point("before-commit:operator:retry")
+    crash_point("after-commit:operator:retry")
     return new.id
 
 

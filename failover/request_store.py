@@ -27,6 +27,7 @@ from failover.request import (
     validate_request,
 )
 from fsm.clock import Clock, format_time, parse_time, utc_now
+from fsm.crashpoints import crash_point
 from fsm.engine import idempotency_key
 from fsm.spec import Emission
 from persistence.codec import loads
@@ -248,4 +249,7 @@ class RequestStore:
         refresh_statuses(request)
         validate_request(request)
         with self.store.transaction() as conn:
-            return commit_request(conn, request_id, format_time(self.clock()))
+            committed = commit_request(conn, request_id, format_time(self.clock()))
+            crash_point("before-commit-request")
+        crash_point("after-commit-request")
+        return committed

@@ -28,6 +28,7 @@ class ResumeReport:
     finished: list[UploadResult] = field(default_factory=list)
     failed: dict[str, FailoverError] = field(default_factory=dict)
     committed: list[int] = field(default_factory=list)
+    temporary_removed: int = 0
 
 
 def unfinished_uploads(env: Environment) -> list[MachineRow]:
@@ -46,18 +47,22 @@ def draft_requests(env: Environment) -> list[int]:
     return [request_id for (request_id,) in rows]
 
 
-def resume(env: Environment, *, commit_drafts: bool = True) -> ResumeReport:
+def resume(env: Environment, *, commit_drafts: bool = True, remove_temporary: bool = False) -> ResumeReport:
     """
     Drive every unfinished upload on, then commit the draft requests left behind.
 
     Args:
         env: the environment the uploads ran in.
         commit_drafts: commit requests that were never committed (do not use while clients still run).
+        remove_temporary: first delete the temporary names interrupted puts left on the SEs (only when no
+            other process is uploading to them: a running put's temporary name looks the same).
 
     Returns:
         What was finished, what failed (by machine id) and which requests were committed.
     """
     report = ResumeReport()
+    if remove_temporary:
+        report.temporary_removed = sum(se.remove_temporary() for se in env.storage.values())
     for row in unfinished_uploads(env):
         try:
             report.finished.append(result_of(env, drive_upload(env, row.id)))

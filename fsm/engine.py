@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from transitions import Machine, MachineError
 
 from fsm.clock import Clock, format_time, utc_now
+from fsm.crashpoints import crash_point
 from fsm.errors import TransitionNotAllowed, UndeclaredEmission
 from fsm.spec import Decision, Emission, MachineSpec, Transition, TransitionContext
 from persistence.db import Store
@@ -191,12 +192,20 @@ class Engine:
         """
         at = format_time(self.clock())
         row = MachineRow(machine_id, self.spec.name, str(self.spec.initial), 0, dict(data), at, at)
+        outermost = not self.store.conn.in_transaction
         with self.store.transaction() as conn:
             insert_machine(conn, row)
             append_journal(
                 conn, JournalRow(machine_id, 0, at, CREATE_TRIGGER, None, row.state, {"data": row.data})
             )
+            self._crash_point("before", CREATE_TRIGGER, outermost)
+        self._crash_point("after", CREATE_TRIGGER, outermost)
         return row
+
+    def _crash_point(self, when: str, trigger: str, outermost: bool) -> None:
+        # Inside a caller's transaction nothing commits here: the caller marks its own commit.
+        if outermost:
+            crash_point(f"{when}-commit:{self.spec.name}:{trigger}")
 
     def load(self, machine_id: str) -> MachineRow:
         """
@@ -237,6 +246,7 @@ class Engine:
             TransitionNotAllowed: the trigger cannot fire from the current state, or every guard refused.
             ConcurrentUpdate: the instance moved on since ``expected_version`` (nothing stored).
         """
+        outermost = not self.store.conn.in_transaction
         with self.store.transaction() as conn:
             row = load_machine(conn, machine_id)
             if expected_version is not None and row.version != expected_version:
@@ -248,7 +258,10 @@ class Engine:
                 machine_id, trigger, row.state, row.data, dict(event or {}), at_time, row.version + 1
             )
             firing = self._run_trigger(row, ctx)
-            return self._record(conn, row, firing, format_time(at_time))
+            fired = self._record(conn, row, firing, format_time(at_time))
+            self._crash_point("before", trigger, outermost)
+        self._crash_point("after", trigger, outermost)
+        return fired
 
     def _run_trigger(self, row: MachineRow, ctx: TransitionContext) -> _Firing:
         event = self._machine.events.get(ctx.trigger)

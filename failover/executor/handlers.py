@@ -18,6 +18,7 @@ from failover.environment import Environment
 from failover.errors import FailoverError, SoleReplica, SourceMissing, TransferCorrupted
 from failover.request import File, Operation, OperationType
 from failover.storage import StorageElement
+from fsm.crashpoints import crash_point
 from persistence.requests import NewFile, NewOperation
 
 __all__ = ["HANDLERS", "Handler"]
@@ -77,7 +78,9 @@ def _source(env: Environment, op: Operation, file: File) -> StorageElement:
 
 def _copy(env: Environment, op: Operation, file: File, target: StorageElement) -> None:
     kind = parse_checksum_type(file.checksum_type)
+    crash_point("before-copy")
     _source(env, op, file).copy_to(target, file.lfn, checksum_types=(kind,))
+    crash_point("after-copy")
     if not _file_ok(target, file):
         target.remove(file.lfn)
         raise TransferCorrupted(
@@ -92,10 +95,12 @@ def _replicate(env: Environment, op: Operation, file: File) -> list[NewOperation
         if not _file_ok(target, file):
             _copy(env, op, file, target)
         for catalog in _catalogs(env, op):
+            crash_point("before-register-replica")
             try:
                 catalog.register_replica(Replica(file.lfn, name, target.pfn(file.lfn)))
             except FailoverError:
                 unregistered.append(name)
+            crash_point("after-register-replica")
     return [_register_replica(op, file, env, name) for name in dict.fromkeys(unregistered)]
 
 
@@ -135,8 +140,12 @@ def _remove_replica(env: Environment, op: Operation, file: File) -> list[NewOper
             )
         # Catalog first: a crash in between leaves an unregistered copy, never a dangling catalog entry.
         for catalog in _catalogs(env, op):
+            crash_point("before-remove-catalog-replica")
             catalog.remove_replica(file.lfn, se)
+            crash_point("after-remove-catalog-replica")
+        crash_point("before-remove-replica")
         env.se(se).remove(file.lfn)
+        crash_point("after-remove-replica")
     return []
 
 
@@ -159,7 +168,9 @@ def _file_registered(env: Environment, op: Operation, file: File) -> bool:
 def _register_file(env: Environment, op: Operation, file: File) -> list[NewOperation]:
     for catalog in _catalogs(env, op):
         for se in op.target_se or [""]:
+            crash_point("before-register-file")
             catalog.register_file(_entry(file), Replica(file.lfn, se, file.pfn))
+            crash_point("after-register-file")
     return []
 
 
@@ -172,7 +183,9 @@ def _add_replica(env: Environment, op: Operation, file: File) -> list[NewOperati
         if not env.se(se).exists(file.lfn):
             continue  # SPEC §5: the file vanished from the SE meanwhile: nothing to register
         for catalog in _catalogs(env, op):
+            crash_point("before-register-replica")
             catalog.register_replica(Replica(file.lfn, se, file.pfn or env.se(se).pfn(file.lfn)))
+            crash_point("after-register-replica")
     return []
 
 
@@ -183,12 +196,14 @@ def _file_gone(env: Environment, op: Operation, file: File) -> bool:
 
 
 def _remove_file(env: Environment, op: Operation, file: File) -> list[NewOperation]:
+    crash_point("before-remove-file")
     for catalog in _catalogs(env, op):
         for replica in catalog.get_replicas(file.lfn):
             catalog.remove_replica(file.lfn, replica.se)
         catalog.remove_file(file.lfn)
     for se in env.storage.values():
         se.remove(file.lfn)
+    crash_point("after-remove-file")
     return []
 
 

@@ -23,6 +23,7 @@ from failover.executor.policy import ExecutorPolicy
 from failover.executor.upload_hooks import on_operation_done
 from failover.request import File, FileStatus, Operation, OperationStatus, operation_status_from_files
 from fsm.clock import format_time
+from fsm.crashpoints import crash_point
 from persistence.requests import NewOperation, insert_operation_after, update_file, update_operation
 
 __all__ = ["MAX_ATTEMPTS_SUFFIX", "FileOutcome", "record_outcome", "run_file"]
@@ -105,3 +106,5 @@ def record_outcome(env: Environment, lease: Lease, op: Operation, outcome: FileO
             insert_operation_after(conn, lease.request_id, op.order, followup, format_time(at))
         if status is OperationStatus.Done:
             on_operation_done(env, op)
+        crash_point(f"before-record:{op.type}")
+    crash_point(f"after-record:{op.type}")

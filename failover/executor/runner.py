@@ -29,6 +29,7 @@ from failover.request import (
     refresh_statuses,
 )
 from fsm.clock import format_time
+from fsm.crashpoints import crash_point
 from persistence.leases import release_request, take_due_request
 
 __all__ = ["Executor"]
@@ -68,6 +69,7 @@ class Executor:
         with self.env.store.transaction() as conn:
             expires = Lease(0, self.name, lease_seconds).expiry(now)
             request_id = take_due_request(conn, self.name, format_time(now), expires)
+        crash_point("after-take")
         return None if request_id is None else Lease(request_id, self.name, lease_seconds)
 
     def run_once(self) -> int:
@@ -147,4 +149,6 @@ class Executor:
             )
             if released and status in (RequestStatus.Failed, RequestStatus.Canceled):
                 on_request_failed(self.env, lease.request_id, request.error or status.value)
+            crash_point("before-release")
+        crash_point("after-release")
         return status
