@@ -26,7 +26,7 @@ import dataclasses
 import os
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import _GeneratorContextManager
+from contextlib import AbstractContextManager, _GeneratorContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, BinaryIO
@@ -231,3 +231,7 @@ class FaultyCatalog:
         """See :class:`~failover.catalog.FileCatalog`."""
         self._check("iter_files")
         return self.inner.iter_files()
+
+    def batch(self) -> AbstractContextManager[None]:
+        """See :class:`~failover.catalog.FileCatalog` (no fault: a batch itself writes nothing)."""
+        return self.inner.batch()

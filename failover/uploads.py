@@ -23,7 +23,7 @@ from persistence.requests import OperationRow, RequestHeader, operations_of_mach
 from persistence.rows import MachineRow
 from states import UploadState, new_upload_data
 
-__all__ = ["UploadResult", "machine_ids", "result_of", "upload"]
+__all__ = ["UploadResult", "machine_ids", "plan_upload", "result_of", "upload"]
 
 TOTAL_FAILURE = "Failed to upload output data file"
 
@@ -163,6 +163,58 @@ def _check_same_upload(row: MachineRow, checked: UploadInput) -> None:
         )
 
 
+def plan_upload(
+    env: Environment,
+    local_path: str | Path,
+    lfn: str,
+    *,
+    destinations: str | Iterable[str] = (),
+    failovers: str | Iterable[str] = (),
+    targets: str | Iterable[str] | None = None,
+    catalogs: str | Iterable[str] | None = None,
+    master_only: bool = False,
+    retry_upload: bool = False,
+    file_meta: Mapping[str, Any] | None = None,
+    default_checksum_type: str | ChecksumType | None = "ADLER32",
+    overwrite: bool = False,
+    request: RequestHeader,
+) -> tuple[str, dict[str, Any] | None]:
+    """
+    Validate an upload and decide its machine: an existing one to continue, or a new one to create.
+
+    Returns:
+        The machine id, and the new machine's data (None when the LFN has an upload to continue or report).
+
+    Raises:
+        InvalidInput: bad input, or another file or GUID than the LFN's unfinished upload.
+    """
+    dest, fail = parse_name_list(destinations), parse_name_list(failovers)
+    aims = parse_name_list(targets) if targets is not None else dest
+    options = {
+        "file_meta": file_meta,
+        "catalogs": catalogs,
+        "master_only": master_only,
+        "default_checksum_type": default_checksum_type,
+    }
+    checked = _validate(env, local_path, lfn, [*dest, *fail, *aims], **options)
+    dest, fail, aims = (list(validate_ses(names, env.storage)) for names in (dest, fail, aims))
+    latest, next_id = _latest(env, checked.lfn)
+    if latest is not None and latest.state != UploadState.FAILED:
+        _check_same_upload(latest, checked)
+        return latest.id, None
+    data = _new_data(
+        checked,
+        destinations=dest,
+        failovers=fail,
+        targets=aims,
+        retry_upload=retry_upload,
+        overwrite=overwrite,
+        header=request,
+        env=env,
+    )
+    return next_id, data
+
+
 def upload(
     env: Environment,
     local_path: str | Path,
@@ -205,29 +257,21 @@ def upload(
         RegistrationRefused: a catalog holds the LFN with other metadata (nothing uploaded).
         UploadFailed: no SE took the file.
     """
-    dest, fail = parse_name_list(destinations), parse_name_list(failovers)
-    aims = parse_name_list(targets) if targets is not None else dest
-    options = {
-        "file_meta": file_meta,
-        "catalogs": catalogs,
-        "master_only": master_only,
-        "default_checksum_type": default_checksum_type,
-    }
-    checked = _validate(env, local_path, lfn, [*dest, *fail, *aims], **options)
-    dest, fail, aims = (list(validate_ses(names, env.storage)) for names in (dest, fail, aims))
-    latest, next_id = _latest(env, checked.lfn)
-    if latest is not None and latest.state != UploadState.FAILED:
-        _check_same_upload(latest, checked)
-        return result_of(env, drive_upload(env, latest.id))
-    data = _new_data(
-        checked,
-        destinations=dest,
-        failovers=fail,
-        targets=aims,
+    machine_id, data = plan_upload(
+        env,
+        local_path,
+        lfn,
+        destinations=destinations,
+        failovers=failovers,
+        targets=targets,
+        catalogs=catalogs,
+        master_only=master_only,
         retry_upload=retry_upload,
+        file_meta=file_meta,
+        default_checksum_type=default_checksum_type,
         overwrite=overwrite,
-        header=request,
-        env=env,
+        request=request,
     )
-    env.uploads.create(next_id, data)
-    return result_of(env, drive_upload(env, next_id))
+    if data is not None:
+        env.uploads.create(machine_id, data)
+    return result_of(env, drive_upload(env, machine_id))

@@ -6,6 +6,7 @@ configured :class:`CatalogSet` from which an upload picks its catalogs (SPEC §1
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -153,6 +154,10 @@ class FileCatalog(Protocol):
 
     def iter_files(self) -> Iterator[tuple[FileEntry, list[Replica]]]:
         """Yield every registered file with its replicas, in LFN order (for consistency checks)."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group the block's writes into one commit; each write still succeeds or fails alone."""
         ...
 
 

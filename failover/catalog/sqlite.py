@@ -115,6 +115,17 @@ class SQLiteCatalog:
         with map_catalog_errors(self.name, lfn), self._open().transaction() as conn:
             yield conn
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """
+        Group the writes of the block into one transaction (one commit, one fsync).
+
+        Each write inside still succeeds or fails alone (it runs as a savepoint); the block's successful
+        writes are committed together when it ends. Used to register many files at once.
+        """
+        with map_catalog_errors(self.name), self._open().transaction():
+            yield
+
     def _refuse(self, lfn: str, reason: str) -> RegistrationRefused:
         return RegistrationRefused(
             f"catalog {self.name!r} refuses {lfn}: {reason}", catalog=self.name, lfn=lfn

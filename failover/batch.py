@@ -1,0 +1,222 @@
+"""
+Uploading many files: the same machines and guarantees, with one commit per batch instead of per file.
+
+For each batch the new uploads' machines are created in one transaction, each file is put (streamed,
+verified, fsync-ed, as always), the landed files are registered with one catalog transaction per
+catalog, and every outcome is fired in one transaction. Nothing is acknowledged before its commit, and
+every step is idempotent, so a crash anywhere leaves machines in Uploading that :func:`resume` finishes
+without a second copy. A file whose first SE fails, or that a catalog refuses, or that already has an
+upload, takes the one-file path (:func:`~failover.driver.drive_upload`) instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from failover.catalog import FileCatalog, FileEntry, Replica
+from failover.checksum import parse_checksum_type
+from failover.driver import drive_upload
+from failover.environment import Environment
+from failover.errors import FailoverError, TransientError
+from failover.registration import precheck_catalogs
+from failover.storage import PutResult
+from failover.uploads import UploadResult, plan_upload, result_of
+from fsm.crashpoints import crash_point
+from persistence.requests import RequestHeader
+from persistence.rows import MachineRow
+from states.upload_data import current_candidate
+from states.uploading import failure_trigger, outcome_trigger
+
+__all__ = ["BatchItem", "upload_many"]
+
+Outcome = UploadResult | FailoverError
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One file of a batch upload."""
+
+    local_path: str | Path
+    lfn: str
+    file_meta: Mapping[str, Any] | None = None
+
+
+def _chunks(items: Iterable[BatchItem], size: int) -> Iterator[list[BatchItem]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def upload_many(
+    env: Environment,
+    items: Iterable[BatchItem],
+    *,
+    request: RequestHeader,
+    batch_size: int = 256,
+    on_result: Callable[[BatchItem, Outcome], None] | None = None,
+    **options: Any,
+) -> list[Outcome]:
+    """
+    Upload many files with the options of :func:`~failover.uploads.upload` (destinations, failovers, ...).
+
+    Returns:
+        For each item in order, its :class:`UploadResult` or the error that stopped it.
+    """
+    outcomes: list[Outcome] = []
+    for chunk in _chunks(items, batch_size):
+        for item, outcome in zip(chunk, _upload_chunk(env, chunk, request, options), strict=True):
+            outcomes.append(outcome)
+            if on_result is not None:
+                on_result(item, outcome)
+    return outcomes
+
+
+def _upload_chunk(
+    env: Environment, chunk: list[BatchItem], request: RequestHeader, options: dict[str, Any]
+) -> list[Outcome]:
+    outcomes: dict[int, Outcome] = {}
+    fresh: dict[int, tuple[str, dict[str, Any]]] = {}
+    slow: list[tuple[int, str]] = []
+    for index, item in enumerate(chunk):
+        try:
+            machine_id, data = plan_upload(
+                env, item.local_path, item.lfn, file_meta=item.file_meta, request=request, **options
+            )
+        except FailoverError as err:
+            outcomes[index] = err
+            continue
+        if data is None:
+            slow.append((index, machine_id))
+        else:
+            fresh[index] = (machine_id, data)
+    _create_all(env, fresh.values())
+    landed = _put_all(env, fresh, slow)
+    _record_landed(env, landed)
+    slow_indexes = {index for index, _ in slow}
+    for index, (machine_id, _) in fresh.items():
+        if index not in slow_indexes:
+            outcomes[index] = _result(env, env.uploads.load(machine_id))
+    for index, machine_id in slow:
+        outcomes[index] = _drive(env, machine_id)
+    return [outcomes[index] for index in range(len(chunk))]
+
+
+def _create_all(env: Environment, plans: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    with env.store.transaction():
+        for machine_id, data in plans:
+            env.uploads.create(machine_id, data)
+        crash_point("before-commit:batch:create")
+    crash_point("after-commit:batch:create")
+
+
+def _put_all(
+    env: Environment, fresh: dict[int, tuple[str, dict[str, Any]]], slow: list[tuple[int, str]]
+) -> list[tuple[MachineRow, PutResult]]:
+    """Put each fresh file at its first SE; a file that cannot take the fast path joins ``slow``."""
+    landed: list[tuple[MachineRow, PutResult]] = []
+    for index, (machine_id, _) in fresh.items():
+        row = env.uploads.load(machine_id)
+        candidate = current_candidate(row.data)
+        try:
+            if candidate is None:
+                raise LookupError(machine_id)
+            precheck_catalogs([env.catalogs.get(name) for name in row.data["catalogs"]], row.data)
+            landed.append((row, _put(env, row.data, candidate["se"])))
+        except FailoverError as err:
+            _record_failure(env, row, candidate, err)
+            slow.append((index, machine_id))
+        except LookupError:
+            slow.append((index, machine_id))
+    return landed
+
+
+def _put(env: Environment, data: Mapping[str, Any], se: str) -> PutResult:
+    kind = parse_checksum_type(data["checksum_type"])
+    crash_point("before-put")
+    put = env.se(se).put(data["local_path"], data["lfn"], checksum_types=(kind,), overwrite=data["overwrite"])
+    crash_point("after-put")
+    return put
+
+
+def _record_failure(
+    env: Environment, row: MachineRow, candidate: Mapping[str, Any] | None, err: FailoverError
+) -> None:
+    """A failed first put is journaled at once; a refusal is left for the one-file path to record."""
+    if candidate is None or err.code == "registration_refused":
+        return
+    failure = {"se": candidate["se"], "error": err.to_record(), "retryable": isinstance(err, TransientError)}
+    env.uploads.fire(row.id, failure_trigger(row.data, failure), failure)
+
+
+def _register_all(
+    env: Environment, landed: Sequence[tuple[MachineRow, PutResult]]
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Register every landed file, one transaction per catalog; each file's registered and failed catalogs."""
+    results: dict[str, tuple[list[str], dict[str, str]]] = {row.id: ([], {}) for row, _ in landed}
+    names = list(dict.fromkeys(name for row, _ in landed for name in row.data["catalogs"]))
+    for name in names:
+        catalog = env.catalogs.get(name)
+        try:
+            with catalog.batch():
+                _register_in(catalog, [(r, p) for r, p in landed if name in r.data["catalogs"]], results)
+        except FailoverError as err:
+            for row, _ in landed:
+                if name in row.data["catalogs"] and name not in results[row.id][0]:
+                    results[row.id][1][name] = f"{type(err).__name__}: {err}"
+    return results
+
+
+def _register_in(
+    catalog: FileCatalog,
+    landed: list[tuple[MachineRow, PutResult]],
+    results: dict[str, tuple[list[str], dict[str, str]]],
+) -> None:
+    for row, put in landed:
+        data = row.data
+        kind = parse_checksum_type(data["checksum_type"])
+        entry = FileEntry(data["lfn"], put.size, put.checksums[kind], data["checksum_type"], data["guid"])
+        try:
+            catalog.register_file(entry, Replica(data["lfn"], put.se, put.pfn))
+            results[row.id][0].append(catalog.name)
+        except FailoverError as err:
+            results[row.id][1][catalog.name] = f"{type(err).__name__}: {err}"
+
+
+def _record_landed(env: Environment, landed: list[tuple[MachineRow, PutResult]]) -> None:
+    crash_point("before-register")
+    registered = _register_all(env, landed)
+    crash_point("after-register")
+    with env.store.transaction():
+        for row, put in landed:
+            kind = parse_checksum_type(row.data["checksum_type"])
+            done, failed = registered[row.id]
+            event = {
+                "se": put.se,
+                "pfn": put.pfn,
+                "size": put.size,
+                "checksum": put.checksums[kind],
+                "checksum_type": kind.value,
+                "registered": done,
+                "unregistered": failed,
+            }
+            env.uploads.fire(row.id, outcome_trigger(row.data, event), event)
+        crash_point("before-commit:batch:outcomes")
+    crash_point("after-commit:batch:outcomes")
+
+
+def _result(env: Environment, row: MachineRow) -> Outcome:
+    try:
+        return result_of(env, row)
+    except FailoverError as err:
+        return err
+
+
+def _drive(env: Environment, machine_id: str) -> Outcome:
+    try:
+        return result_of(env, drive_upload(env, machine_id))
+    except FailoverError as err:
+        return err
