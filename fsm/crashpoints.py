@@ -64,16 +64,19 @@ def _env_armed() -> dict[str, int]:
     spec = os.environ.get(CRASH_AT, "")
     if spec != _from_env:
         _from_env = spec
-        _armed.update(_parse(spec))
+        # Count from now, like arm(): a forked child inherits its parent's hit counts.
+        for name, nth in _parse(spec).items():
+            _armed[name] = _hits[name] + nth
     return _armed
 
 
 def crash_point(name: str) -> None:
     """Mark a durability boundary; kill the process here if this hit of ``name`` is armed."""
+    armed = _env_armed()  # before counting this hit, so a point armed just now fires at its first hit
     _hits[name] += 1
     log = os.environ.get(CRASH_LOG)
     if log:
         with open(log, "a", encoding="utf-8") as stream:
             stream.write(name + "\n")
-    if _env_armed().get(name) == _hits[name]:
+    if armed.get(name) == _hits[name]:
         os._exit(CRASH_EXIT_CODE)

@@ -1,0 +1,117 @@
+"""upload_many: one commit per batch, the same outcomes and crash guarantees as one upload at a time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from failover import Environment, fsck, open_workspace, resume
+from failover.batch import BatchItem, upload_many
+from failover.errors import InvalidInput, UploadFailed
+from failover.testing import Fault, FaultInjector
+from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
+from persistence.requests import RequestHeader
+from states import UploadState
+
+REQUEST = RequestHeader("batch-test")
+
+
+def _files(tmp_path: Path, count: int) -> list[BatchItem]:
+    folder = tmp_path / "out"
+    folder.mkdir(exist_ok=True)
+    items = []
+    for i in range(count):
+        path = folder / f"f{i}"
+        path.write_bytes(bytes([i % 256]) * (100 + i))
+        items.append(BatchItem(path, f"/vo/batch/f{i}"))
+    return items
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Environment:
+    """A workspace with a destination and a failover SE, faults scriptable through ``env.faults``."""
+    return open_workspace(tmp_path / "ws", ses=("DEST", "FAIL"))
+
+
+def test_every_file_is_registered_with_one_result_each(tmp_path: Path, env: Environment) -> None:
+    items = _files(tmp_path, 7)
+    results = upload_many(env, items, destinations=["DEST"], request=REQUEST, batch_size=3)
+    assert [r.lfn for r in results] == [i.lfn for i in items]  # type: ignore[union-attr]
+    assert {r.state for r in results} == {UploadState.REGISTERED}  # type: ignore[union-attr]
+    assert sorted(env.se("DEST").list_lfns()) == sorted(i.lfn for i in items)
+    assert fsck(env).ok
+
+
+def test_a_batch_commits_its_machines_and_outcomes_once(tmp_path: Path, env: Environment) -> None:
+    """Four uploads in one batch: 3 transactions for the machines and outcomes, not 2 per file."""
+    commits = []
+    env.store.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    upload_many(env, _files(tmp_path, 4), destinations=["DEST"], request=REQUEST)
+    env.store.conn.set_trace_callback(None)
+    assert len(commits) == 2
+
+
+def test_bad_input_fails_only_that_file(tmp_path: Path, env: Environment) -> None:
+    items = _files(tmp_path, 3)
+    items[1] = BatchItem(items[1].local_path, "relative/lfn")
+    results = upload_many(env, items, destinations=["DEST"], request=REQUEST)
+    assert isinstance(results[1], InvalidInput)
+    assert [type(r).__name__ for r in (results[0], results[2])] == ["UploadResult", "UploadResult"]
+
+
+def test_a_failing_first_se_takes_the_one_file_path_to_the_failover(tmp_path: Path, env: Environment) -> None:
+    faults = FaultInjector()
+    wrapped = faults.wrap(env)
+    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
+    results = upload_many(
+        wrapped, _files(tmp_path, 3), destinations=["DEST"], failovers=["FAIL"], request=REQUEST
+    )
+    assert {r.state for r in results} == {UploadState.FAILED_OVER}  # type: ignore[union-attr]
+    assert faults.calls[("DEST", "put")] == 3, "each file tried DEST exactly once"
+    assert fsck(wrapped).ok
+
+
+def test_total_failure_is_reported_per_file(tmp_path: Path, env: Environment) -> None:
+    faults = FaultInjector()
+    wrapped = faults.wrap(env)
+    faults.inject("DEST", Fault.PUT_ERROR, times=None)
+    results = upload_many(wrapped, _files(tmp_path, 2), destinations=["DEST"], request=REQUEST)
+    assert all(isinstance(r, UploadFailed) and "DEST" in r.errors for r in results)
+
+
+def test_running_the_same_batch_again_continues_and_puts_nothing(tmp_path: Path, env: Environment) -> None:
+    items = _files(tmp_path, 5)
+    upload_many(env, items, destinations=["DEST"], request=REQUEST)
+    faults = FaultInjector()
+    again = upload_many(faults.wrap(env), items, destinations=["DEST"], request=REQUEST)
+    assert {r.state for r in again} == {UploadState.REGISTERED}  # type: ignore[union-attr]
+    assert faults.calls[("DEST", "put")] == 0
+    assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (5,)
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["after-commit:batch:create", "after-put@3", "after-register", "before-commit:batch:outcomes"],
+)
+def test_a_crash_mid_batch_loses_nothing_and_copies_nothing_twice(tmp_path: Path, point: str) -> None:
+    """Kill a real process inside the batch; resume finishes every upload, each file put once."""
+    home = tmp_path / "ws"
+    items = _files(tmp_path, 4)
+    pid = os.fork()
+    if pid == 0:  # the child uploads with the crash point armed, and dies there
+        os.environ[CRASH_AT] = point
+        upload_many(open_workspace(home, ses=("DEST", "FAIL")), items, destinations=["DEST"], request=REQUEST)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == CRASH_EXIT_CODE
+    env = open_workspace(home, ses=("DEST", "FAIL"))
+    faults = FaultInjector()
+    wrapped = faults.wrap(env)
+    resume(wrapped, remove_temporary=True)
+    results = upload_many(wrapped, items, destinations=["DEST"], request=REQUEST)
+    assert {r.state for r in results} == {UploadState.REGISTERED}  # type: ignore[union-attr]
+    assert fsck(env).ok, fsck(env).problems
+    assert sorted(env.se("DEST").list_lfns()) == sorted(i.lfn for i in items)
+    assert faults.calls[("DEST", "put")] <= 4, "a put already done is found, not repeated"
