@@ -13,10 +13,10 @@ The upload machine, declared as data (DESIGN.md, "The upload machine").
     Stuck ──cancelled──► Failed
 
 Stuck hangs off the failover branch only: a Registering upload whose request fails ends Failed (the
-reason kept, the replica at its destination SE recorded). Were Registering allowed into Stuck, the
-graph would hold a path Registering → Stuck → FailedOver → Replicating → Cleaned that skips the
-emission of the temporary replica's removal. And Stuck always returns to FailedOver (the replication
-is re-issued; it is idempotent), so the graph shows no move a guard would have to forbid.
+reason kept, the replica at its destination SE recorded): a registration that a catalog refuses
+needs a person, not a retry of the same request. Stuck always returns to FailedOver (the replication
+is re-issued; it is idempotent), so the graph shows no move a guard would have to forbid; its guard
+requires the re-issued operations to include the temporary replica's removal.
 
 Checked when imported: every state reachable, no trap, no exit from a final state, and no path to
 Cleaned that skips the transition emitting the removal of the temporary replica.
@@ -125,6 +125,7 @@ _TRANSITIONS = (
         (S.STUCK,),
         S.FAILED_OVER,
         stuck.decide_operator_retry,
+        stuck.reissues_removal,
         emits=(REGISTER_FILE, REPLICATE_AND_REGISTER, REMOVE_REPLICA),
         doc="an operator retries: the replication and unfinished operations, re-issued in a new request",
     ),

@@ -10,8 +10,9 @@ request named in the event, so they are stored with the transition like every ot
 from __future__ import annotations
 
 from fsm.spec import Decision, Emission, TransitionContext
+from states.operations import REMOVE_REPLICA
 
-__all__ = ["decide_cancelled", "decide_operator_retry", "decide_request_failed"]
+__all__ = ["decide_cancelled", "decide_operator_retry", "decide_request_failed", "reissues_removal"]
 
 
 def decide_request_failed(ctx: TransitionContext) -> Decision:
@@ -22,6 +23,11 @@ def decide_request_failed(ctx: TransitionContext) -> Decision:
         "stuck_request": ctx.event.get("request"),
     }
     return Decision(changes)
+
+
+def reissues_removal(ctx: TransitionContext) -> bool:
+    """Guard: the re-issued operations remove the temporary replica (else the upload is never Cleaned)."""
+    return any(op.get("type") == REMOVE_REPLICA for op in ctx.event.get("operations", ()))
 
 
 def decide_operator_retry(ctx: TransitionContext) -> Decision:

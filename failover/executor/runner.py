@@ -37,6 +37,15 @@ __all__ = ["Executor"]
 log = logging.getLogger("failover.executor")
 
 
+def _failure_reason(request: Request) -> str:
+    """Why a request failed: its own error, else the first failed operation's (or file's) error."""
+    for op in request.operations:
+        if op.status.value == "Failed":
+            errors = [f.error for f in op.files if f.error]
+            return f"{op.type}: {op.error or (errors[0] if errors else 'failed')}"
+    return request.error or request.status.value
+
+
 class Executor:
     """
     Runs committed requests to completion.
@@ -148,7 +157,7 @@ class Executor:
                 not_before=not_before,
             )
             if released and status in (RequestStatus.Failed, RequestStatus.Canceled):
-                on_request_failed(self.env, lease.request_id, request.error or status.value)
+                on_request_failed(self.env, lease.request_id, _failure_reason(request))
             crash_point("before-release")
         crash_point("after-release")
         return status
