@@ -108,10 +108,12 @@ def test_mermaid_has_one_line_per_edge_in_transition_order(name: str) -> None:
 
 
 def test_mermaid_labels_guards_by_name() -> None:
+    """A guarded edge names its guard in brackets; an unguarded edge has no brackets."""
     text = render(UPLOAD_MACHINE, "mermaid")
     assert "    Uploading --> Uploading: attempt_failed [can_try_again]\n" in text
-    assert "    Stuck --> FailedOver: operator_retry [stuck_in_FailedOver]\n" in text
-    assert "    Uploading --> Failed: refused\n" in text
+    assert "    Uploading --> Failed: refused [nothing_tried_yet]\n" in text
+    assert "    Stuck --> FailedOver: operator_retry [reissues_removal]\n" in text
+    assert "    Stuck --> Failed: cancelled\n" in text
 
 
 def test_mermaid_replaces_characters_that_break_its_syntax() -> None:
