@@ -8,22 +8,27 @@ never take the same request; a lease whose expiry has passed makes the request e
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 
 __all__ = ["release_request", "renew_lease", "take_due_request"]
 
 
-def take_due_request(conn: sqlite3.Connection, owner: str, now: str, expires: str) -> int | None:
+def take_due_request(
+    conn: sqlite3.Connection, owner: str, now: str, expires: str, exclude: Collection[int] = ()
+) -> int | None:
     """
     Assign the next due request to ``owner`` until ``expires``; return its id, or None.
 
-    Due: committed, and either Waiting with NotBefore passed (or unset), or Assigned with an expired lease.
+    Due: committed, and either Waiting with NotBefore passed (or unset), or Assigned with an expired lease;
+    and not one of ``exclude``.
     """
+    skip = f" AND id NOT IN ({', '.join('?' * len(exclude))})" if exclude else ""
     row = conn.execute(
         "SELECT id FROM requests WHERE committed_at IS NOT NULL AND ("
         "(status = 'Waiting' AND (not_before IS NULL OR not_before <= ?)) "
-        "OR (status = 'Assigned' AND lease_expires < ?)) "
+        f"OR (status = 'Assigned' AND lease_expires < ?)){skip} "
         "ORDER BY COALESCE(not_before, ''), id LIMIT 1",
-        (now, now),
+        (now, now, *exclude),
     ).fetchone()
     if row is None:
         return None

@@ -90,3 +90,48 @@ def two_catalog_env(tmp_path: Path, injector: object) -> Iterator[object]:
     env = Environment(store=open_store(tmp_path / "failover.db"), storage=storage, catalogs=catalogs)
     yield injector.wrap(env)  # type: ignore[attr-defined]
     env.store.close()
+
+
+@pytest.fixture
+def failed_over(client_env: object, tmp_path: Path) -> object:
+    """
+    Factory ``failed_over(*lfns, target="SE-A", failover="FAIL-1") -> request id``: one job's files
+    uploaded through the DIRAC client to a failover SE and the request committed. This is the state the
+    request executor starts from (SPEC.md §3, §5). Each LFN gets its own content, so checksums differ.
+    """
+    from failover.dirac import FailoverTransfer
+
+    def make(*lfns: str, target: str = "SE-A", failover: str = "FAIL-1") -> int:
+        client = FailoverTransfer(environment=client_env)  # type: ignore[arg-type]
+        for lfn in lfns:
+            local = tmp_path / "job" / lfn.strip("/").replace("/", "_")
+            local.parent.mkdir(exist_ok=True)
+            local.write_bytes(f"output of {lfn}\n".encode() * 64)
+            result = client.transferAndRegisterFileFailover(local.name, str(local), lfn, target, failover, {})
+            assert result["OK"], result
+        committed = client.commitRequest()
+        assert committed["OK"] and committed["Value"], committed
+        return int(committed["Value"])
+
+    return make
+
+
+@pytest.fixture
+def submit(client_env: object) -> object:
+    """
+    Factory ``submit(*operations, env=client_env) -> request id``: a hand-built request stored and
+    committed, for the operations a DIRAC installation may hand over but the client never emits
+    (RemoveFile, RegisterReplica) and for states the client cannot reach.
+    """
+    import uuid
+
+    from persistence.requests import RequestHeader
+
+    def make(*operations: object, env: object = None) -> int:
+        requests = (env or client_env).requests  # type: ignore[attr-defined]
+        request_id = int(requests.ensure(RequestHeader(uuid.uuid4().hex, owner="alice", owner_group="vo")))
+        requests.add_operations(request_id, list(operations))
+        requests.commit(request_id)
+        return request_id
+
+    return make

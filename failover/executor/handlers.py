@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from failover.catalog import FileCatalog, FileEntry, Replica, conflicting_field
 from failover.checksum import parse_checksum_type, same_checksum
 from failover.environment import Environment
-from failover.errors import FailoverError, SoleReplica, SourceMissing, TransferCorrupted
+from failover.errors import FailoverError, SoleReplica, SourceMissing
 from failover.request import File, Operation, OperationType
 from failover.storage import StorageElement
 from fsm.crashpoints import crash_point
@@ -48,10 +48,6 @@ def _verified(se: StorageElement, size: int, checksum: str, checksum_type: str, 
     return same_checksum(se.checksum(lfn, kind), checksum, kind)
 
 
-def _file_ok(se: StorageElement, file: File) -> bool:
-    return _verified(se, file.size, file.checksum, file.checksum_type, file.lfn)
-
-
 def _has_replica(catalog: FileCatalog, lfn: str, se: str) -> bool:
     return any(replica.se == se for replica in catalog.get_replicas(lfn))
 
@@ -59,41 +55,79 @@ def _has_replica(catalog: FileCatalog, lfn: str, se: str) -> bool:
 # ReplicateAndRegister ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Expected:
+    """What a replica must hold: from the request's file, completed from the catalog entry."""
+
+    size: int
+    checksum: str
+    checksum_type: str
+
+
+def _expected(env: Environment, op: Operation, file: File) -> _Expected:
+    """SPEC §5: a copy is verified against the request, or the catalog where the request says nothing."""
+    if file.size and file.checksum:
+        return _Expected(file.size, file.checksum, file.checksum_type)
+    for catalog in _catalogs(env, op):
+        entry = catalog.get_file(file.lfn)
+        if entry is not None:
+            return _Expected(
+                file.size or entry.size,
+                file.checksum or entry.checksum,
+                file.checksum_type or entry.checksum_type,
+            )
+    return _Expected(file.size, file.checksum, file.checksum_type)
+
+
+def _holds(se: StorageElement, lfn: str, want: _Expected) -> bool:
+    return _verified(se, want.size, want.checksum, want.checksum_type, lfn)
+
+
 def _replicated(env: Environment, op: Operation, file: File) -> bool:
     catalogs = _catalogs(env, op)
+    want = _expected(env, op, file)
     return all(
-        _file_ok(env.se(target), file) and all(_has_replica(c, file.lfn, target) for c in catalogs)
+        _holds(env.se(target), file.lfn, want) and all(_has_replica(c, file.lfn, target) for c in catalogs)
         for target in op.target_se
     )
 
 
-def _source(env: Environment, op: Operation, file: File) -> StorageElement:
+def _sources(env: Environment, op: Operation, file: File, want: _Expected) -> list[StorageElement]:
+    """SEs holding an object of the right size: the request's source first, then the catalog's replicas."""
     names = [op.source_se] if op.source_se else []
     names += [r.se for c in _catalogs(env, op) for r in c.get_replicas(file.lfn) if r.se not in op.target_se]
-    for name in dict.fromkeys(names):
-        if name in env.storage and _file_ok(env.se(name), file):
-            return env.se(name)
+    infos = {name: env.se(name).stat(file.lfn) for name in dict.fromkeys(names) if name in env.storage}
+    return [
+        env.se(name)
+        for name, info in infos.items()
+        if info is not None and (not want.size or info.size == want.size)
+    ]
+
+
+def _copy(env: Environment, op: Operation, file: File, target: StorageElement, want: _Expected) -> None:
+    """
+    Copy from the first good source; the checksum computed while streaming verifies source and copy at once.
+
+    A copy whose bytes do not match is removed before anyone can register it.
+    """
+    kind = parse_checksum_type(want.checksum_type)
+    for source in _sources(env, op, file, want):
+        crash_point("before-copy")
+        put = source.copy_to(target, file.lfn, checksum_types=(kind,))
+        crash_point("after-copy")
+        if not want.checksum or same_checksum(put.checksums[kind], want.checksum, kind):
+            return
+        target.remove(file.lfn)
     raise SourceMissing(f"no good replica of {file.lfn} to copy from (source {op.source_se!r})", lfn=file.lfn)
 
 
-def _copy(env: Environment, op: Operation, file: File, target: StorageElement) -> None:
-    kind = parse_checksum_type(file.checksum_type)
-    crash_point("before-copy")
-    _source(env, op, file).copy_to(target, file.lfn, checksum_types=(kind,))
-    crash_point("after-copy")
-    if not _file_ok(target, file):
-        target.remove(file.lfn)
-        raise TransferCorrupted(
-            f"{target.name}: copy of {file.lfn} does not match size/checksum", se=target.name
-        )
-
-
 def _replicate(env: Environment, op: Operation, file: File) -> list[NewOperation]:
+    want = _expected(env, op, file)
     unregistered: list[str] = []
     for name in op.target_se:
         target = env.se(name)
-        if not _file_ok(target, file):
-            _copy(env, op, file, target)
+        if not _holds(target, file.lfn, want):
+            _copy(env, op, file, target, want)
         for catalog in _catalogs(env, op):
             crash_point("before-register-replica")
             try:

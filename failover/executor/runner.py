@@ -2,7 +2,7 @@
 The request executor: take due requests under a lease and run their operations in order.
 
 :meth:`Executor.run_once` processes everything due and returns; :meth:`Executor.run_forever` polls
-until stopped (SIGTERM or SIGINT finish the current file, put the request back and release its lease).
+until stopped (SIGTERM or SIGINT finish the current operation, put the request back and release its lease).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import random
 import signal
 import threading
 import uuid
-from datetime import datetime
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from types import FrameType
 
 from failover.environment import Environment
@@ -71,23 +72,28 @@ class Executor:
         self.rng = random.Random(seed)
         self.stopping = threading.Event()
 
-    def take(self) -> Lease | None:
-        """Take the next due request under a lease, or None when nothing is due."""
+    def take(self, exclude: Collection[int] = ()) -> Lease | None:
+        """Take the next due request (not one of ``exclude``) under a lease, or None when nothing is due."""
         now = self.env.clock()
         lease_seconds = self.policy.lease_seconds
         with self.env.store.transaction() as conn:
             expires = Lease(0, self.name, lease_seconds).expiry(now)
-            request_id = take_due_request(conn, self.name, format_time(now), expires)
+            request_id = take_due_request(conn, self.name, format_time(now), expires, exclude)
         crash_point("after-take")
         return None if request_id is None else Lease(request_id, self.name, lease_seconds)
 
     def run_once(self) -> int:
-        """Process every request that is due now; return how many were taken."""
-        taken = 0
-        while not self.stopping.is_set() and (lease := self.take()) is not None:
-            taken += 1
+        """
+        Process every request that is due now, each at most once; return how many were taken.
+
+        A request put back due at once (it could not advance) waits for the next call instead of being
+        taken again in a loop.
+        """
+        taken: list[int] = []
+        while not self.stopping.is_set() and (lease := self.take(exclude=taken)) is not None:
+            taken.append(lease.request_id)
             self.process(lease)
-        return taken
+        return len(taken)
 
     def run_forever(self, poll_interval: float = 5.0) -> None:
         """Poll for due requests until :attr:`stopping` is set (SIGTERM and SIGINT set it)."""
@@ -116,6 +122,10 @@ class Executor:
                 op = current_operation(request)
                 if request.status.is_final or op is None:
                     break
+                if not any(f.status is FileStatus.Waiting for f in op.files):
+                    # Nothing to run (files Scheduled by an outside transfer): look again later.
+                    retry_at = self.env.clock() + timedelta(seconds=self.policy.backoff_base)
+                    break
                 retry_at = self._run_operation(lease, request, op)
         except LeaseLost:
             log.warning("%s: lost the lease of request %d", self.name, lease.request_id)
@@ -128,11 +138,13 @@ class Executor:
         return request
 
     def _run_operation(self, lease: Lease, request: Request, op: Operation) -> datetime | None:
-        """Try each Waiting file of the current operation once; the earliest retry time, if any."""
+        """
+        Try each Waiting file of the current operation once; the earliest retry time, if any.
+
+        A stop request is honoured between operations, not here: the current operation is finished first.
+        """
         retries: list[datetime] = []
         for file in [f for f in op.files if f.status is FileStatus.Waiting]:
-            if self.stopping.is_set():
-                break
             outcome = run_file(self.env, op, file, self.policy, self.rng)
             record_outcome(self.env, lease, op, outcome)
             if outcome.retry_at is not None:

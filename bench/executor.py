@@ -1,0 +1,261 @@
+"""
+Request executor throughput: operations per second on failover uploads, against a plain script.
+
+Setup (not timed): 1,000 jobs each upload one 4 KiB file through the DIRAC client
+(``transferAndRegisterFileFailover``, target ``SE-A``, failover ``FAIL-1``) and commit their request, so
+1,000 uploads sit in FailedOver with a committed ReplicateAndRegister + RemoveReplica each. The
+workspace is built once and copied for every run, so each side starts from the same bytes.
+
+Engine side: ``Executor(env).run_once()`` on the workspace, timed. Plain side: a script doing what the
+two operations must do for the same files, without the engine: copy failover → target through a
+temporary name with adler32 computed on the way, ``fsync`` of the data and the directory, compare with
+the expected size and checksum, rename; insert the target replica in the catalog; delete the failover
+replica from the catalog; delete the failover object. Its catalog writes go to the same SQLite catalog
+file with ``sqlite3`` directly, one ``BEGIN IMMEDIATE`` transaction per write, under the same
+``synchronous`` setting. Operations = 2 per upload on both sides.
+
+Profiles: ``FULL`` (the product default: every commit fsynced) and ``NORMAL`` (fsync at checkpoints
+only, where the engine's CPU cost shows). ``--profile`` runs the engine side of the first profile once
+more under cProfile and prints the top costs.
+
+Usage: ``python bench/executor.py [--uploads N] [--profiles FULL NORMAL] [--profile] [--dir DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+# Run as a script, this directory comes first on sys.path, and bench/transitions.py would shadow the
+# ``transitions`` package the engine imports.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+from failover.dirac import FailoverTransfer
+from failover.environment import Environment
+from failover.executor import Executor
+from failover.workspace import open_workspace
+from persistence.db import Durability
+
+SES = ("SE-A", "FAIL-1")
+FILE_SIZE = 4096
+FILES_PER_DIRECTORY = 100
+CHUNK = 1 << 20
+#: The goals of issue 4.
+GOAL_OPS = 1_000
+GOAL_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One upload as the plain script sees it: what its request says, and where its objects are."""
+
+    lfn: str
+    size: int
+    adler32: str
+    source: str
+    target: str
+    target_pfn: str
+
+
+def _close(env: Environment) -> None:
+    """Close the database and the catalog, so the workspace can be copied whole."""
+    env.store.close()
+    for catalog in env.catalogs:
+        catalog.close()  # type: ignore[attr-defined]
+
+
+def _lfn(n: int) -> str:
+    return f"/vo/bench/run1/dir{n // FILES_PER_DIRECTORY:03d}/out_{n:05d}.root"
+
+
+def build(home: Path, uploads: int, scratch: Path) -> float:
+    """Create the workspace with ``uploads`` committed failover uploads; return the seconds it took."""
+    started = time.perf_counter()
+    env = open_workspace(home, ses=SES, durability=Durability.NORMAL)
+    scratch.mkdir()
+    for n in range(uploads):
+        local = scratch / f"out_{n:05d}.root"
+        local.write_bytes(os.urandom(FILE_SIZE))
+        client = FailoverTransfer(environment=env)
+        result = client.transferAndRegisterFileFailover(local.name, str(local), _lfn(n), "SE-A", "FAIL-1", {})
+        assert result["OK"] and result["Value"]["uploadedSE"] == "FAIL-1", result
+        assert client.commitRequest()["OK"]
+    _close(env)
+    return time.perf_counter() - started
+
+
+def run_engine(home: Path, durability: Durability, profile: bool = False) -> tuple[float, int]:
+    """Run every due request once; return the seconds and the number of operations done."""
+    env = open_workspace(home, ses=SES, durability=durability)
+    executor = Executor(env, name="bench")
+    profiler = cProfile.Profile() if profile else None
+    started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    executor.run_once()
+    if profiler is not None:
+        profiler.disable()
+    seconds = time.perf_counter() - started
+    done = _check_engine(env)
+    _close(env)
+    if profiler is not None:
+        print(f"\ncProfile of the engine side ({durability.value}), top 25 by own time:")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        print("top 30 by cumulative time:")
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    return seconds, done
+
+
+def _check_engine(env: Environment) -> int:
+    """The engine's work is complete: every operation Done and every upload Cleaned."""
+    conn = env.store.conn
+    done = conn.execute("SELECT COUNT(*) FROM operations WHERE status = 'Done'").fetchone()[0]
+    total = conn.execute("SELECT COUNT(*) FROM operations").fetchone()[0]
+    cleaned = conn.execute("SELECT COUNT(*) FROM machines WHERE state = 'Cleaned'").fetchone()[0]
+    uploads = conn.execute("SELECT COUNT(*) FROM machines").fetchone()[0]
+    assert (done, cleaned) == (total, uploads), (done, total, cleaned, uploads)
+    return int(done)
+
+
+def _plan(home: Path) -> list[Copy]:
+    """What the plain script works from (read before timing, as the executor reads it from requests)."""
+    env = open_workspace(home, ses=SES)
+    copies = []
+    rows = env.store.conn.execute(
+        "SELECT f.lfn, f.size, f.checksum FROM files f JOIN operations o ON o.id = f.operation_id "
+        "WHERE o.type = 'ReplicateAndRegister' ORDER BY f.id"
+    )
+    for lfn, size, checksum in rows:
+        source, target = env.se("FAIL-1"), env.se("SE-A")
+        paths = (source.root.rstrip("/") + lfn, target.root.rstrip("/") + lfn)
+        copies.append(Copy(lfn, size, checksum, *paths, target.pfn(lfn)))
+    _close(env)
+    return copies
+
+
+def _fsync_directory(directory: str) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _make_dirs(directory: str) -> None:
+    """Create missing directories and flush each new entry, as the local storage backend does."""
+    missing = []
+    current = directory
+    while not os.path.isdir(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    os.makedirs(directory, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_directory(os.path.dirname(created))
+
+
+def _copy(copy: Copy) -> None:
+    directory = os.path.dirname(copy.target)
+    _make_dirs(directory)
+    temporary = f"{copy.target}.tmp"
+    adler, size = 1, 0
+    with open(copy.source, "rb") as source, open(temporary, "xb") as target:
+        while chunk := source.read(CHUNK):
+            adler = zlib.adler32(chunk, adler)
+            size += len(chunk)
+            target.write(chunk)
+        target.flush()
+        os.fsync(target.fileno())
+    if size != copy.size or f"{adler & 0xFFFFFFFF:08x}" != copy.adler32:
+        os.unlink(temporary)
+        raise RuntimeError(f"{copy.lfn}: copy does not match size/checksum")
+    os.replace(temporary, copy.target)
+    _fsync_directory(directory)
+
+
+def _write(conn: sqlite3.Connection, sql: str, parameters: tuple[str, ...]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(sql, parameters)
+    conn.execute("COMMIT")
+
+
+def run_plain(home: Path, durability: Durability) -> tuple[float, int]:
+    """The same copies, catalog writes and deletes, without the engine; return seconds and operations."""
+    copies = _plan(home)
+    conn = sqlite3.connect(home / "catalog.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {durability.value}")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    started = time.perf_counter()
+    for copy in copies:
+        _copy(copy)
+        _write(
+            conn,
+            "INSERT INTO catalog_replicas (lfn, se, pfn) VALUES (?, ?, ?)",
+            (copy.lfn, "SE-A", copy.target_pfn),
+        )
+        _write(conn, "DELETE FROM catalog_replicas WHERE lfn = ? AND se = ?", (copy.lfn, "FAIL-1"))
+        os.unlink(copy.source)
+    seconds = time.perf_counter() - started
+    left = conn.execute("SELECT se, COUNT(*) FROM catalog_replicas GROUP BY se").fetchall()
+    conn.close()
+    assert left == [("SE-A", len(copies))], left
+    return seconds, 2 * len(copies)
+
+
+def main() -> None:
+    """Parse the arguments, build the workspace once, and time both sides per profile."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--uploads", type=int, default=1_000, help="failover uploads (jobs)")
+    parser.add_argument(
+        "--profiles", nargs="+", type=Durability, default=list(Durability), help="FULL, NORMAL"
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile the engine side once more")
+    parser.add_argument("--dir", type=Path, help="where the workspaces go (default: a temporary directory)")
+    args = parser.parse_args()
+    profiles: list[Durability] = args.profiles
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        directory = Path(tmp)
+        print(
+            f"sqlite {sqlite3.sqlite_version}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+            f"workspaces in {tmp}"
+        )
+        built = build(directory / "base", args.uploads, directory / "job")
+        print(f"setup: {args.uploads:,} failover uploads of {FILE_SIZE // 1024} KiB, {built:.1f} s\n")
+        print(f"{'profile':<8} {'side':<7} {'ops':>6} {'seconds':>8} {'ops/s':>8}")
+        for durability in profiles:
+            rates = {}
+            for side, run in (("engine", run_engine), ("plain", run_plain)):
+                home = directory / f"{durability.value}-{side}"
+                shutil.copytree(directory / "base", home)
+                seconds, ops = run(home, durability)
+                rates[side] = ops / seconds
+                print(f"{durability.value:<8} {side:<7} {ops:>6,} {seconds:>8.2f} {rates[side]:>8,.0f}")
+            ratio = rates["plain"] / rates["engine"]
+            verdicts = (
+                "ok" if rates["engine"] >= GOAL_OPS else "UNDER GOAL",
+                "ok" if ratio <= GOAL_RATIO else "OVER GOAL",
+            )
+            print(
+                f"{durability.value:<8} ratio   plain/engine ops/s {ratio:.2f}x ({verdicts[1]}, goal <= "
+                f"{GOAL_RATIO}x); engine {rates['engine']:,.0f} ops/s ({verdicts[0]}, goal >= {GOAL_OPS:,})"
+            )
+        if args.profile:
+            home = directory / "profiled"
+            shutil.copytree(directory / "base", home)
+            run_engine(home, profiles[0], profile=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""
+``Executor.run_forever`` in a real process stops cleanly on SIGTERM or SIGINT: it finishes the file it is
+working on, records it, puts the request back without a lease and exits 0, whether busy or idle.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from failover.dirac import FailoverTransfer
+from failover.environment import Environment
+from failover.executor import Executor
+from failover.request import File, FileStatus, Operation, OperationType, RequestStatus
+from failover.workspace import open_workspace
+from persistence.db import Durability
+from persistence.requests import RequestHeader
+from states import UploadState
+
+WORKER = Path(__file__).with_name("executor_worker.py")
+LFNS = ("/vo/user/a/alice/run42/out-1.root", "/vo/user/a/alice/run42/out-2.root")
+#: How long the worker's copy keeps running after the signal arrived.
+SLOW_COPY_S = 1.0
+#: Upper bound on a wait for the worker; only reached when it misbehaves.
+WAIT_S = 20.0
+
+
+class Worker:
+    """A ``tests/executor_worker.py forever`` process, its output lines read as they come."""
+
+    def __init__(self, home: Path, poll: float, slow: float) -> None:
+        command = [sys.executable, str(WORKER), "forever", str(home), "worker", str(poll), str(slow)]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+
+    def expect(self, prefix: str) -> str:
+        """The first output line starting with ``prefix`` (lines before it are skipped)."""
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.proc.kill()
+                pytest.fail(f"worker never said {prefix!r}; stderr: {self.proc.communicate()[1]}")
+            if line.startswith(prefix):
+                return line
+
+    def stop(self, signum: int) -> float:
+        """Send ``signum``; return how long the worker took to exit (it must exit 0)."""
+        sent = time.monotonic()
+        self.proc.send_signal(signum)
+        try:
+            code = self.proc.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail(f"worker still running {WAIT_S} s after signal {signum}")
+        assert code == 0, self.proc.communicate()[1]
+        return time.monotonic() - sent
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Environment]:
+    """The workspace the worker process opens too (same SEs and durability as ``executor_worker.py``)."""
+    env = open_workspace(tmp_path / "ws", ses=("SE-A", "FAIL-1"), durability=Durability.NORMAL)
+    yield env
+    env.store.close()
+
+
+def _two_failover_uploads(env: Environment, tmp_path: Path) -> int:
+    client = FailoverTransfer(environment=env)
+    for n, lfn in enumerate(LFNS):
+        local = tmp_path / f"out-{n}.root"
+        local.write_bytes(f"output {n}\n".encode() * 400)
+        assert client.transferAndRegisterFileFailover(local.name, str(local), lfn, "SE-A", "FAIL-1", {})["OK"]
+    return int(client.commitRequest()["Value"])
+
+
+def _leases(env: Environment) -> list[tuple[str, str | None, str | None]]:
+    return env.store.conn.execute("SELECT status, lease_owner, lease_expires FROM requests").fetchall()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_during_a_copy_finishes_it_releases_the_request_and_exits_0(
+    workspace: Environment, tmp_path: Path, signum: int
+) -> None:
+    request_id = _two_failover_uploads(workspace, tmp_path)
+    worker = Worker(tmp_path / "ws", poll=0.05, slow=SLOW_COPY_S)
+    worker.expect("copying")
+
+    took = worker.stop(signum)
+
+    assert took < SLOW_COPY_S + 5.0
+    assert worker.expect("stopped")
+    assert _leases(workspace) == [("Waiting", None, None)]
+    request = workspace.requests.load(request_id)
+    assert [file.status for op in request.operations for file in op.files] == [
+        FileStatus.Done,
+        FileStatus.Waiting,
+        FileStatus.Waiting,
+        FileStatus.Waiting,
+    ]
+    assert [workspace.uploads.load(lfn).state for lfn in LFNS] == [
+        UploadState.REPLICATING,
+        UploadState.FAILED_OVER,
+    ]
+    assert workspace.se("SE-A").exists(LFNS[0]) and workspace.se("FAIL-1").exists(LFNS[0])
+
+    assert Executor(workspace).run_once() == 1
+    assert workspace.requests.load(request_id).status is RequestStatus.Done
+    assert [workspace.uploads.load(lfn).state for lfn in LFNS] == [UploadState.CLEANED] * 2
+
+
+def test_signal_finishes_every_file_of_the_current_operation_first(
+    workspace: Environment, tmp_path: Path
+) -> None:
+    """
+    Issue 4: the executor "finishes the current operation" before it stops. A two-file replication
+    interrupted during its first copy is completed; the operation after it does not start.
+    """
+    client = FailoverTransfer(environment=workspace)
+    for n, lfn in enumerate(LFNS):
+        local = tmp_path / f"out-{n}.root"
+        local.write_bytes(f"output {n}\n".encode() * 400)
+        assert client.transferAndRegisterFile(local.name, str(local), lfn, "FAIL-1", {})["OK"]
+    files = [File(lfn) for lfn in LFNS]
+    request_id = workspace.requests.ensure(RequestHeader("two-file-op", owner="alice", owner_group="vo"))
+    workspace.requests.add_operations(
+        request_id,
+        [
+            Operation(
+                OperationType.ReplicateAndRegister, target_se=["SE-A"], source_se="FAIL-1", files=files
+            ),
+            Operation(OperationType.RemoveReplica, target_se=["FAIL-1"], files=[File(lfn) for lfn in LFNS]),
+        ],
+    )
+    workspace.requests.commit(request_id)
+    worker = Worker(tmp_path / "ws", poll=0.05, slow=SLOW_COPY_S)
+    worker.expect("copying")
+
+    worker.stop(signal.SIGTERM)
+
+    request = workspace.requests.load(request_id)
+    assert [[file.status for file in op.files] for op in request.operations] == [
+        [FileStatus.Done, FileStatus.Done],
+        [FileStatus.Waiting, FileStatus.Waiting],
+    ]
+    assert _leases(workspace) == [("Waiting", None, None)]
+    assert all(workspace.se("FAIL-1").exists(lfn) for lfn in LFNS)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_while_idle_stops_without_waiting_for_the_poll_interval(
+    workspace: Environment, tmp_path: Path, signum: int
+) -> None:
+    worker = Worker(tmp_path / "ws", poll=60.0, slow=0.0)
+    worker.expect("ready")
+    time.sleep(0.1)  # let it reach its poll wait
+
+    took = worker.stop(signum)
+
+    assert took < 5.0
+    assert worker.expect("stopped")
+    assert _leases(workspace) == []
