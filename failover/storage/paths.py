@@ -13,9 +13,11 @@ filesystem knows where a link points.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
+import stat
 import unicodedata
 import uuid
 
@@ -162,16 +164,35 @@ def inside_real_root(root: str, path: str) -> bool:
     """
     Tell whether ``path`` stays inside ``root`` on the local filesystem once symbolic links are resolved.
 
-    Every existing component of ``path`` is resolved, so a directory link or a file link that points out
-    of the root is caught, even when the object itself does not exist yet.
+    Every existing component of ``path`` below the root is looked at, so a directory link or a file link
+    that points out of the root is caught, even when the object itself does not exist yet. The walk stops
+    at the first missing component (nothing below it exists), and only a component that is a link pays
+    for a full resolution: the common case costs one ``lstat`` per existing component.
 
     Args:
         root: the local root directory.
-        path: a local path below ``root``.
+        path: a local path below ``root`` (built from a checked LFN: no ``..`` in it).
 
     Returns:
         True if the resolved ``path`` is ``root`` or below it.
     """
-    real_root = os.path.realpath(root)
-    real_path = os.path.realpath(path)
+    real_root = _real_root(root)
+    current = root
+    for part in os.path.relpath(path, root).split(os.sep):
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        if stat.S_ISLNK(mode):
+            return _contains(real_root, os.path.realpath(path))
+    return True
+
+
+@functools.lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
+
+
+def _contains(real_root: str, real_path: str) -> bool:
     return os.path.commonpath([real_root, real_path]) == real_root
