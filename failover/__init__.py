@@ -38,6 +38,7 @@ from failover.request import Request
 from failover.resume import ResumeReport, resume
 from failover.uploads import UploadResult, upload
 from failover.workspace import open_workspace
+from persistence.requests import RequestHeader
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,7 @@ __all__ = [
     "PermissionDenied",
     "RegistrationRefused",
     "Request",
+    "RequestHeader",
     "ResumeReport",
     "SoleReplica",
     "SourceMissing",

@@ -55,7 +55,7 @@ def upload_many(
     env: Environment,
     items: Iterable[BatchItem],
     *,
-    request: RequestHeader,
+    request: RequestHeader | None = None,
     batch_size: int = 256,
     on_result: Callable[[BatchItem, Outcome], None] | None = None,
     **options: Any,
@@ -67,8 +67,9 @@ def upload_many(
         For each item in order, its :class:`UploadResult` or the error that stopped it.
     """
     outcomes: list[Outcome] = []
+    header = request or env.default_request
     for chunk in _chunks(items, batch_size):
-        for item, outcome in zip(chunk, _upload_chunk(env, chunk, request, options), strict=True):
+        for item, outcome in zip(chunk, _upload_chunk(env, chunk, header, options), strict=True):
             outcomes.append(outcome)
             if on_result is not None:
                 on_result(item, outcome)

@@ -11,6 +11,7 @@ import getpass
 import grp
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +24,7 @@ from failover.validation import CatalogChoice
 from fsm.clock import Clock, utc_now
 from fsm.engine import Engine
 from persistence.db import Store
+from persistence.requests import RequestHeader
 from states import DIRAC_PUT_RETRY, UPLOAD_MACHINE, RetryPolicy
 
 __all__ = ["Environment", "default_owner"]
@@ -72,6 +74,12 @@ class Environment:
     def request_owner(self) -> tuple[str, str]:
         """The (owner, owner group) new requests get."""
         return self._owner
+
+    @cached_property
+    def default_request(self) -> RequestHeader:
+        """Where uploads that name no request put their operations: one request per environment."""
+        owner, group = self.request_owner
+        return RequestHeader(f"session:{uuid.uuid4().hex}", "noname_request", owner, group, "failover")
 
     @cached_property
     def uploads(self) -> Engine:

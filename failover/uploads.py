@@ -229,7 +229,7 @@ def upload(
     file_meta: Mapping[str, Any] | None = None,
     default_checksum_type: str | ChecksumType | None = "ADLER32",
     overwrite: bool = False,
-    request: RequestHeader,
+    request: RequestHeader | None = None,
 ) -> UploadResult:
     """
     Upload one file: destination SEs in order, then failover SEs; register it or defer registration.
@@ -247,7 +247,7 @@ def upload(
         file_meta: DIRAC's fileMetaDict (GUID, Checksum, ChecksumType, Size).
         default_checksum_type: the checksum type when ``file_meta`` names none.
         overwrite: replace different content already under the LFN at the SE.
-        request: the request the upload's operations go to.
+        request: the request the upload's operations go to (default: the environment's session request).
 
     Returns:
         Where the upload stands.
@@ -270,7 +270,7 @@ def upload(
         file_meta=file_meta,
         default_checksum_type=default_checksum_type,
         overwrite=overwrite,
-        request=request,
+        request=request or env.default_request,
     )
     if data is not None:
         env.uploads.create(machine_id, data)

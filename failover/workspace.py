@@ -43,7 +43,7 @@ def open_workspace(
         ses: names of the local storage elements to provide.
         durability: the commit profile of the database and catalog.
     """
-    root = Path(home) if home is not None else workspace_home()
+    root = (Path(home) if home is not None else workspace_home()).absolute()
     root.mkdir(parents=True, exist_ok=True)
     store = open_store(root / "failover.db", durability=durability)
     storage = {name: StorageElement(name, (root / "se" / name).as_uri()) for name in ses}
