@@ -59,10 +59,14 @@ def release_request(
     error: str = "",
     not_before: str | None = None,
 ) -> bool:
-    """Give a request back with its new status; False when ``owner`` no longer held it."""
+    """
+    Give a request back with its new status; False when ``owner`` no longer held it.
+
+    A request canceled meanwhile is not Assigned any more, and keeps its Canceled status.
+    """
     cursor = conn.execute(
         "UPDATE requests SET status = ?, error = ?, not_before = ?, last_update = ?, lease_owner = NULL, "
-        "lease_expires = NULL WHERE id = ? AND lease_owner = ?",
+        "lease_expires = NULL WHERE id = ? AND lease_owner = ? AND status = 'Assigned'",
         (status, error, not_before, now, request_id, owner),
     )
     return cursor.rowcount == 1

@@ -116,9 +116,9 @@ class Executor:
     def process(self, lease: Lease) -> RequestStatus:
         """Run a taken request's operations until it ends, must wait, or the executor stops."""
         retry_at: datetime | None = None
+        request = self._load(lease.request_id)
         try:
             while not self.stopping.is_set() and retry_at is None:
-                request = self._load(lease.request_id)
                 op = current_operation(request)
                 if request.status.is_final or op is None:
                     break
@@ -126,33 +126,45 @@ class Executor:
                     # Nothing to run (files Scheduled by an outside transfer): look again later.
                     retry_at = self.env.clock() + timedelta(seconds=self.policy.backoff_base)
                     break
-                retry_at = self._run_operation(lease, request, op)
+                retry_at, reshaped = self._run_operation(lease, request, op)
+                # The in-memory request mirrors what was recorded, unless operations were inserted.
+                request = self._load(lease.request_id) if reshaped else request
+                refresh_statuses(request)
         except LeaseLost:
             log.warning("%s: lost the lease of request %d", self.name, lease.request_id)
             return RequestStatus.Assigned
-        return self._release(lease, retry_at)
+        return self._release(lease, request, retry_at)
 
     def _load(self, request_id: int) -> Request:
         request = self.env.requests.load(request_id)
         refresh_statuses(request)
         return request
 
-    def _run_operation(self, lease: Lease, request: Request, op: Operation) -> datetime | None:
+    def _run_operation(self, lease: Lease, request: Request, op: Operation) -> tuple[datetime | None, bool]:
         """
-        Try each Waiting file of the current operation once; the earliest retry time, if any.
+        Try each Waiting file of the current operation once, recording each outcome in the store and in
+        ``op``; return the earliest retry time, if any, and whether operations were inserted.
 
         A stop request is honoured between operations, not here: the current operation is finished first.
         """
         retries: list[datetime] = []
+        reshaped = False
         for file in [f for f in op.files if f.status is FileStatus.Waiting]:
             outcome = run_file(self.env, op, file, self.policy, self.rng)
             record_outcome(self.env, lease, op, outcome)
+            file.status, file.attempt, file.error, file.errors = (
+                outcome.status,
+                outcome.attempt,
+                outcome.error,
+                outcome.errors,
+            )
+            op.error = outcome.error
+            reshaped = reshaped or bool(outcome.followups)
             if outcome.retry_at is not None:
                 retries.append(outcome.retry_at)
-        return min(retries) if retries else None
+        return (min(retries) if retries else None), reshaped
 
-    def _release(self, lease: Lease, retry_at: datetime | None) -> RequestStatus:
-        request = self._load(lease.request_id)
+    def _release(self, lease: Lease, request: Request, retry_at: datetime | None) -> RequestStatus:
         status = request.status if request.status.is_final else RequestStatus.Waiting
         if not request.operations:
             status = RequestStatus.Done  # nothing to do; left Waiting it would be taken again at once
