@@ -1,0 +1,37 @@
+"""
+The ``failover`` command line: thin wrappers over the library, one module per group of commands.
+
+``main`` is the console script (``failover = "failover.cli:main"``); ``cli`` is the click group, for
+tests (``click.testing.CliRunner``) and for documentation generated from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from failover.cli import demo, diagram, executor, fsck, requests, status, upload
+from failover.cli.app import cli
+
+__all__ = ["cli", "main"]
+
+# In the order a user meets them; `failover --help` lists them so.
+for _command in (
+    upload.upload,
+    status.status,
+    status.history,
+    status.explain,
+    requests.requests,
+    executor.executor,
+    executor.resume,
+    executor.retry,
+    executor.cancel,
+    fsck.fsck,
+    diagram.diagram,
+    demo.demo,
+):
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``failover`` command (``argv`` without the program name; None reads ``sys.argv``)."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="failover")

@@ -1,0 +1,263 @@
+"""
+The root ``failover`` command group, its shared option decorators, and the one place errors are reported.
+
+Commands get their environment from :func:`workspace_options` (``--home``/``$FAILOVER_HOME`` for the
+embedded default, ``--config``/``$FAILOVER_CONFIG`` for a TOML file) and their output mode from
+:func:`output_options` (``--json`` or ``--table``). Any failover, store, machine or OS error raised by a
+command ends as one line, ``ClassName: message``, on stderr with exit status 1; ``--verbose`` adds
+the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sqlite3
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from failover.config import Config, UploadDefaults, load_config
+from failover.environment import Environment
+from failover.errors import FailoverError, InvalidInput, UploadFailed
+from failover.executor import ExecutorPolicy
+from failover.uploads import machine_ids
+from failover.validation import validate_lfn
+from failover.workspace import DEFAULT_SES, open_workspace, workspace_home
+from fsm.errors import FsmError
+from persistence.errors import StoreError
+from persistence.rows import MachineRow
+
+__all__ = [
+    "FailoverGroup",
+    "HANDLED_ERRORS",
+    "Settings",
+    "Workspace",
+    "cli",
+    "error_line",
+    "find_upload",
+    "output_options",
+    "print_json",
+    "stderr",
+    "stdout",
+    "workspace_options",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: What a command may raise and the root group reports as one line (exit status 1).
+HANDLED_ERRORS: tuple[type[BaseException], ...] = (
+    FailoverError,
+    StoreError,
+    FsmError,
+    sqlite3.Error,
+    OSError,
+)
+
+#: Without a terminal, rich would wrap tables at 80 columns; LFNs are longer than that.
+_PIPE_WIDTH = 200
+
+
+def stdout() -> Console:
+    """The console for results (stdout)."""
+    return Console(width=None if sys.stdout.isatty() else _PIPE_WIDTH, highlight=False)
+
+
+def stderr() -> Console:
+    """The console for progress, narrative and errors (stderr)."""
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as indented JSON on stdout (times and paths as strings)."""
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@dataclass
+class Settings:
+    """Options of the root group that every command sees."""
+
+    verbose: bool = False
+
+
+def error_line(err: BaseException) -> str:
+    """
+    One line for an error: ``ClassName: message``, with each SE's reason for a total upload failure.
+
+    Example:
+        >>> error_line(InvalidInput("LFN 'x' is not absolute"))
+        "InvalidInput: LFN 'x' is not absolute"
+    """
+    message = str(err)
+    if isinstance(err, UploadFailed) and err.errors:
+        message += " (" + "; ".join(f"{se}: {why}" for se, why in err.errors.items()) + ")"
+    return f"{type(err).__name__}: {' '.join(message.split())}"
+
+
+class FailoverGroup(click.Group):
+    """A command group that reports the errors of its commands as one line and exits with status 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The commands in the order they were added (a user's path through them), not alphabetically."""
+        return list(self.commands)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a handled error becomes one line on stderr (with ``--verbose``, a traceback)."""
+        try:
+            return super().invoke(ctx)
+        except HANDLED_ERRORS as err:
+            settings = ctx.find_object(Settings)
+            if settings is not None and settings.verbose:
+                traceback.print_exception(err, file=sys.stderr)
+            click.echo(error_line(err), err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=FailoverGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show the traceback of an error.")
+@click.version_option(package_name="failover-transfer", prog_name="failover")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """
+    Get files safely onto storage and into the catalog, with failover, as durable state machines.
+
+    Every upload is a persisted state machine; the requests it emits (register, replicate to the
+    target, remove the temporary replica) are run by the executor. The workspace is
+    $FAILOVER_HOME (default ./.failover) unless --config names a TOML file.
+
+    \b
+    Example:
+        failover demo
+        failover upload out.root --lfn /vo/user/a/alice/out.root --dest LOCAL-DISK
+        failover status
+    """
+    ctx.ensure_object(Settings).verbose = verbose
+    # Library warnings (an operation failed for good, say) as plain lines; INFO too with --verbose.
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+
+
+@dataclass
+class Workspace:
+    """
+    Where a command's environment comes from; opened on first use and closed when the command ends.
+
+    Args:
+        home: the embedded default's directory (used when ``config`` is None).
+        config: a TOML configuration file.
+    """
+
+    home: Path
+    config_file: Path | None = None
+    _config: Config | None = field(default=None, repr=False)
+    _env: Environment | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config | None:
+        """The checked configuration, or None for the embedded default."""
+        if self.config_file is not None and self._config is None:
+            self._config = load_config(self.config_file)
+        return self._config
+
+    @property
+    def env(self) -> Environment:
+        """The environment, opened (and the database created) on first use."""
+        if self._env is None:
+            config = self.config
+            self._env = config.open() if config is not None else open_workspace(self.home)
+        return self._env
+
+    @property
+    def policy(self) -> ExecutorPolicy:
+        """The executor's policy: the configuration's, else the defaults."""
+        return self.config.executor if self.config is not None else ExecutorPolicy()
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between polls of a looping executor."""
+        return self.config.poll_interval if self.config is not None else 5.0
+
+    @property
+    def upload_defaults(self) -> UploadDefaults:
+        """Defaults of ``failover upload``: the configuration's, else the embedded default's two SEs."""
+        if self.config is not None:
+            return self.config.upload
+        return UploadDefaults(destinations=DEFAULT_SES[:1], failovers=DEFAULT_SES[1:])
+
+    def close(self) -> None:
+        """Close the database and the catalogs' connections if they were opened."""
+        if self._env is not None:
+            self._env.store.close()
+            for catalog in self._env.catalogs:
+                close = getattr(catalog, "close", None)  # not part of the FileCatalog interface
+                if callable(close):
+                    close()
+
+
+def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(Settings).verbose = True
+        logging.getLogger().setLevel(logging.INFO)
+
+
+def workspace_options(command: F) -> F:
+    """
+    Add ``--home``, ``--config`` and ``--verbose``; the command gets a :class:`Workspace` as ``workspace``.
+    """
+
+    @click.option(
+        "--home",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="FAILOVER_HOME",
+        help="Workspace of the embedded default [env: FAILOVER_HOME; default: ./.failover].",
+    )
+    @click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="FAILOVER_CONFIG",
+        help="TOML configuration file; replaces the workspace [env: FAILOVER_CONFIG].",
+    )
+    @click.option(
+        "-v", "--verbose", is_flag=True, expose_value=False, callback=_set_verbose, help="Show tracebacks."
+    )
+    @functools.wraps(command)
+    def wrapper(*args: Any, home: Path | None, config_file: Path | None, **kwargs: Any) -> Any:
+        root = (home or workspace_home()).expanduser().absolute()
+        workspace = Workspace(root, config_file)
+        click.get_current_context().call_on_close(workspace.close)
+        return command(*args, workspace=workspace, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def output_options(command: F) -> F:
+    """Add ``--json/--table`` (default: a table); the command receives ``as_json``."""
+    return click.option(
+        "--json/--table", "as_json", default=False, help="Print JSON for scripts, or a table (default)."
+    )(command)
+
+
+def find_upload(env: Environment, lfn: str) -> MachineRow:
+    """
+    The latest upload of ``lfn`` (a new generation starts only after a Failed one).
+
+    Raises:
+        InvalidInput: the LFN is not valid, or it was never uploaded here.
+    """
+    validate_lfn(lfn)
+    latest = None
+    for machine_id in machine_ids(lfn):
+        row = env.uploads.find(machine_id)
+        if row is None:
+            break
+        latest = row
+    if latest is None:
+        raise InvalidInput(f"no upload of {lfn} in {env.store.path}", lfn=lfn)
+    return latest

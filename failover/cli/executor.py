@@ -1,0 +1,148 @@
+"""
+Running and steering the work: ``failover executor`` (:class:`~failover.Executor`), ``resume``
+(:func:`~failover.resume`), ``retry`` (:func:`~failover.retry_upload`) and ``cancel``
+(:func:`~failover.cancel_request`, :func:`~failover.cancel_upload`).
+"""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+from failover.cli.app import (
+    Workspace,
+    error_line,
+    find_upload,
+    output_options,
+    print_json,
+    stdout,
+    workspace_options,
+)
+from failover.executor import Executor
+from failover.operator import cancel_request, cancel_upload, retry_upload
+from failover.resume import resume as resume_uploads
+
+__all__ = ["cancel", "executor", "resume", "retry"]
+
+
+@click.command()
+@click.option(
+    "--once", "mode", flag_value="once", default=True, help="Run what is due now, then stop (default)."
+)
+@click.option("--loop", "mode", flag_value="loop", help="Keep polling until SIGTERM or Ctrl-C.")
+@click.option(
+    "--poll", type=click.FloatRange(min=0, min_open=True), help="Seconds between polls with --loop."
+)
+@click.option("--name", help="This executor's lease owner name [default: a random one].")
+@output_options
+@workspace_options
+def executor(workspace: Workspace, as_json: bool, mode: str, poll: float | None, name: str | None) -> None:
+    """
+    Run committed requests: replicate, register, remove temporary replicas; move uploads on.
+
+    Several executors may run at once: each request is taken under a lease. Retries and backoff
+    follow the configuration's [executor] table.
+
+    \b
+    Example:
+        failover executor --once
+        failover executor --loop --poll 5
+    """
+    runner = Executor(workspace.env, workspace.policy, name=name)
+    if mode == "loop":
+        # run_forever installs the same handlers; before it does, a SIGTERM must not kill us either.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: runner.stopping.set())
+        stdout().print(f"{runner.name}: polling every {poll or workspace.poll_interval:g} s; Ctrl-C stops")
+        runner.run_forever(poll or workspace.poll_interval)
+        return
+    taken = runner.run_once()
+    if as_json:
+        print_json({"executor": runner.name, "requests": taken})
+    else:
+        stdout().print(f"{runner.name}: processed {taken} request{'s' if taken != 1 else ''}")
+
+
+@click.command()
+@click.option("--no-commit", is_flag=True, help="Leave draft requests alone (clients may still be running).")
+@output_options
+@workspace_options
+def resume(workspace: Workspace, as_json: bool, no_commit: bool) -> None:
+    """
+    After a crash: drive every unfinished upload on, and commit the requests left as drafts.
+
+    Nothing is uploaded twice: a put that finds the same file at the SE counts as done.
+
+    \b
+    Example:
+        failover resume
+    """
+    report = resume_uploads(workspace.env, commit_drafts=not no_commit)
+    if as_json:
+        print_json(
+            {
+                "finished": [{"lfn": r.lfn, "state": str(r.state), "se": r.se} for r in report.finished],
+                "failed": {upload: error_line(err) for upload, err in report.failed.items()},
+                "committed": report.committed,
+            }
+        )
+        return
+    console = stdout()
+    for result in report.finished:
+        console.print(f"{result.lfn}: {result.state} at {result.se}")
+    for upload, err in report.failed.items():
+        console.print(f"{upload}: [red]{error_line(err)}[/red]")
+    committed = ", ".join(map(str, report.committed)) or "none"
+    console.print(
+        f"resumed {len(report.finished) + len(report.failed)} uploads; committed requests: {committed}"
+    )
+
+
+@click.command()
+@click.argument("lfn")
+@output_options
+@workspace_options
+def retry(workspace: Workspace, as_json: bool, lfn: str) -> None:
+    """
+    Retry a Stuck upload: its operations go into a new committed request, the upload back to FailedOver.
+
+    \b
+    Example:
+        failover retry /vo/user/a/alice/run42/out.root
+        failover executor --once
+    """
+    env = workspace.env
+    request_id = retry_upload(env, find_upload(env, lfn).id)
+    if as_json:
+        print_json({"lfn": lfn, "request": request_id})
+    else:
+        stdout().print(f"{lfn}: back to FailedOver; its operations are in request {request_id}")
+
+
+@click.command()
+@click.argument("request_id", type=int, required=False)
+@click.option("--upload", "lfn", help="Give up on this Stuck upload instead (it ends Failed).")
+@click.option(
+    "--reason", default="canceled by operator", show_default=True, help="Recorded with the request."
+)
+@workspace_options
+def cancel(workspace: Workspace, request_id: int | None, lfn: str | None, reason: str) -> None:
+    """
+    Cancel a request that has not ended (its uploads become Stuck or Failed), or a Stuck upload.
+
+    \b
+    Example:
+        failover cancel 3
+        failover cancel --upload /vo/user/a/alice/run42/out.root
+    """
+    if (request_id is None) == (lfn is None):
+        raise click.UsageError("give a REQUEST_ID or --upload LFN (one of them)")
+    env = workspace.env
+    if lfn is not None:
+        cancel_upload(env, find_upload(env, lfn).id)
+        stdout().print(f"{lfn}: canceled, the upload is Failed")
+    else:
+        assert request_id is not None
+        cancel_request(env, request_id, reason)
+        stdout().print(f"request {request_id} canceled")

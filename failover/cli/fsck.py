@@ -1,0 +1,44 @@
+"""``failover fsck``: check SPEC.md §6's invariants with :func:`failover.fsck.fsck`; exit 1 on any problem."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from failover.cli.app import Workspace, output_options, print_json, stderr, stdout, workspace_options
+from failover.fsck import fsck as check_consistency
+
+__all__ = ["fsck"]
+
+
+@click.command()
+@output_options
+@workspace_options
+def fsck(workspace: Workspace, as_json: bool) -> None:
+    """
+    Check the database, storage and catalogs against each other; exit status 1 if anything is wrong.
+
+    Checks the store's integrity, that every upload's journal replays to its stored state, that no
+    operation is lost or duplicated, that every Registered or Cleaned upload has a good replica at its
+    final SE and its catalog entries, that no temporary replica outlives its upload, and that no
+    object on an SE is unexplained.
+
+    \b
+    Example:
+        failover fsck
+        failover fsck --json
+    """
+    report = check_consistency(workspace.env)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        checked = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in report.checked.items())
+        if report.problems:
+            table = Table("Problem", "Subject", "Message")
+            for problem in report.problems:
+                table.add_row(problem.code, problem.subject, problem.message)
+            stdout().print(table)
+        stdout().print(f"checked {checked}: {'ok' if report.ok else f'{len(report.problems)} problem(s)'}")
+    if not report.ok:
+        stderr().print(f"fsck: {len(report.problems)} problem(s) found")
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,207 @@
+"""
+``failover requests``: list, show, export and import requests.
+
+Export and import speak DIRAC's request JSON (:func:`~failover.request.request_to_dirac_json` and
+:func:`~failover.request.request_from_dirac_json`), so a request can be handed to a DIRAC installation
+or taken from one. An imported request is stored and committed, ready for ``failover executor``;
+importing the same document again finds the same request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from failover.cli.app import FailoverGroup, Workspace, output_options, print_json, stdout, workspace_options
+from failover.environment import Environment
+from failover.errors import InvalidRequest
+from failover.request import (
+    Request,
+    RequestStatus,
+    request_from_dirac_json,
+    request_to_dirac_json,
+    validate_request,
+)
+from persistence.requests import RequestHeader
+
+__all__ = ["import_request", "list_requests", "requests"]
+
+
+@click.group(cls=FailoverGroup)
+def requests() -> None:
+    """
+    List, show, export and import requests (DIRAC request JSON).
+
+    \b
+    Example:
+        failover requests list --status Waiting
+        failover requests export 3 > request-3.json
+        failover requests import request-3.json
+    """
+
+
+def list_requests(env: Environment, status: str | None = None) -> list[Request]:
+    """Every stored request (drafts included), optionally only those with ``status``, by id."""
+    rows = env.store.conn.execute(
+        "SELECT id FROM requests WHERE ? IS NULL OR status = ? ORDER BY id", (status, status)
+    )
+    return [env.requests.load(request_id) for (request_id,) in rows.fetchall()]
+
+
+def _committed(env: Environment, request_id: int) -> bool:
+    row = env.store.conn.execute("SELECT committed_at FROM requests WHERE id = ?", (request_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def _summary(env: Environment, request: Request) -> dict[str, Any]:
+    assert request.request_id is not None
+    return {
+        "id": request.request_id,
+        "name": request.name,
+        "owner": request.owner,
+        "status": str(request.status),
+        "committed": _committed(env, request.request_id),
+        "operations": [f"{op.type}:{op.status}" for op in request.operations],
+        "error": request.error,
+        "last_update": request.last_update,
+    }
+
+
+@requests.command("list")
+@click.option(
+    "--status", type=click.Choice([s.value for s in RequestStatus]), help="Only requests with this status."
+)
+@output_options
+@workspace_options
+def list_command(workspace: Workspace, as_json: bool, status: str | None) -> None:
+    """
+    List requests: id, status, whether committed, and their operations.
+
+    \b
+    Example:
+        failover requests list
+        failover requests list --status Failed --json
+    """
+    env = workspace.env
+    summaries = [_summary(env, request) for request in list_requests(env, status)]
+    if as_json:
+        print_json(summaries)
+        return
+    table = Table("ID", "Name", "Status", "Committed", "Operations", "Error")
+    for s in summaries:
+        committed = "yes" if s["committed"] else "draft"
+        table.add_row(str(s["id"]), s["name"], s["status"], committed, ", ".join(s["operations"]), s["error"])
+    stdout().print(table)
+
+
+def _print_request(request: Request) -> None:
+    console = stdout()
+    console.print(f"[bold]request {request.request_id}[/bold] {request.name} {request.status}")
+    console.print(f"  owner: {request.owner}/{request.owner_group}  source: {request.source_component}")
+    if request.error:
+        console.print(f"  error: {request.error}")
+    for op in request.operations:
+        where = f" → {','.join(op.target_se)}" if op.target_se else ""
+        source = f" from {op.source_se}" if op.source_se else ""
+        console.print(
+            f"  {op.order}. {op.type} {op.status}{source}{where}" + (f": {op.error}" if op.error else "")
+        )
+        for file in op.files:
+            error = f": {file.error}" if file.error else ""
+            console.print(f"       {file.lfn} {file.status} (attempt {file.attempt}){error}")
+
+
+@requests.command()
+@click.argument("request_id", type=int)
+@output_options
+@workspace_options
+def show(workspace: Workspace, as_json: bool, request_id: int) -> None:
+    """
+    Show a request: its operations and their files, with statuses and errors.
+
+    --json prints DIRAC's request JSON (as `requests export` does).
+
+    \b
+    Example:
+        failover requests show 3
+    """
+    request = workspace.env.requests.load(request_id)
+    if as_json:
+        print_json(request_to_dirac_json(request))
+    else:
+        _print_request(request)
+
+
+@requests.command()
+@click.argument("request_id", type=int)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not stdout."
+)
+@workspace_options
+def export(workspace: Workspace, request_id: int, output: Path | None) -> None:
+    """
+    Export a request as DIRAC request JSON (what DIRAC's Request.toJSON() writes).
+
+    \b
+    Example:
+        failover requests export 3 > request-3.json
+    """
+    text = json.dumps(request_to_dirac_json(workspace.env.requests.load(request_id)), indent=2)
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+
+
+def import_request(env: Environment, document: str) -> tuple[int, bool]:
+    """
+    Store a DIRAC request JSON document as a committed request.
+
+    The request is keyed by the document's digest, so importing the same document again stores nothing.
+
+    Returns:
+        The request id, and True when it was stored now (False: imported before).
+
+    Raises:
+        InvalidRequest: the document is not a valid request.
+    """
+    request = request_from_dirac_json(document)
+    owner, group = env.request_owner
+    request.owner, request.owner_group = request.owner or owner, request.owner_group or group
+    validate_request(request)
+    key = "import:" + hashlib.sha256(document.encode("utf-8")).hexdigest()
+    header = RequestHeader(
+        key, request.name, request.owner, request.owner_group, request.source_component, request.job_id
+    )
+    request_id = env.requests.ensure(header)
+    keys = [f"{key}/{index}" for index in range(len(request.operations))]
+    env.requests.add_operations(request_id, request.operations, keys=keys)
+    return request_id, env.requests.commit(request_id)
+
+
+@requests.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@output_options
+@workspace_options
+def import_command(workspace: Workspace, as_json: bool, file: Path) -> None:
+    """
+    Import a DIRAC request JSON file as a committed request, ready for the executor.
+
+    \b
+    Example:
+        failover requests import request-3.json
+    """
+    try:
+        document = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"{file} is not UTF-8 text: {exc}") from exc
+    request_id, new = import_request(workspace.env, document)
+    if as_json:
+        print_json({"request": request_id, "imported": new})
+    else:
+        stdout().print(f"request {request_id} {'imported and committed' if new else 'was imported before'}")

@@ -1,0 +1,240 @@
+"""
+``failover upload``: upload one or many files with :func:`failover.batch.upload_many` (the same machines
+as :func:`failover.upload`, one commit per batch of files), then commit their request.
+
+Each file is uploaded on its own: a bad file is reported and the others are still processed; the exit
+status is 1 if any file failed. The operations of every upload (deferred registrations, replication
+to the target, removal of the temporary replica) go into one request, committed at the end, which
+``failover executor`` runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from failover import uploads
+from failover.batch import BatchItem, upload_many
+from failover.cli.app import (
+    Workspace,
+    error_line,
+    output_options,
+    print_json,
+    stderr,
+    stdout,
+    workspace_options,
+)
+from failover.environment import Environment
+from failover.errors import FailoverError, UploadFailed
+from failover.validation import parse_name_list
+from persistence.requests import RequestHeader
+
+__all__ = ["FileOutcome", "upload"]
+
+#: A single file at least this big gets a progress bar too.
+BIG_FILE = 64 * 1024**2
+#: Files per commit: the progress bar moves once per batch.
+BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one file: its result, or the error that stopped it."""
+
+    file: Path
+    lfn: str
+    result: uploads.UploadResult | None = None
+    error: FailoverError | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The outcome as a JSON-able dict."""
+        head: dict[str, Any] = {"file": str(self.file), "lfn": self.lfn}
+        if self.error is not None:
+            error: dict[str, Any] = {"type": type(self.error).__name__, "message": str(self.error)}
+            if isinstance(self.error, UploadFailed):
+                error["errors"] = dict(self.error.errors)
+            return {**head, "state": "Failed", "error": error}
+        result = self.result
+        assert result is not None
+        return {
+            **head,
+            "state": str(result.state),
+            "se": result.se,
+            "pfn": result.pfn,
+            "size": result.size,
+            "checksum": result.checksum,
+            "checksum_type": result.checksum_type,
+            "guid": result.guid,
+            "registered": list(result.registered),
+            "deferred": dict(result.deferred),
+            "operations": [op.type for op in result.operations],
+        }
+
+
+def _names(values: Sequence[str]) -> list[str]:
+    return parse_name_list(",".join(values))
+
+
+def _lfns(files: Sequence[Path], lfn: str | None, prefix: str | None) -> list[str]:
+    if (lfn is None) == (prefix is None):
+        raise click.UsageError("give exactly one of --lfn (one file) or --lfn-prefix")
+    if lfn is not None:
+        if len(files) != 1:
+            raise click.UsageError("--lfn names one file; use --lfn-prefix for several")
+        return [lfn]
+    assert prefix is not None
+    lfns = [f"{prefix.rstrip('/')}/{file.name}" for file in files]
+    twice = sorted(lfn for lfn, count in Counter(lfns).items() if count > 1)
+    if twice:
+        raise click.UsageError(f"several files would be uploaded as {', '.join(twice)}")
+    return lfns
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size if file.is_file() else 0
+    except OSError:
+        return 0
+
+
+@contextmanager
+def _progress(files: Sequence[Path], quiet: bool) -> Iterator[Progress]:
+    """A bar in bytes over all files, on stderr, shown for many files or a big one, on a terminal only."""
+    console = stderr()
+    show = not quiet and console.is_terminal and (len(files) > 1 or sum(map(_size, files)) >= BIG_FILE)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=not show) as progress:
+        yield progress
+
+
+def _upload_all(
+    env: Environment, pairs: list[tuple[Path, str]], header: RequestHeader, progress: Progress, **where: Any
+) -> list[FileOutcome]:
+    task = progress.add_task("uploading", total=sum(_size(file) for file, _ in pairs) or None)
+    done = 0
+
+    def advance(item: BatchItem, outcome: object) -> None:
+        nonlocal done
+        done += 1
+        progress.update(task, advance=_size(Path(item.local_path)), description=f"{done}/{len(pairs)} files")
+
+    items = [BatchItem(file, lfn) for file, lfn in pairs]
+    results = upload_many(env, items, request=header, batch_size=BATCH_SIZE, on_result=advance, **where)
+    return [
+        FileOutcome(file, lfn, error=result)
+        if isinstance(result, FailoverError)
+        else FileOutcome(file, lfn, result)
+        for (file, lfn), result in zip(pairs, results, strict=True)
+    ]
+
+
+def _commit(env: Environment, header: RequestHeader) -> int | None:
+    row = env.requests.find(header.client_key)
+    if row is None:
+        return None
+    env.requests.commit(row.id)
+    return row.id
+
+
+def _registration(result: uploads.UploadResult | None) -> str:
+    if result is None:
+        return "-"
+    if result.deferred:
+        return "deferred: " + "; ".join(f"{name} ({why})" for name, why in result.deferred.items())
+    return "registered in " + ", ".join(result.registered) if result.registered else "-"
+
+
+def _print_table(outcomes: list[FileOutcome], request_id: int | None) -> None:
+    table = Table("LFN", "State", "SE", "Registration")
+    for outcome in outcomes:
+        result = outcome.result
+        state = str(result.state) if result else "[red]Failed[/red]"
+        table.add_row(outcome.lfn, state, result.se if result else "-", _registration(result))
+    console = stdout()
+    console.print(table)
+    if request_id is not None:
+        console.print(f"request {request_id} committed: `failover executor --once` runs it")
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--lfn", help="The LFN of the file (one file only).")
+@click.option("--lfn-prefix", help="LFN directory: each file gets PREFIX/<its file name>.")
+@click.option(
+    "--dest", "destinations", multiple=True, help="Destination SEs, tried in order (comma-separated)."
+)
+@click.option("--failover", "failovers", multiple=True, help="Failover SEs, tried after the destinations.")
+@click.option(
+    "--target", "targets", multiple=True, help="Where a failed-over file must end up [default: --dest]."
+)
+@click.option("--catalog", "catalogs", multiple=True, help="Catalogs to register in [default: all].")
+@click.option("--master-only", is_flag=True, help="Register in the master catalogs only.")
+@click.option("--retry-upload", is_flag=True, help="With one SE, retry transient failures with waits.")
+@output_options
+@workspace_options
+def upload(
+    workspace: Workspace,
+    as_json: bool,
+    files: tuple[Path, ...],
+    lfn: str | None,
+    lfn_prefix: str | None,
+    destinations: tuple[str, ...],
+    failovers: tuple[str, ...],
+    targets: tuple[str, ...],
+    catalogs: tuple[str, ...],
+    master_only: bool,
+    retry_upload: bool,
+) -> None:
+    """
+    Upload FILES: destination SEs in order, then failover SEs; register them or defer registration.
+
+    Prints each file's LFN, state, SE and whether its registration was deferred. Exit status 1 if any
+    file failed (the others are still uploaded). Without --dest and --failover, the configuration's
+    upload defaults are used (the embedded default: LOCAL-DISK, then FAILOVER-DISK).
+
+    \b
+    Example:
+        failover upload out.root --lfn /vo/user/a/alice/run42/out.root --dest LOCAL-DISK
+        failover upload run42/*.root --lfn-prefix /vo/user/a/alice/run42 \\
+            --dest SE-A,SE-B --failover FAILOVER-1 --json
+    """
+    lfns = _lfns(files, lfn, lfn_prefix)
+    defaults = workspace.upload_defaults
+    dest, fail = _names(destinations), _names(failovers)
+    if not dest and not fail:
+        dest, fail = list(defaults.destinations), list(defaults.failovers)
+    aims = _names(targets) or dest
+    if not dest and not aims:
+        raise click.UsageError("--failover needs --dest or --target: where the file must end up")
+    where = {
+        "destinations": dest,
+        "failovers": fail,
+        "targets": aims,
+        "catalogs": _names(catalogs) or defaults.catalogs,
+        "master_only": master_only or defaults.master_only,
+        "retry_upload": retry_upload,
+    }
+    env = workspace.env
+    owner, group = env.request_owner
+    header = RequestHeader(uuid.uuid4().hex, "failover-upload", owner, group, "failover-cli")
+    with _progress(files, quiet=as_json) as progress:
+        outcomes = _upload_all(env, list(zip(files, lfns, strict=True)), header, progress, **where)
+    request_id = _commit(env, header)
+    if as_json:
+        print_json({"uploads": [o.to_json() for o in outcomes], "request": request_id})
+    else:
+        _print_table(outcomes, request_id)
+    errors = [(o.file, o.error) for o in outcomes if o.error is not None]
+    for file, error in errors:
+        click.echo(f"{file}: {error_line(error)}", err=True)
+    if errors:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,80 @@
+"""
+Which storage element class serves a URL: chosen by the URL's protocol.
+
+Protocols with a class of their own (XRootD, S3, WebDAV) are looked up in :data:`STORAGE_CLASSES`; any
+other URL (``file://``, a plain path, ``memory://``, any fsspec protocol) gets the generic
+:class:`~failover.storage.StorageElement`. Each class is imported only when a URL needs it, so the
+protocol libraries stay optional.
+
+>>> storage_element("SE-A", "memory://se-a").__class__.__name__
+'StorageElement'
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from failover.errors import StorageUnavailable
+from failover.storage.element import StorageElement
+
+__all__ = ["STORAGE_CLASSES", "storage_class", "storage_element"]
+
+#: ``protocol -> "module:Class"`` of the storage elements with a class of their own.
+STORAGE_CLASSES: Mapping[str, str] = {
+    "root": "failover.storage.xrootd:XRootDStorageElement",
+    "xroot": "failover.storage.xrootd:XRootDStorageElement",
+    "s3": "failover.storage.s3:S3StorageElement",
+    "s3a": "failover.storage.s3:S3StorageElement",
+    "dav": "failover.storage.webdav:WebDavStorageElement",
+    "davs": "failover.storage.webdav:WebDavStorageElement",
+}
+
+
+def _protocol(url: str) -> str:
+    scheme, separator, _ = url.partition("://")
+    return scheme.lower() if separator and "::" not in scheme else "file"
+
+
+def storage_class(url: str) -> type[StorageElement]:
+    """
+    Return the storage element class for ``url``'s protocol.
+
+    Args:
+        url: the SE's URL.
+
+    Returns:
+        The class; :class:`~failover.storage.StorageElement` for protocols without one of their own.
+    """
+    target = STORAGE_CLASSES.get(_protocol(url))
+    if target is None:
+        return StorageElement
+    module, _, name = target.partition(":")
+    cls: type[StorageElement] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def storage_element(name: str, url: str, options: Mapping[str, Any] | None = None) -> StorageElement:
+    """
+    Build the storage element ``name`` at ``url``, of the class its protocol calls for.
+
+    Args:
+        name: the SE's name.
+        url: the URL of the SE's root (``root://``, ``s3://``, ``dav(s)://``, ``file://``, a path...).
+        options: the SE's options (credentials, endpoint, timeouts, fsspec storage options).
+
+    Returns:
+        The storage element.
+
+    Raises:
+        InvalidInput: the name is empty, or the URL is malformed or of an unknown protocol.
+        StorageUnavailable: the protocol's client cannot be set up (its library is not installed, for
+            instance).
+    """
+    try:
+        cls = storage_class(url)
+    except ImportError as exc:
+        message = f"{name}: the client library for {url!r} is not installed: {exc}"
+        raise StorageUnavailable(message, se=name.strip()) from exc
+    return cls(name, url, options=options)

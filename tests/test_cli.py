@@ -1,0 +1,351 @@
+"""
+The ``failover`` command as a user runs it: most paths in-process with click's ``CliRunner``, and the
+error contract (one line on stderr, no traceback, exit status 1; 2 for usage errors) in real processes.
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from failover.cli import app, cli
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+#: An LFN directory that the ``blocked`` fixture makes unwritable on LOCAL-DISK.
+BLOCKED = "/blocked/run42"
+
+
+def failover(home: Path, *args: str) -> Result:
+    """Run ``failover ARGS`` in-process on the workspace ``home`` (no configuration file)."""
+    env = {"FAILOVER_HOME": str(home), "FAILOVER_CONFIG": None}
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def as_json(result: Result) -> Any:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def run_process(home: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m failover.cli ARGS`` in a subprocess, as a user would from a shell."""
+    env = {**os.environ, "FAILOVER_HOME": str(home)}
+    env.pop("FAILOVER_CONFIG", None)
+    command = [sys.executable, "-m", "failover.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=home.parent)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """The workspace directory of one test (it does not exist yet: the CLI creates it)."""
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def outputs(tmp_path: Path) -> list[Path]:
+    """Two small job output files with different content."""
+    job = tmp_path / "job"
+    job.mkdir()
+    paths = [job / "hits.root", job / "tracks.root"]
+    for index, path in enumerate(paths):
+        path.write_bytes(f"event data {index}\n".encode() * 100)
+    return paths
+
+
+@pytest.fixture
+def blocked(home: Path) -> Path:
+    """
+    LOCAL-DISK refuses every LFN under ``/blocked``: a plain file stands where its directory would go, so
+    a put fails there for real (the CLI runs no fault injector). Remove the returned file to unblock.
+    """
+    blocker = home / "se" / "LOCAL-DISK" / "blocked"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")
+    return blocker
+
+
+@pytest.fixture
+def failed_over(home: Path, outputs: list[Path], blocked: Path) -> list[str]:
+    """Both outputs uploaded while LOCAL-DISK refuses them: each waits on FAILOVER-DISK (request 1)."""
+    result = failover(home, "upload", *map(str, outputs), "--lfn-prefix", BLOCKED, "--json")
+    report = as_json(result)
+    assert [u["state"] for u in report["uploads"]] == ["FailedOver", "FailedOver"]
+    assert report["request"] == 1
+    return [u["lfn"] for u in report["uploads"]]
+
+
+def test_the_doctests_of_the_cli_pass() -> None:
+    assert doctest.testmod(app).failed == 0
+
+
+def test_upload_one_file_registers_it_at_the_default_destination(home: Path, outputs: list[Path]) -> None:
+    result = failover(home, "upload", str(outputs[0]), "--lfn", "/vo/run42/hits.root")
+    assert result.exit_code == 0, result.output
+    assert "/vo/run42/hits.root" in result.stdout
+    assert "Registered" in result.stdout and "LOCAL-DISK" in result.stdout
+
+
+def test_upload_processes_every_file_and_exits_1_when_one_fails(
+    home: Path, outputs: list[Path], tmp_path: Path
+) -> None:
+    """A missing and an empty file are reported on stderr, one line each; the good files are uploaded."""
+    empty = tmp_path / "job" / "empty.root"
+    empty.touch()
+    missing = tmp_path / "job" / "missing.root"
+    files = [str(outputs[0]), str(missing), str(empty), str(outputs[1])]
+    result = failover(home, "upload", *files, "--lfn-prefix", "/vo/run42", "--json")
+    assert result.exit_code == 1
+    uploads = json.loads(result.stdout)["uploads"]
+    assert [u["state"] for u in uploads] == ["Registered", "Failed", "Failed", "Registered"]
+    assert [u["error"]["type"] for u in uploads[1:3]] == ["InvalidInput", "InvalidInput"]
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{missing}: InvalidInput: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dest", "LOCAL-DISK"], "exactly one of --lfn"),
+        (["--lfn", "/vo/a", "--lfn-prefix", "/vo"], "exactly one of --lfn"),
+        (["--failover", "FAILOVER-DISK", "--lfn", "/vo/a"], "--failover needs --dest or --target"),
+    ],
+)
+def test_upload_usage_errors_exit_2(home: Path, outputs: list[Path], args: list[str], message: str) -> None:
+    result = failover(home, "upload", str(outputs[0]), *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_upload_lfn_names_a_single_file(home: Path, outputs: list[Path]) -> None:
+    result = failover(home, "upload", *map(str, outputs), "--lfn", "/vo/a")
+    assert result.exit_code == 2
+    assert "--lfn names one file" in result.stderr
+
+
+def test_failed_over_uploads_end_cleaned_after_the_executor_runs(
+    home: Path, failed_over: list[str], blocked: Path
+) -> None:
+    """The issue's story through the CLI: fail over, bring the target back, execute, all Cleaned, fsck ok."""
+    assert as_json(failover(home, "status", "--json"))["uploads"]["FailedOver"] == 2
+    blocked.unlink()
+    assert as_json(failover(home, "executor", "--once", "--json"))["requests"] == 1
+    counts = as_json(failover(home, "status", "--json"))
+    assert (counts["uploads"]["Cleaned"], counts["total"], counts["requests"]) == (2, 2, {"Done": 1})
+    fsck = failover(home, "fsck")
+    assert fsck.exit_code == 0, fsck.output
+    assert "ok" in fsck.stdout
+
+
+def test_status_of_one_lfn_gives_attempts_failures_and_operations(home: Path, failed_over: list[str]) -> None:
+    details = as_json(failover(home, "status", failed_over[0], "--json"))
+    assert details["state"] == "FailedOver"
+    assert details["uploaded_se"] == "FAILOVER-DISK"
+    assert details["attempts"] == {"LOCAL-DISK": 1}
+    assert [f["se"] for f in details["failures"]] == ["LOCAL-DISK"]
+    assert [(op["type"], op["status"]) for op in details["operations"]] == [
+        ("ReplicateAndRegister", "Queued"),
+        ("RemoveReplica", "Queued"),
+    ]
+    table = failover(home, "status", failed_over[0])
+    assert "failed attempts: LOCAL-DISK 1" in table.stdout
+
+
+def test_history_lists_the_journal_in_order(home: Path, failed_over: list[str]) -> None:
+    rows = as_json(failover(home, "history", failed_over[0], "--json"))
+    assert [(r["seq"], r["trigger"], r["dst"]) for r in rows] == [
+        (0, "create", "Uploading"),
+        (1, "attempt_failed", "Uploading"),
+        (2, "failed_over", "FailedOver"),
+    ]
+    assert "emits ReplicateAndRegister, RemoveReplica" in rows[2]["summary"]
+    assert "attempt_failed" in failover(home, "history", failed_over[0]).stdout
+
+
+def test_explain_highlights_the_path_and_lists_the_errors(
+    home: Path, failed_over: list[str], tmp_path: Path
+) -> None:
+    """The diagram alone goes to stdout (so it can be redirected); attempts and errors go to stderr."""
+    result = failover(home, "explain", failed_over[0])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("stateDiagram-v2")
+    assert "failed_over [landed_at_failover] (step 2)" in result.stdout
+    assert "class Uploading,FailedOver visited" in result.stdout
+    assert "failed attempts: LOCAL-DISK 1" in result.stderr
+    written = tmp_path / "path.dot"
+    result = failover(home, "explain", failed_over[0], "--format", "dot", "--output", str(written))
+    assert written.read_text().startswith("digraph")
+    report = as_json(failover(home, "explain", failed_over[0], "--json"))
+    assert report["path"] == [
+        ["Uploading", "attempt_failed", "Uploading"],
+        ["Uploading", "failed_over", "FailedOver"],
+    ]
+
+
+def test_requests_export_then_import_elsewhere(home: Path, failed_over: list[str], tmp_path: Path) -> None:
+    """An exported request (DIRAC JSON) imports as a committed request; importing it again stores nothing."""
+    listed = as_json(failover(home, "requests", "list", "--json"))
+    assert [(r["id"], r["status"], r["committed"]) for r in listed] == [(1, "Waiting", True)]
+    assert "ReplicateAndRegister Queued from FAILOVER-DISK" in failover(home, "requests", "show", "1").stdout
+    exported = failover(home, "requests", "export", "1")
+    document = json.loads(exported.stdout)
+    assert [op["Type"] for op in document["Operations"]] == ["ReplicateAndRegister", "RemoveReplica"] * 2
+    path = tmp_path / "request.json"
+    path.write_text(exported.stdout)
+    other = tmp_path / "other"
+    assert as_json(failover(other, "requests", "import", str(path), "--json")) == {
+        "request": 1,
+        "imported": True,
+    }
+    assert as_json(failover(other, "requests", "import", str(path), "--json")) == {
+        "request": 1,
+        "imported": False,
+    }
+    shown = as_json(failover(other, "requests", "show", "1", "--json"))
+    assert [f["LFN"] for op in shown["Operations"] for f in op["Files"]] == [
+        lfn for lfn in failed_over for _ in range(2)
+    ]
+    assert as_json(failover(other, "requests", "list", "--status", "Done", "--json")) == []
+
+
+def test_import_refuses_an_invalid_request(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"RequestName": "r", "Owner": "alice", "Operations": [{"Type": "Teleport"}]}))
+    result = failover(home, "requests", "import", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("InvalidRequest: ")
+
+
+def test_a_stuck_upload_is_retried_or_given_up(home: Path, failed_over: list[str], blocked: Path) -> None:
+    """The failover replica vanishes: the upload is Stuck; retry re-issues it, cancel ends it Failed."""
+    lfn = failed_over[0]
+    blocked.unlink()
+    (home / "se" / "FAILOVER-DISK" / lfn.lstrip("/")).unlink()
+    failover(home, "executor", "--once")
+    assert as_json(failover(home, "status", lfn, "--json"))["state"] == "Stuck"
+    assert as_json(failover(home, "retry", lfn, "--json")) == {"lfn": lfn, "request": 2}
+    again = failover(home, "retry", lfn)
+    assert (again.exit_code, again.stderr) == (1, f"InvalidInput: upload {lfn} is FailedOver, not Stuck\n")
+    assert failover(home, "cancel", "2").exit_code == 0
+    assert as_json(failover(home, "status", lfn, "--json"))["state"] == "Stuck"
+    assert failover(home, "cancel", "--upload", lfn).exit_code == 0
+    assert as_json(failover(home, "status", lfn, "--json"))["state"] == "Failed"
+    assert failover(home, "cancel").exit_code == 2
+
+
+def test_resume_with_nothing_to_do(home: Path) -> None:
+    assert as_json(failover(home, "resume", "--json")) == {"finished": [], "failed": {}, "committed": []}
+
+
+def test_diagram_check_passes_on_the_committed_diagrams(home: Path) -> None:
+    result = failover(home, "diagram", "--check", "--dir", str(REPOSITORY / "diagrams"))
+    assert result.exit_code == 0, result.output
+
+
+def test_diagram_writes_and_check_finds_stale(home: Path, tmp_path: Path) -> None:
+    target = tmp_path / "diagrams"
+    stale = failover(home, "diagram", "--check", "--dir", str(target))
+    assert stale.exit_code == 1
+    assert "stale:" in stale.stderr
+    assert failover(home, "diagram", "--dir", str(target)).exit_code == 0
+    assert (target / "upload.mmd").is_file()
+    assert failover(home, "diagram", "--check", "--dir", str(target)).exit_code == 0
+
+
+def test_an_error_is_one_line_and_verbose_adds_the_traceback(home: Path) -> None:
+    result = failover(home, "history", "/vo/never/uploaded")
+    assert result.exit_code == 1
+    assert result.stderr == f"InvalidInput: no upload of /vo/never/uploaded in {home / 'failover.db'}\n"
+    verbose = failover(home, "history", "/vo/never/uploaded", "--verbose")
+    assert verbose.exit_code == 1
+    assert "Traceback" in verbose.stderr
+    assert verbose.stderr.splitlines()[-1].startswith("InvalidInput: ")
+
+
+def test_a_configuration_file_replaces_the_embedded_default(tmp_path: Path, outputs: list[Path]) -> None:
+    config = tmp_path / "failover.toml"
+    config.write_text(
+        '[storage.SE-A]\nurl = "se-a"\n[storage.SE-B]\nurl = "se-b"\n'
+        '[catalogs.Main]\nmaster = true\n[upload]\ndestinations = ["SE-B"]\n'
+    )
+    result = failover(
+        tmp_path / "unused", "upload", str(outputs[0]), "--lfn", "/vo/a", "--config", str(config), "--json"
+    )
+    assert as_json(result)["uploads"][0]["se"] == "SE-B"
+    assert (tmp_path / "se-b" / "vo" / "a").is_file()
+    assert (tmp_path / "failover.db").is_file() and not (tmp_path / "unused").exists()
+    unknown = failover(
+        tmp_path, "upload", str(outputs[0]), "--lfn", "/vo/b", "--dest", "LOCAL-DISK", "--config", str(config)
+    )
+    assert unknown.exit_code == 1
+    assert "UnknownStorageElement: " in unknown.stderr
+
+
+def test_demo_ends_with_every_upload_cleaned(home: Path, tmp_path: Path) -> None:
+    result = failover(home, "demo", "--dir", str(tmp_path / "demo"))
+    assert result.exit_code == 0, result.output
+    assert "FailedOver at FAILOVER-DISK" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("All 4 uploads Cleaned")
+    assert (tmp_path / "demo" / "upload-path.mmd").is_file()
+    again = failover(home, "demo", "--dir", str(tmp_path / "demo"))
+    assert (again.exit_code, again.stderr.count("\n")) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("case", "args"),
+    [
+        ("missing file", ["upload", "missing.root", "--lfn", "/vo/a"]),
+        ("unknown SE", ["upload", "job/hits.root", "--lfn", "/vo/a", "--dest", "NO-SUCH-SE"]),
+        ("bad LFN", ["upload", "job/hits.root", "--lfn", "vo/relative"]),
+        ("bad config", ["status", "--config", "bad.toml"]),
+        ("unreadable database", ["status", "--home", "garbage"]),
+    ],
+)
+def test_bad_input_gives_one_line_and_status_1(
+    home: Path, outputs: list[Path], tmp_path: Path, case: str, args: list[str]
+) -> None:
+    (tmp_path / "bad.toml").write_text('[storage.SE-A]\nurl = "nope://x"\n')
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "failover.db").write_bytes(b"\x00garbage, not a database" * 400)
+    result = run_process(home, *args)
+    assert result.returncode == 1, result
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_2_in_a_real_process(home: Path) -> None:
+    result = run_process(home, "upload")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_the_console_script_runs_the_demo_in_under_30_seconds(tmp_path: Path) -> None:
+    started = time.monotonic()
+    script = Path(sys.executable).parent / "failover"
+    result = subprocess.run(
+        [str(script), "demo", "--dir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Cleaned" in result.stdout.splitlines()[-1]
+    assert time.monotonic() - started < 30
+
+
+def test_a_looping_executor_stops_on_sigterm(home: Path) -> None:
+    env = {**os.environ, "FAILOVER_HOME": str(home)}
+    command = [sys.executable, "-m", "failover.cli", "executor", "--loop", "--poll", "0.1"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        assert process.stdout is not None
+        assert "polling every 0.1 s" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0

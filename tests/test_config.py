@@ -1,0 +1,221 @@
+"""
+TOML configuration: a full example builds a working environment; every bad entry is a ConfigError naming
+the file, the key path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from failover import upload
+from failover.config import Config, ConfigError, load_config
+from failover.errors import InvalidInput, error_from_record
+from failover.executor import ExecutorPolicy
+from persistence.db import Durability
+from persistence.requests import RequestHeader
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+#: Every key a configuration may have (README.md shows the same file, checked below).
+EXAMPLE = """\
+database = "state/failover.db"
+durability = "NORMAL"
+owner = "alice"
+owner_group = "vo_user"
+
+[storage.SE-A]
+url = "file:///tmp/ignored"
+
+[storage.FAILOVER-1]
+url = "failover-1"
+options = { auto_mkdir = true }
+
+[catalogs.Main]
+kind = "sqlite"
+path = "catalog.db"
+master = true
+
+[catalogs.Mirror]
+kind = "sqlite"
+
+[upload]
+destinations = ["SE-A"]
+failovers = "FAILOVER-1"
+catalogs = ["Main"]
+master_only = true
+retry_delays = [1, 2.5]
+
+[executor]
+max_attempts = 3
+backoff_base = 1
+backoff_factor = 3
+backoff_cap = 30
+jitter = 0
+lease_seconds = 60
+poll_interval = 0.5
+"""
+
+
+def _write(directory: Path, text: str) -> Path:
+    path = directory / "failover.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _readme_example() -> str:
+    match = re.search(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    assert match is not None, "README.md has no ```toml block"
+    return match.group(1)
+
+
+def test_the_full_example_is_read_with_paths_relative_to_the_file(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, EXAMPLE))
+    assert config.database == tmp_path / "state" / "failover.db"
+    assert config.durability is Durability.NORMAL
+    assert [(se.name, se.url) for se in config.storage] == [
+        ("SE-A", "file:///tmp/ignored"),
+        ("FAILOVER-1", (tmp_path / "failover-1").as_uri()),
+    ]
+    assert config.storage[1].options == {"auto_mkdir": True}
+    assert [(c.name, c.path, c.master) for c in config.catalogs] == [
+        ("Main", tmp_path / "catalog.db", True),
+        ("Mirror", tmp_path / "catalog-Mirror.db", False),
+    ]
+    assert (config.upload.destinations, config.upload.failovers) == (("SE-A",), ("FAILOVER-1",))
+    assert (config.upload.catalogs, config.upload.master_only) == (("Main",), True)
+    assert config.put_retry.delays == (1.0, 2.5)
+    assert config.executor == ExecutorPolicy(3, 1.0, 3.0, 30.0, 0.0, 60.0)
+    assert config.poll_interval == 0.5
+    assert (config.owner, config.owner_group) == ("alice", "vo_user")
+
+
+def test_the_readme_example_is_valid(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, _readme_example()))
+    assert config.storage and config.catalogs
+
+
+def test_an_opened_configuration_uploads(tmp_path: Path) -> None:
+    """The environment a configuration opens has its SEs, catalogs, owner and retry policy."""
+    config = load_config(_write(tmp_path, EXAMPLE.replace("file:///tmp/ignored", "se-a")))
+    env = config.open()
+    try:
+        assert list(env.storage) == ["SE-A", "FAILOVER-1"]
+        assert [(c.name, c.master) for c in env.catalogs] == [("Main", True), ("Mirror", False)]
+        assert env.request_owner == ("alice", "vo_user")
+        assert env.put_retry.delays == (1.0, 2.5)
+        local = tmp_path / "out.root"
+        local.write_bytes(b"data" * 10)
+        result = upload(env, local, "/vo/out.root", destinations="SE-A", request=RequestHeader("k"))
+        assert (result.se, result.registered) == ("SE-A", ("Main", "Mirror"))
+        assert (tmp_path / "se-a" / "vo" / "out.root").is_file()
+    finally:
+        env.store.close()
+
+
+def test_the_smallest_configuration_uses_the_defaults(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, '[storage.A]\nurl = "a"\n[catalogs.C]\n'))
+    assert config == Config(
+        file=tmp_path / "failover.toml",
+        database=tmp_path / "failover.db",
+        storage=config.storage,
+        catalogs=config.catalogs,
+    )
+    assert config.catalogs[0].kind == "sqlite"
+
+
+BASE = '[storage.SE-A]\nurl = "a"\n[catalogs.Main]\nmaster = true\n'
+
+
+BAD_ENTRIES = [
+    ("colour = 'blue'\n" + BASE, "colour", "unknown key"),
+    (BASE + "[storage.SE-B]\nurl = 'b'\nspeed = 3\n", "storage.SE-B.speed", "unknown key"),
+    (BASE + "[storage.SE-B]\nurl = 'gopher://b'\n", "storage.SE-B.url", "unknown protocol 'gopher'"),
+    (BASE + "[storage.SE-B]\n", "storage.SE-B.url", "missing"),
+    (BASE + "[storage.SE-B]\nurl = ''\n", "storage.SE-B.url", "must not be empty"),
+    (BASE + "[storage.SE-B]\nurl = 7\n", "storage.SE-B.url", "must be a string, not an integer"),
+    (BASE + "[storage.' SE-A ']\nurl = 'b'\n", "storage. SE-A ", "duplicate name 'SE-A'"),
+    (BASE + "[storage.'A,B']\nurl = 'b'\n", "storage.A,B", "no comma"),
+    (BASE + "[storage.SE-B]\nurl = 'b'\noptions = 3\n", "storage.SE-B.options", "must be a table"),
+    ("[catalogs.Main]\nmaster = true\n", "storage", "at least one storage element"),
+    ('[storage.SE-A]\nurl = "a"\n', "catalogs", "at least one catalog"),
+    (BASE + "[catalogs.Other]\nkind = 'lfc'\n", "catalogs.Other.kind", "unknown catalog kind 'lfc'"),
+    (BASE + "[catalogs.Other]\nmaster = 'yes'\n", "catalogs.Other.master", "must be true or false"),
+    (
+        BASE.replace("true", "false") + "[upload]\nmaster_only = true\n",
+        "upload.master_only",
+        "no catalog",
+    ),
+    (BASE + "[upload]\ndestinations = ['SE-Z']\n", "upload.destinations", "'SE-Z' is not configured"),
+    (BASE + "[upload]\ncatalogs = ['Nope']\n", "upload.catalogs", "'Nope' is not configured"),
+    (BASE + "[upload]\nretry_delays = [10, -1]\n", "upload.retry_delays[1]", "at least 0, not -1"),
+    (BASE + "[upload]\nretry_delays = 10\n", "upload.retry_delays", "a list of seconds"),
+    (BASE + "[executor]\nbackoff_base = -5\n", "executor.backoff_base", "at least 0"),
+    (BASE + "[executor]\nlease_seconds = 0\n", "executor.lease_seconds", "greater than 0"),
+    (BASE + "[executor]\nmax_attempts = 2.5\n", "executor.max_attempts", "a whole number"),
+    (BASE + "[executor]\njitter = 2\n", "executor.jitter", "at most 1"),
+    (
+        BASE + "[executor]\nbackoff_cap = true\n",
+        "executor.backoff_cap",
+        "must be a number, not a boolean",
+    ),
+    (BASE + "[executor]\nwait = 1\n", "executor.wait", "unknown key"),
+    ("durability = 'FAST'\n" + BASE, "durability", "must be one of FULL, NORMAL"),
+    ("database = ''\n" + BASE, "database", "must not be empty"),
+    ("storage = 3\n", "storage", "must be a table, not an integer"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"), BAD_ENTRIES, ids=[f"{k}: {p}" for _, k, p in BAD_ENTRIES]
+)
+def test_a_bad_entry_names_the_file_the_key_and_the_problem(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert (caught.value.file, caught.value.key) == (str(path), key)
+    assert str(caught.value).startswith(f"{path}: {key}: ")
+    assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[storage\n", "not valid TOML"),
+        ('[storage.A]\nurl = "a"\n[storage.A]\nurl = "b"\n', "not valid TOML"),
+    ],
+)
+def test_a_file_that_is_not_toml_is_a_config_error(tmp_path: Path, text: str, problem: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {problem}")) as caught:
+        load_config(path)
+    assert caught.value.key == ""
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the configuration"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_config_error_is_invalid_input_with_file_and_key(tmp_path: Path) -> None:
+    """Its record round-trips like every failover error's (config errors never reach the journal)."""
+    error = ConfigError.at(tmp_path / "f.toml", "storage.A.url", "wrong")
+    assert isinstance(error, InvalidInput)
+    assert (error.file, error.key) == (str(tmp_path / "f.toml"), "storage.A.url")
+    assert str(error) == f"{tmp_path / 'f.toml'}: storage.A.url: wrong"
+    rebuilt = error_from_record(error.to_record())
+    assert (type(rebuilt), rebuilt.to_record()) == (ConfigError, error.to_record())
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["memory://se-a", "s3://bucket/prefix", "root://eos.example.org//eos/vo", "davs://dav.example.org/vo"],
+)
+def test_every_storage_protocol_failover_knows_is_accepted(tmp_path: Path, url: str) -> None:
+    """fsspec's protocols and failover's own SE classes; the client library is needed only to open it."""
+    config = load_config(_write(tmp_path, f'[storage.SE-A]\nurl = "{url}"\n[catalogs.C]\n'))
+    assert config.storage[0].url == url
