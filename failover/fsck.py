@@ -13,6 +13,8 @@ Problems found (each with a stable ``code``):
 - ``catalog-without-file``: a catalog replica whose physical file is gone.
 - ``dark-data``: an object on an SE that no upload or catalog entry explains.
 - ``temporary-file``: a leftover temporary name from an interrupted put.
+- ``stranded-upload``: an upload waiting on the executor (Registering, FailedOver, Replicating) with no
+  unfinished operation in a request that can still run: nothing would ever finish it.
 """
 
 from __future__ import annotations
@@ -91,6 +93,24 @@ def _check_upload(env: Environment, row: MachineRow) -> Iterator[Problem]:
         yield from _check_final_replicas(env, row)
     if row.state == UploadState.CLEANED:
         yield from _check_no_temporary(env, row)
+    if row.state in _WAITING_ON_EXECUTOR and not _has_runnable_operation(env, row.id):
+        yield Problem(
+            "stranded-upload", row.id, f"{row.state} with no operation left to run in an open request"
+        )
+
+
+_WAITING_ON_EXECUTOR = (UploadState.REGISTERING, UploadState.FAILED_OVER, UploadState.REPLICATING)
+
+
+def _has_runnable_operation(env: Environment, machine_id: str) -> bool:
+    """An operation of the upload is unfinished, in a request that is a draft or has not ended."""
+    row = env.store.conn.execute(
+        "SELECT 1 FROM operations o JOIN requests r ON r.id = o.request_id WHERE o.machine_id = ? "
+        "AND o.status NOT IN ('Done', 'Failed', 'Canceled') "
+        "AND (r.committed_at IS NULL OR r.status NOT IN ('Done', 'Failed', 'Canceled')) LIMIT 1",
+        (machine_id,),
+    ).fetchone()
+    return row is not None
 
 
 def _check_emissions(env: Environment, machine_id: str, journal: list[Any]) -> Iterator[Problem]:

@@ -10,7 +10,7 @@ resuming its client in another process, finds the same row.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "insert_operation",
     "load_operations",
     "load_request",
+    "request_keys",
     "insert_operation_after",
     "operations_of_machine",
     "set_request_status",
@@ -154,34 +155,60 @@ _FILE_COLUMNS = (
 )
 
 
+def request_keys(client_key: str) -> Iterator[str]:
+    """
+    The stored keys of a client's successive requests: ``key``, then ``key#2``, ``key#3``, ...
+
+    A client's request takes new operations only while it is a draft; once committed, the next
+    operation opens the next generation, so nothing is ever added to a request an executor may hold
+    or has finished.
+    """
+    yield client_key
+    generation = 2
+    while True:
+        yield f"{client_key}#{generation}"
+        generation += 1
+
+
 def ensure_request(conn: sqlite3.Connection, header: RequestHeader, at: str) -> int:
-    """Return the id of the request with this client key, creating it as a Waiting draft if needed."""
-    conn.execute(
-        "INSERT INTO requests (client_key, name, owner, owner_group, source_component, job_id, status, "
-        "error, creation_time, last_update) VALUES (?, ?, ?, ?, ?, ?, 'Waiting', '', ?, ?) "
-        "ON CONFLICT (client_key) DO NOTHING",
-        (
-            header.client_key,
-            header.name,
-            header.owner,
-            header.owner_group,
-            header.source_component,
-            header.job_id,
-            at,
-            at,
-        ),
-    )
-    found = find_request(conn, header.client_key)
-    assert found is not None
-    return found.id
+    """The id of the client's draft request; the next generation is created (a Waiting draft) if needed."""
+    for key in request_keys(header.client_key):
+        found = _request_by_key(conn, key)
+        if found is None:
+            cursor = conn.execute(
+                "INSERT INTO requests (client_key, name, owner, owner_group, source_component, job_id, "
+                "status, error, creation_time, last_update) VALUES (?, ?, ?, ?, ?, ?, 'Waiting', '', ?, ?)",
+                (
+                    key,
+                    header.name,
+                    header.owner,
+                    header.owner_group,
+                    header.source_component,
+                    header.job_id,
+                    at,
+                    at,
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+        if found.committed_at is None:
+            return found.id
+    raise AssertionError("unreachable")  # pragma: no cover - request_keys never ends
+
+
+def _request_by_key(conn: sqlite3.Connection, key: str) -> RequestRow | None:
+    values = conn.execute(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE client_key = ?", (key,)).fetchone()
+    return RequestRow(*values) if values else None
 
 
 def find_request(conn: sqlite3.Connection, client_key: str) -> RequestRow | None:
-    """The request with this client key, or None."""
-    values = conn.execute(
-        f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE client_key = ?", (client_key,)
-    ).fetchone()
-    return RequestRow(*values) if values else None
+    """The client's latest request (its draft if it has one), or None when it has none."""
+    latest = None
+    for key in request_keys(client_key):
+        found = _request_by_key(conn, key)
+        if found is None:
+            return latest
+        latest = found
+    return latest  # pragma: no cover - request_keys never ends
 
 
 def load_request(conn: sqlite3.Connection, request_id: int) -> RequestRow:

@@ -21,6 +21,7 @@ from failover.errors import InvalidInput, TransferCorrupted
 from failover.storage.backends import FsspecBackend
 from failover.storage.paths import temporary_path
 from failover.storage.results import ObjectInfo
+from fsm.crashpoints import crash_point
 
 __all__ = ["Source", "checksum_kinds", "digest", "same_content", "write_verified"]
 
@@ -133,7 +134,9 @@ def write_verified(
     try:
         summer = _write(backend, source, temporary, kinds)
         _verify(backend, temporary, summer, kinds, se=se, lfn=lfn)
+        crash_point("before-publish")
         backend.publish(temporary, final)
+        crash_point("after-publish")
     except BaseException:
         # Best effort: the original error matters more, and list_temporary() finds any leftover.
         with suppress(Exception):
