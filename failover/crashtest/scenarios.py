@@ -1,0 +1,245 @@
+"""
+The crash matrix's scenarios: one job's work each, written so that running it again continues it.
+
+A scenario is a function of a :class:`~failover.crashtest.sandbox.Sandbox`. Run again after a crash,
+on the same directory, it first resumes what the crash interrupted
+(``resume(env, remove_temporary=True)``), then goes through every phase again; each phase is
+idempotent or skipped once done:
+
+- uploads are idempotent by LFN (a call continues or reports the upload), except that a Failed upload
+  is not called again: a new call would start a new generation, as a new job would;
+- ``FailoverTransfer`` with a fixed client key, and its ``commitRequest``, are idempotent;
+- ``Executor.run_once`` finds nothing due once the requests have ended;
+- operator actions apply only to Stuck uploads, and the first executor pass of ``retry_after_stuck``
+  only while the job's request has not ended.
+
+Faults hold for a whole phase (``times=None``), so a phase's outcome does not depend on where a crash
+fell. Scenarios never read DIRAC's result dicts (STYLE rule 7): what each must end with is declared in
+:attr:`Scenario.expected` and checked on the crash-free run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from failover.catalog import FileEntry, Replica
+from failover.crashtest.jobs import (
+    GUIDS,
+    ONE_TRY,
+    JobFile,
+    back_after,
+    down,
+    execute,
+    failover_only,
+    job_files,
+    job_lfn,
+    job_request_ended,
+    stuck,
+    to,
+    to_retrying,
+    upload_phase,
+    with_failover,
+)
+from failover.crashtest.sandbox import CATALOG, Sandbox
+from failover.operator import cancel_upload, retry_upload
+from failover.resume import resume
+from states import UploadState
+
+__all__ = ["SCENARIOS", "Scenario", "scenario"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """
+    A job, re-entrant, and the upload states it must end with.
+
+    Attributes:
+        name: also the LFN directory and the request's client key.
+        run: does (or continues) the job's work in a sandbox.
+        expected: the final state of each file's upload, in file order.
+        doc: what the scenario walks.
+    """
+
+    name: str
+    run: Callable[[Sandbox], None]
+    expected: tuple[UploadState, ...]
+    doc: str
+
+    def lfns(self) -> list[str]:
+        """The LFNs of the job's files, in order."""
+        return [job_lfn(self.name, index) for index in range(1, len(self.expected) + 1)]
+
+
+def _direct(box: Sandbox) -> None:
+    with down(box, "SE-B"):
+        upload_phase(box, "direct", [to("SE-A"), to("SE-A"), to("SE-B", "SE-A")])
+
+
+def _retry_same_se(box: Sandbox) -> None:
+    (file,) = job_files(box, "retry_same_se", 1)
+    back_after(box, "SE-A", file.lfn, attempts=2)
+    with down(box, "SE-A", operation="put"):
+        upload_phase(box, "retry_same_se", [to_retrying("SE-A")])
+
+
+def _deferred(box: Sandbox) -> None:
+    with down(box, CATALOG):
+        upload_phase(box, "deferred", [to("SE-A")] * 2)
+    execute(box)
+
+
+def _failover(box: Sandbox) -> None:
+    with down(box, "SE-A"):
+        upload_phase(box, "failover", [with_failover("SE-A", "FAIL-1")] * 2)
+    execute(box)
+
+
+def _failover_deferred(box: Sandbox) -> None:
+    with down(box, "SE-A", CATALOG):
+        upload_phase(box, "failover_deferred", [with_failover("SE-A", "FAIL-1")] * 2)
+    execute(box)
+
+
+def _replicate_remove(box: Sandbox) -> None:
+    upload_phase(box, "replicate_remove", [failover_only("SE-A", "FAIL-1")] * 2)
+    execute(box)
+
+
+def _executor_meanwhile(box: Sandbox) -> None:
+    # The executor is a daemon that runs all along; a pass right after the restarted job's resume (which
+    # commits the draft request) stands for it, deterministically.
+    resume(box.env, remove_temporary=True)
+    execute(box)
+    upload_phase(box, "executor_meanwhile", [failover_only("SE-A", "FAIL-1")] * 2)
+    execute(box)
+
+
+def _retry_after_stuck(box: Sandbox) -> None:
+    name = "retry_after_stuck"
+    upload_phase(box, name, [failover_only("SE-A", "FAIL-1")] * 3)
+    if not job_request_ended(box, name):
+        with down(box, "SE-A"):
+            execute(box, ONE_TRY)
+    *retried, cancelled = job_files(box, name, 3)
+    for file in retried:
+        if stuck(box, file.lfn):
+            retry_upload(box.env, file.lfn)
+    if stuck(box, cancelled.lfn):
+        cancel_upload(box.env, cancelled.lfn)
+    execute(box)
+
+
+def _replica_unregistered(box: Sandbox) -> None:
+    name = "replica_unregistered"
+    upload_phase(box, name, [failover_only("SE-A", "FAIL-1")])
+    if not job_request_ended(box, name):
+        with down(box, CATALOG, operation="register_replica"):
+            execute(box, ONE_TRY)
+    (file,) = job_files(box, name, 1)
+    if stuck(box, file.lfn):
+        retry_upload(box.env, file.lfn)
+    execute(box)
+
+
+def _removal_stuck(box: Sandbox) -> None:
+    name = "removal_stuck"
+    upload_phase(box, name, [failover_only("SE-A", "FAIL-1")])
+    with down(box, "FAIL-1", operation="remove"):
+        execute(box, ONE_TRY)
+    (file,) = job_files(box, name, 1)
+    if stuck(box, file.lfn):
+        cancel_upload(box.env, file.lfn)
+
+
+def _total_failure(box: Sandbox) -> None:
+    with down(box, "SE-A", "SE-B"):
+        upload_phase(box, "total_failure", [to("SE-A", "SE-B"), to()])
+
+
+def _conflicting_entry(box: Sandbox, file: JobFile) -> None:
+    """Another job registered the LFN with another GUID, at a site this sandbox does not hold."""
+    entry = FileEntry(file.lfn, 1, "00000001", "ADLER32", str(uuid.uuid5(GUIDS, "other")).upper())
+    box.raw.catalogs.get(CATALOG).register_file(entry, Replica(file.lfn, "ELSEWHERE", "root://elsewhere/x"))
+
+
+def _refused(box: Sandbox) -> None:
+    (file,) = job_files(box, "refused", 1)
+    _conflicting_entry(box, file)
+    upload_phase(box, "refused", [to("SE-A")])
+
+
+def _registration_failed(box: Sandbox) -> None:
+    with down(box, CATALOG):
+        upload_phase(box, "registration_failed", [to("SE-A")])
+    (file,) = job_files(box, "registration_failed", 1)
+    _conflicting_entry(box, file)
+    execute(box)
+
+
+S = UploadState
+#: Every scenario of the crash matrix, by name.
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("direct", _direct, (S.REGISTERED,) * 3, "uploaded; the third after its first SE failed"),
+        Scenario(
+            "retry_same_se",
+            _retry_same_se,
+            (S.REGISTERED,),
+            "retryUpload on one SE: two transient failures, waits, then the put succeeds",
+        ),
+        Scenario("deferred", _deferred, (S.REGISTERED,) * 2, "registration deferred, then registered"),
+        Scenario("failover", _failover, (S.CLEANED,) * 2, "destination down: failover, replicate, remove"),
+        Scenario(
+            "failover_deferred",
+            _failover_deferred,
+            (S.CLEANED,) * 2,
+            "failover with the catalog down too: RegisterFile, replicate, remove",
+        ),
+        Scenario(
+            "replicate_remove",
+            _replicate_remove,
+            (S.CLEANED,) * 2,
+            "straight to failover; executor replicates",
+        ),
+        Scenario(
+            "executor_meanwhile",
+            _executor_meanwhile,
+            (S.CLEANED,) * 2,
+            "failover while the executor runs: the restarted job's resume commits its request early",
+        ),
+        Scenario(
+            "retry_after_stuck",
+            _retry_after_stuck,
+            (S.CLEANED, S.CLEANED, S.FAILED),
+            "target down: Stuck; operator retries two (Cleaned) and cancels one (Failed)",
+        ),
+        Scenario(
+            "replica_unregistered",
+            _replica_unregistered,
+            (S.CLEANED,),
+            "copied but the replica not registered: RegisterReplica fails, Stuck, operator retry",
+        ),
+        Scenario(
+            "removal_stuck",
+            _removal_stuck,
+            (S.FAILED,),
+            "replicated, but the failover replica cannot be removed: Stuck, then cancelled",
+        ),
+        Scenario("total_failure", _total_failure, (S.FAILED,) * 2, "every SE down; an empty SE list"),
+        Scenario("refused", _refused, (S.FAILED,), "a catalog holds the LFN with another GUID"),
+        Scenario(
+            "registration_failed",
+            _registration_failed,
+            (S.FAILED,),
+            "registration deferred, then refused by a conflicting entry",
+        ),
+    )
+}
+
+
+def scenario(name: str) -> Scenario:
+    """A scenario by name."""
+    return SCENARIOS[name]
