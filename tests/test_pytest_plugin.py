@@ -7,7 +7,9 @@ explicitly with ``-p failover.pytest_plugin`` otherwise.
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +127,12 @@ def test_fixtures_are_listed_by_pytest(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(*_plugin_args(), "--fixtures")
     for fixture in ("failover_sandbox", "fault_injector", "crash_at"):
         result.stdout.fnmatch_lines([f"{fixture} -- *failover/pytest_plugin.py:*"])
+
+
+def test_the_readme_example_passes_as_written(pytester: pytest.Pytester) -> None:
+    """The README's plugin example, copied from the README itself, passes under pytest."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "failover_sandbox" in b]
+    pytester.makepyfile(test_stage_out=example)
+    result = pytester.runpytest(*_plugin_args(), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
