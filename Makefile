@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck diagrams bench clean
+.PHONY: test test-deps demo lint typecheck diagrams bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# System packages the tests need (Debian's XRootD server); a no-op once installed.
+test-deps:
+	scripts/install-test-deps.sh
+
+test: lint typecheck test-deps
 	$(BIN)/pytest
 
 demo: $(STAMP)
