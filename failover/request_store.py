@@ -10,6 +10,7 @@ and commits them (validated, idempotent).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -24,6 +25,7 @@ from failover.request import (
     Request,
     RequestStatus,
     refresh_statuses,
+    request_from_dirac_json,
     validate_request,
 )
 from fsm.clock import Clock, format_time, parse_time, utc_now
@@ -234,6 +236,38 @@ class RequestStore:
         for operation, files in load_operations(self.conn, request_id):
             request.add_operation(_operation_model(operation, files))
         return request
+
+    def import_dirac(self, document: str, *, owner: tuple[str, str] = ("", "")) -> tuple[int, bool]:
+        """
+        Store a DIRAC request JSON document as a committed request, ready for the executor.
+
+        The request is keyed by the document's digest, so importing the same document again finds it and
+        stores nothing.
+
+        Args:
+            document: the request's JSON text.
+            owner: (owner, owner group) for a document that names none.
+
+        Returns:
+            The request id, and True when it was stored now (False: imported before).
+
+        Raises:
+            InvalidRequest: the document is not a valid request.
+        """
+        key = "import:" + hashlib.sha256(document.encode("utf-8")).hexdigest()
+        found = self.find(key)
+        if found is not None and found.committed_at is not None:
+            return found.id, False
+        request = request_from_dirac_json(document)
+        request.owner, request.owner_group = request.owner or owner[0], request.owner_group or owner[1]
+        validate_request(request)
+        header = RequestHeader(
+            key, request.name, request.owner, request.owner_group, request.source_component, request.job_id
+        )
+        request_id = self.ensure(header)
+        keys = [f"{key}/{index}" for index in range(len(request.operations))]
+        self.add_operations(request_id, request.operations, keys=keys)
+        return request_id, self.commit(request_id)
 
     def commit(self, request_id: int) -> bool:
         """

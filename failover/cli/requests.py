@@ -9,7 +9,6 @@ importing the same document again finds the same request.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,8 @@ from failover.errors import InvalidRequest
 from failover.request import (
     Request,
     RequestStatus,
-    request_from_dirac_json,
     request_to_dirac_json,
-    validate_request,
 )
-from persistence.requests import RequestHeader
 
 __all__ = ["import_request", "list_requests", "requests"]
 
@@ -159,29 +155,8 @@ def export(workspace: Workspace, request_id: int, output: Path | None) -> None:
 
 
 def import_request(env: Environment, document: str) -> tuple[int, bool]:
-    """
-    Store a DIRAC request JSON document as a committed request.
-
-    The request is keyed by the document's digest, so importing the same document again stores nothing.
-
-    Returns:
-        The request id, and True when it was stored now (False: imported before).
-
-    Raises:
-        InvalidRequest: the document is not a valid request.
-    """
-    request = request_from_dirac_json(document)
-    owner, group = env.request_owner
-    request.owner, request.owner_group = request.owner or owner, request.owner_group or group
-    validate_request(request)
-    key = "import:" + hashlib.sha256(document.encode("utf-8")).hexdigest()
-    header = RequestHeader(
-        key, request.name, request.owner, request.owner_group, request.source_component, request.job_id
-    )
-    request_id = env.requests.ensure(header)
-    keys = [f"{key}/{index}" for index in range(len(request.operations))]
-    env.requests.add_operations(request_id, request.operations, keys=keys)
-    return request_id, env.requests.commit(request_id)
+    """Store a DIRAC request JSON document as a committed request (see :meth:`RequestStore.import_dirac`)."""
+    return env.requests.import_dirac(document, owner=env.request_owner)
 
 
 @requests.command("import")
