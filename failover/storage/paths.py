@@ -45,7 +45,11 @@ def _refuse(lfn: str, why: str) -> InvalidInput:
     return InvalidInput(f"Invalid LFN {lfn!r}: {why}", lfn=lfn)
 
 
+@functools.lru_cache(maxsize=4096)
 def _first_forbidden_character(lfn: str) -> str | None:
+    # Cached: a pure function of the string, asked for the same LFN on every call of an SE method.
+    if lfn.isascii():
+        return next((c for c in lfn if c == "\\" or c < " " or c == "\x7f"), None)
     for char in lfn:
         if char == "\\" or unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
             return char
