@@ -32,8 +32,10 @@ demo: $(STAMP)
 diagrams: $(STAMP)
 	$(BIN)/python -m states.diagrams
 
-bench: $(STAMP)
-	$(BIN)/python bench/transitions.py
+# Every benchmark, one combined table (rclone from Debian when it can be installed).
+bench: $(STAMP) test-deps
+	bash scripts/install-bench-deps.sh || echo "bench: rclone could not be installed; its figures print n/a"
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
