@@ -14,8 +14,8 @@ object already sits at ``LOCAL-DISK`` under its final name.
 
 Timed:
 
-- ``find``: ``open_workspace(home)`` then :func:`failover.resume.unfinished_uploads` (every row loaded and
-  its JSON decoded), against the floor ``SELECT id FROM machines WHERE kind = ? AND state = 'Uploading'``
+- ``find``: ``open_workspace(home)`` then :func:`failover.resume.unfinished_upload_ids` (what ``resume``
+  iterates: ids only, from the state index), against the floor ``SELECT id FROM machines WHERE kind = ? AND state = 'Uploading'``
   on the same database. Median of ``--rounds``.
 - ``drive``: :func:`failover.resume.resume` on a copy of the drive workspace, full durability unless
   ``--durability NORMAL``: per upload, the catalog pre-check, the put (which finds the identical object:
@@ -54,7 +54,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
 from failover.environment import Environment
-from failover.resume import resume, unfinished_uploads
+from failover.resume import resume, unfinished_upload_ids
 from failover.uploads import plan_upload
 from failover.workspace import open_workspace
 from persistence.db import Durability
@@ -116,11 +116,11 @@ def build(home: Path, scratch: Path, uploads: int, *, shared_file: bool) -> floa
 
 
 def time_find(home: Path, durability: Durability, expected: int) -> tuple[float, float, float]:
-    """Seconds to open the workspace, for ``unfinished_uploads``, and for the bare id query."""
+    """Seconds to open the workspace, for ``unfinished_upload_ids``, and for the bare id query."""
     started = time.perf_counter()
     env = open_workspace(home, durability=durability)
     opened = time.perf_counter()
-    found = unfinished_uploads(env)
+    found = unfinished_upload_ids(env)
     seconds, opening = time.perf_counter() - opened, opened - started
     assert len(found) == expected, len(found)
     started = time.perf_counter()
@@ -157,12 +157,12 @@ def drive_engine(home: Path, durability: Durability, expected: int, profile: boo
 
 
 def profile_find(home: Path, durability: Durability) -> None:
-    """Run ``unfinished_uploads`` once more under cProfile and print the top costs."""
+    """Run ``unfinished_upload_ids`` once more under cProfile and print the top costs."""
     env = open_workspace(home, durability=durability)
     profiler = cProfile.Profile()
-    profiler.runcall(unfinished_uploads, env)
+    profiler.runcall(unfinished_upload_ids, env)
     _close(env)
-    print("\ncProfile of unfinished_uploads(), top 10 by own time:")
+    print("\ncProfile of unfinished_upload_ids(), top 10 by own time:")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(10)
 
 

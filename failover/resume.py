@@ -18,7 +18,7 @@ from persistence.machines import iter_machines
 from persistence.rows import MachineRow
 from states import UPLOAD_MACHINE, UploadState
 
-__all__ = ["ResumeReport", "draft_requests", "resume", "unfinished_uploads"]
+__all__ = ["ResumeReport", "draft_requests", "resume", "unfinished_upload_ids", "unfinished_uploads"]
 
 
 @dataclass
@@ -34,6 +34,15 @@ class ResumeReport:
 def unfinished_uploads(env: Environment) -> list[MachineRow]:
     """Every upload still in Uploading, in id order."""
     return list(iter_machines(env.store.conn, UPLOAD_MACHINE.name, [UploadState.UPLOADING.value]))
+
+
+def unfinished_upload_ids(env: Environment) -> list[str]:
+    """The ids of every upload still in Uploading: one indexed query, no data decoded (fast for 100k)."""
+    rows = env.store.conn.execute(
+        "SELECT id FROM machines WHERE kind = ? AND state = ? ORDER BY id",
+        (UPLOAD_MACHINE.name, UploadState.UPLOADING.value),
+    )
+    return [machine_id for (machine_id,) in rows]
 
 
 def draft_requests(env: Environment) -> list[int]:
@@ -63,11 +72,11 @@ def resume(env: Environment, *, commit_drafts: bool = True, remove_temporary: bo
     report = ResumeReport()
     if remove_temporary:
         report.temporary_removed = sum(se.remove_temporary() for se in env.storage.values())
-    for row in unfinished_uploads(env):
+    for machine_id in unfinished_upload_ids(env):
         try:
-            report.finished.append(result_of(env, drive_upload(env, row.id)))
+            report.finished.append(result_of(env, drive_upload(env, machine_id)))
         except FailoverError as err:
-            report.failed[row.id] = err
+            report.failed[machine_id] = err
     if commit_drafts:
         for request_id in draft_requests(env):
             if env.requests.commit(request_id):
