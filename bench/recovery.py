@@ -15,8 +15,9 @@ object already sits at ``LOCAL-DISK`` under its final name.
 Timed:
 
 - ``find``: ``open_workspace(home)`` then :func:`failover.resume.unfinished_upload_ids` (what ``resume``
-  iterates: ids only, from the state index), against the floor ``SELECT id FROM machines WHERE kind = ? AND state = 'Uploading'``
-  on the same database. Median of ``--rounds``.
+  iterates: ids only, from the state index), against the floor
+  ``SELECT id FROM machines WHERE kind = ? AND state = 'Uploading'`` on the same database. Median of
+  ``--rounds``.
 - ``drive``: :func:`failover.resume.resume` on a copy of the drive workspace, full durability unless
   ``--durability NORMAL``: per upload, the catalog pre-check, the put (which finds the identical object:
   it reads the local file and the object back to compare adler32), the registration and the outcome
