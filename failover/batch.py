@@ -17,9 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from failover.catalog import FileCatalog, FileEntry, Replica
-from failover.checksum import parse_checksum_type
-from failover.driver import drive_upload
+from failover.driver import drive_upload, landed_event, put_file, register_put
 from failover.environment import Environment
 from failover.errors import FailoverError, TransientError
 from failover.registration import precheck_catalogs
@@ -126,21 +124,13 @@ def _put_all(
             if candidate is None:
                 raise LookupError(machine_id)
             precheck_catalogs([env.catalogs.get(name) for name in row.data["catalogs"]], row.data)
-            landed.append((row, _put(env, row.data, candidate["se"])))
+            landed.append((row, put_file(env, row.data, candidate["se"])))
         except FailoverError as err:
             _record_failure(env, row, candidate, err)
             slow.append((index, machine_id))
         except LookupError:
             slow.append((index, machine_id))
     return landed
-
-
-def _put(env: Environment, data: Mapping[str, Any], se: str) -> PutResult:
-    kind = parse_checksum_type(data["checksum_type"])
-    crash_point("before-put")
-    put = env.se(se).put(data["local_path"], data["lfn"], checksum_types=(kind,), overwrite=data["overwrite"])
-    crash_point("after-put")
-    return put
 
 
 def _record_failure(
@@ -161,30 +151,18 @@ def _register_all(
     names = list(dict.fromkeys(name for row, _ in landed for name in row.data["catalogs"]))
     for name in names:
         catalog = env.catalogs.get(name)
+        mine = [(row, put) for row, put in landed if name in row.data["catalogs"]]
         try:
             with catalog.batch():
-                _register_in(catalog, [(r, p) for r, p in landed if name in r.data["catalogs"]], results)
-        except FailoverError as err:
-            for row, _ in landed:
-                if name in row.data["catalogs"] and name not in results[row.id][0]:
-                    results[row.id][1][name] = f"{type(err).__name__}: {err}"
+                for row, put in mine:
+                    done, failed = register_put(catalog, row.data, put)
+                    results[row.id][0].extend(done)
+                    results[row.id][1].update(failed)
+        except FailoverError as err:  # the batch itself could not open or commit: none of these registered
+            for row, _ in mine:
+                results[row.id][0][:] = [n for n in results[row.id][0] if n != name]
+                results[row.id][1][name] = f"{type(err).__name__}: {err}"
     return results
-
-
-def _register_in(
-    catalog: FileCatalog,
-    landed: list[tuple[MachineRow, PutResult]],
-    results: dict[str, tuple[list[str], dict[str, str]]],
-) -> None:
-    for row, put in landed:
-        data = row.data
-        kind = parse_checksum_type(data["checksum_type"])
-        entry = FileEntry(data["lfn"], put.size, put.checksums[kind], data["checksum_type"], data["guid"])
-        try:
-            catalog.register_file(entry, Replica(data["lfn"], put.se, put.pfn))
-            results[row.id][0].append(catalog.name)
-        except FailoverError as err:
-            results[row.id][1][catalog.name] = f"{type(err).__name__}: {err}"
 
 
 def _record_landed(env: Environment, landed: list[tuple[MachineRow, PutResult]]) -> None:
@@ -193,17 +171,7 @@ def _record_landed(env: Environment, landed: list[tuple[MachineRow, PutResult]])
     crash_point("after-register")
     with env.store.transaction():
         for row, put in landed:
-            kind = parse_checksum_type(row.data["checksum_type"])
-            done, failed = registered[row.id]
-            event = {
-                "se": put.se,
-                "pfn": put.pfn,
-                "size": put.size,
-                "checksum": put.checksums[kind],
-                "checksum_type": kind.value,
-                "registered": done,
-                "unregistered": failed,
-            }
+            event = landed_event(row.data, put, *registered[row.id])
             env.uploads.fire(row.id, outcome_trigger(row.data, event), event)
         crash_point("before-commit:batch:outcomes")
     crash_point("after-commit:batch:outcomes")

@@ -13,10 +13,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from failover.catalog import FileCatalog
 from failover.checksum import parse_checksum_type
 from failover.environment import Environment
 from failover.errors import FailoverError, RegistrationRefused, TransientError
 from failover.registration import precheck_catalogs, register_everywhere
+from failover.storage import PutResult
 from fsm.clock import parse_time
 from fsm.crashpoints import crash_point
 from persistence.rows import MachineRow
@@ -24,7 +26,7 @@ from states import UploadState, UploadTrigger
 from states.upload_data import current_candidate
 from states.uploading import failure_trigger, outcome_trigger
 
-__all__ = ["drive_upload"]
+__all__ = ["drive_upload", "landed_event", "put_file", "register_put"]
 
 log = logging.getLogger("failover")
 
@@ -80,25 +82,50 @@ def _wait_for_next_attempt(env: Environment, data: Mapping[str, Any]) -> None:
         env.sleeper(delay)
 
 
-def _put_and_register(env: Environment, data: Mapping[str, Any], se_name: str) -> dict[str, Any]:
+def put_file(env: Environment, data: Mapping[str, Any], se_name: str) -> PutResult:
+    """Put an upload's local file at one SE (idempotent: an identical object already there counts)."""
     kind = parse_checksum_type(data["checksum_type"])
     crash_point("before-put")
     put = env.se(se_name).put(
         data["local_path"], data["lfn"], checksum_types=(kind,), overwrite=data["overwrite"]
     )
     crash_point("after-put")
-    checksum = put.checksums[kind]
-    crash_point("before-register")
-    registered, unregistered = register_everywhere(
-        _catalogs(env, data), {**data, "size": put.size}, se=se_name, pfn=put.pfn, checksum=checksum
-    )
-    crash_point("after-register")
+    return put
+
+
+def register_put(
+    catalog: FileCatalog, data: Mapping[str, Any], put: PutResult
+) -> tuple[list[str], dict[str, str]]:
+    """Register what a put stored in ``catalog`` (see :func:`register_everywhere`)."""
+    kind = parse_checksum_type(data["checksum_type"])
+    upload = {**data, "size": put.size}
+    return register_everywhere([catalog], upload, se=put.se, pfn=put.pfn, checksum=put.checksums[kind])
+
+
+def landed_event(
+    data: Mapping[str, Any], put: PutResult, registered: list[str], unregistered: dict[str, str]
+) -> dict[str, Any]:
+    """The event that records a landed file: where it is, what it is, where it is registered."""
+    kind = parse_checksum_type(data["checksum_type"])
     return {
-        "se": se_name,
+        "se": put.se,
         "pfn": put.pfn,
         "size": put.size,
-        "checksum": checksum,
+        "checksum": put.checksums[kind],
         "checksum_type": kind.value,
         "registered": registered,
         "unregistered": unregistered,
     }
+
+
+def _put_and_register(env: Environment, data: Mapping[str, Any], se_name: str) -> dict[str, Any]:
+    put = put_file(env, data, se_name)
+    registered: list[str] = []
+    unregistered: dict[str, str] = {}
+    crash_point("before-register")
+    for catalog in _catalogs(env, data):
+        done, failed = register_put(catalog, data, put)
+        registered += done
+        unregistered.update(failed)
+    crash_point("after-register")
+    return landed_event(data, put, registered, unregistered)

@@ -23,7 +23,7 @@ from persistence.requests import OperationRow, RequestHeader, operations_of_mach
 from persistence.rows import MachineRow
 from states import UploadState, new_upload_data
 
-__all__ = ["UploadResult", "machine_ids", "plan_upload", "result_of", "upload"]
+__all__ = ["UploadResult", "latest_upload", "machine_ids", "plan_upload", "result_of", "upload"]
 
 TOTAL_FAILURE = "Failed to upload output data file"
 
@@ -66,6 +66,11 @@ def machine_ids(lfn: str) -> Iterator[str]:
     while True:
         yield f"{lfn}#{generation}"
         generation += 1
+
+
+def latest_upload(env: Environment, lfn: str) -> MachineRow | None:
+    """The LFN's latest upload (a new generation starts only after a Failed one), or None."""
+    return _latest(env, lfn)[0]
 
 
 def _latest(env: Environment, lfn: str) -> tuple[MachineRow | None, str]:

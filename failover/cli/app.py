@@ -28,7 +28,7 @@ from failover.config import Config, UploadDefaults, load_config
 from failover.environment import Environment
 from failover.errors import FailoverError, InvalidInput, UploadFailed
 from failover.executor import ExecutorPolicy
-from failover.uploads import machine_ids
+from failover.uploads import latest_upload
 from failover.validation import validate_lfn
 from failover.workspace import DEFAULT_SES, open_workspace, workspace_home
 from fsm.errors import FsmError
@@ -252,12 +252,7 @@ def find_upload(env: Environment, lfn: str) -> MachineRow:
         InvalidInput: the LFN is not valid, or it was never uploaded here.
     """
     validate_lfn(lfn)
-    latest = None
-    for machine_id in machine_ids(lfn):
-        row = env.uploads.find(machine_id)
-        if row is None:
-            break
-        latest = row
+    latest = latest_upload(env, lfn)
     if latest is None:
         raise InvalidInput(f"no upload of {lfn} in {env.store.path}", lfn=lfn)
     return latest

@@ -128,8 +128,10 @@ class Executor:
                     break
                 retry_at, reshaped = self._run_operation(lease, request, op)
                 # The in-memory request mirrors what was recorded, unless operations were inserted.
-                request = self._load(lease.request_id) if reshaped else request
-                refresh_statuses(request)
+                if reshaped:
+                    request = self._load(lease.request_id)
+                else:
+                    refresh_statuses(request)
         except LeaseLost:
             log.warning("%s: lost the lease of request %d", self.name, lease.request_id)
             return RequestStatus.Assigned
