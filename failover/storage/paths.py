@@ -180,16 +180,22 @@ def inside_real_root(root: str, path: str) -> bool:
     Returns:
         True if the resolved ``path`` is ``root`` or below it.
     """
-    real_root = _real_root(root)
-    current = root
-    for part in os.path.relpath(path, root).split(os.sep):
-        current = os.path.join(current, part)
+    base = root.rstrip("/")
+    if not path.startswith(base + "/"):
+        # Not spelled below the root (only a caller's mistake can do that): resolve it fully.
+        return _contains(_real_root(root), os.path.realpath(path))
+    # Plain string building, not os.path.join/relpath: this runs for every SE call on every LFN.
+    current = base
+    for part in path[len(base) + 1 :].split("/"):
+        if not part:
+            continue
+        current = f"{current}/{part}"
         try:
             mode = os.lstat(current).st_mode
         except (FileNotFoundError, NotADirectoryError):
             return True
         if stat.S_ISLNK(mode):
-            return _contains(real_root, os.path.realpath(path))
+            return _contains(_real_root(root), os.path.realpath(path))
     return True
 
 
