@@ -121,7 +121,9 @@ class StorageElement(Inventory):
             InvalidInput: the LFN is refused (see :func:`~failover.storage.paths.check_lfn`).
             PermissionDenied: the LFN resolves outside the root through a symbolic link.
         """
-        path = self._path(lfn)
+        return self._pfn_at(self._path(lfn), lfn)
+
+    def _pfn_at(self, path: str, lfn: str) -> str:
         with map_storage_errors(self.name, lfn):
             return str(self.fs.unstrip_protocol(path))
 
@@ -140,7 +142,11 @@ class StorageElement(Inventory):
             PermissionDenied: the SE refuses access.
             StorageUnavailable: the SE cannot be reached.
         """
-        path = self._path(lfn)
+        return self._stat_at(self._path(lfn), lfn)
+
+    # The ``_..._at`` methods take a path already confined by :meth:`_path`: one public call checks its
+    # LFN once, however many storage calls it makes.
+    def _stat_at(self, path: str, lfn: str) -> ObjectInfo | None:
         with map_storage_errors(self.name, lfn):
             try:
                 info = self.fs.info(path)
@@ -183,13 +189,15 @@ class StorageElement(Inventory):
             InvalidInput: the LFN is refused.
             StorageUnavailable: the SE cannot be reached or failed during the read.
         """
-        kind = parse_checksum_type(kind)
-        info = self.stat(lfn)
+        return self._checksum_at(self._path(lfn), lfn, parse_checksum_type(kind))
+
+    def _checksum_at(self, path: str, lfn: str, kind: ChecksumType) -> str:
+        info = self._stat_at(path, lfn)
         if info is None:
             raise SourceMissing(f"{self.name} holds no object for {lfn}", se=self.name, lfn=lfn)
         if kind in info.checksums:
             return info.checksums[kind]
-        with self.open_read(lfn) as stream:
+        with self._open_at(path, lfn) as stream:
             return digest(stream, (kind,)).hexdigest(kind)
 
     @contextmanager
@@ -208,7 +216,11 @@ class StorageElement(Inventory):
             InvalidInput: the LFN is refused.
             StorageUnavailable: the SE cannot be reached or failed during a read.
         """
-        path = self._path(lfn)
+        with self._open_at(self._path(lfn), lfn) as reader:
+            yield reader
+
+    @contextmanager
+    def _open_at(self, path: str, lfn: str) -> Iterator[BinaryIO]:
         with map_storage_errors(self.name, lfn):
             stream = self.fs.open(path, "rb")
         with mapped_reader(stream, self.name, lfn) as reader:
@@ -248,10 +260,10 @@ class StorageElement(Inventory):
             StorageUnavailable: the SE cannot be reached or failed during the transfer.
         """
         kinds = checksum_kinds(checksum_types)
-        self._path(lfn)
+        final = self._path(lfn)
         with map_storage_errors(self.name, lfn):
             size = os.stat(local_path).st_size
-        return self._store(Source(size, lambda: open(local_path, "rb")), lfn, kinds, overwrite)
+        return self._store(Source(size, lambda: open(local_path, "rb")), final, lfn, kinds, overwrite)
 
     def copy_to(
         self,
@@ -282,10 +294,12 @@ class StorageElement(Inventory):
             StorageUnavailable: either SE cannot be reached or failed during the transfer.
         """
         kinds = checksum_kinds(checksum_types)
-        info = self.stat(lfn)
+        path = self._path(lfn)
+        info = self._stat_at(path, lfn)
         if info is None:
             raise SourceMissing(f"{self.name} holds no replica of {lfn} to copy", se=self.name, lfn=lfn)
-        return target._store(Source(info.size, lambda: self.open_read(lfn)), lfn, kinds, overwrite)
+        source = Source(info.size, lambda: self._open_at(path, lfn))
+        return target._store(source, target._path(lfn), lfn, kinds, overwrite)
 
     def remove(self, lfn: str) -> bool:
         """
@@ -302,31 +316,37 @@ class StorageElement(Inventory):
             PermissionDenied: the SE refuses the removal.
             StorageUnavailable: the SE cannot be reached.
         """
-        if self.stat(lfn) is None:
+        path = self._path(lfn)
+        if self._stat_at(path, lfn) is None:
             return False
         with map_storage_errors(self.name, lfn):
             try:
-                self.fs.rm_file(self._path(lfn))
+                self.fs.rm_file(path)
             except FileNotFoundError:
                 # Removed by someone else since the stat: the outcome the caller wants.
                 return False
         return True
 
-    def _result(self, lfn: str, summer: MultiChecksum, *, already_present: bool) -> PutResult:
-        return PutResult(self.name, lfn, self.pfn(lfn), summer.size, summer.digests(), already_present)
+    def _result(self, final: str, lfn: str, summer: MultiChecksum, *, already_present: bool) -> PutResult:
+        pfn = self._pfn_at(final, lfn)
+        return PutResult(self.name, lfn, pfn, summer.size, summer.digests(), already_present)
 
-    def _store(self, source: Source, lfn: str, kinds: tuple[ChecksumType, ...], overwrite: bool) -> PutResult:
-        """Put ``source`` under ``lfn``; the same content already there counts as done (idempotent resume)."""
-        existing = self.stat(lfn)
+    def _store(
+        self, source: Source, final: str, lfn: str, kinds: tuple[ChecksumType, ...], overwrite: bool
+    ) -> PutResult:
+        """
+        Put ``source`` under ``lfn`` (confined path ``final``); the same content already there counts as
+        done (idempotent resume).
+        """
+        existing = self._stat_at(final, lfn)
         if existing is not None:
             with map_storage_errors(self.name, lfn):
-                same = same_content(existing, source, kinds, partial(self.checksum, lfn))
+                same = same_content(existing, source, kinds, partial(self._checksum_at, final, lfn))
             if same is not None:
-                return self._result(lfn, same, already_present=True)
+                return self._result(final, lfn, same, already_present=True)
             if not overwrite:
                 message = f"{self.name} already holds different content under {lfn} (size {existing.size})"
                 raise StorageRefused(message, se=self.name, lfn=lfn)
-        final = self._path(lfn)
         with map_storage_errors(self.name, lfn):
             summer = write_verified(self._backend, source, final, kinds, se=self.name, lfn=lfn)
-        return self._result(lfn, summer, already_present=False)
+        return self._result(final, lfn, summer, already_present=False)
