@@ -288,3 +288,30 @@ def test_a_request_runs_its_operations_in_one_pass_and_is_released(
 def test_executors_get_distinct_default_names(client_env: Environment) -> None:
     names = {Executor(client_env).name for _ in range(20)}
     assert len(names) == 20
+
+
+def test_the_outcome_that_finishes_a_request_releases_it_in_the_same_commit(
+    client_env: Environment, failed_over: FailedOver
+) -> None:
+    """
+    Take, record the replication, record the removal together with the release, then the take that
+    finds nothing more: four commits (a separate release would make five).
+    """
+    with freeze_time(T0):
+        request_id = failed_over(LFN)
+        statements: list[str] = []
+        client_env.store.conn.set_trace_callback(statements.append)
+        assert Executor(client_env, POLICY, name="alpha").run_once() == 1
+        client_env.store.conn.set_trace_callback(None)
+
+    assert statements.count("COMMIT") == 4
+    transactions: list[list[str]] = []
+    for statement in statements:
+        if statement == "BEGIN IMMEDIATE":
+            transactions.append([])
+        elif transactions:
+            transactions[-1].append(statement)
+    removal = transactions[2]
+    assert any("UPDATE files SET status = 'Done'" in s for s in removal)
+    assert any("lease_owner = NULL" in s for s in removal)
+    assert _row(client_env, request_id) == ("Done", None, None)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -79,10 +81,18 @@ def _failed(
     return FileOutcome(file, FileStatus.Waiting, attempt, errors[-1], errors, retry_at=retry_at)
 
 
-def record_outcome(env: Environment, lease: Lease, op: Operation, outcome: FileOutcome) -> None:
+def record_outcome(
+    env: Environment,
+    lease: Lease,
+    op: Operation,
+    outcome: FileOutcome,
+    *,
+    then: Callable[[sqlite3.Connection], object] | None = None,
+) -> None:
     """
     Store one file's outcome, all in one transaction: the file, its operation's status, follow-up
-    operations, the lease renewal, and the upload transitions the operation's completion causes.
+    operations, the lease renewal, the upload transitions the operation's completion causes, and
+    whatever ``then`` writes last (the executor releases a finished request there).
 
     Raises:
         LeaseLost: another executor holds the request now; nothing is stored.
@@ -107,4 +117,6 @@ def record_outcome(env: Environment, lease: Lease, op: Operation, outcome: FileO
         if status is OperationStatus.Done:
             on_operation_done(env, op)
         crash_point(f"before-record:{op.type}")
+        if then is not None:
+            then(conn)
     crash_point(f"after-record:{op.type}")

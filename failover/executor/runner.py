@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import sqlite3
 import threading
 import uuid
 from collections.abc import Collection
@@ -84,16 +85,20 @@ class Executor:
 
     def run_once(self) -> int:
         """
-        Process every request that is due now, each at most once; return how many were taken.
+        Process every request that is due now; return how many were taken.
 
-        A request put back due at once (it could not advance) waits for the next call instead of being
-        taken again in a loop.
+        A request put back unfinished (for instance due at once because it could not advance) waits for
+        the next call instead of being taken again in a loop. Only those are excluded from the next take:
+        a finished request is not due any more, and excluding every request taken would make each take
+        cost as much as the pass so far.
         """
-        taken: list[int] = []
-        while not self.stopping.is_set() and (lease := self.take(exclude=taken)) is not None:
-            taken.append(lease.request_id)
-            self.process(lease)
-        return len(taken)
+        taken = 0
+        unfinished: list[int] = []
+        while not self.stopping.is_set() and (lease := self.take(exclude=unfinished)) is not None:
+            taken += 1
+            if not self.process(lease).is_final:
+                unfinished.append(lease.request_id)
+        return taken
 
     def run_forever(self, poll_interval: float = 5.0) -> None:
         """Poll for due requests until :attr:`stopping` is set (SIGTERM and SIGINT set it)."""
@@ -126,34 +131,43 @@ class Executor:
                     # Nothing to run (files Scheduled by an outside transfer): look again later.
                     retry_at = self.env.clock() + timedelta(seconds=self.policy.backoff_base)
                     break
-                retry_at, reshaped = self._run_operation(lease, request, op)
+                retry_at, reshaped, released = self._run_operation(lease, request, op)
+                if released:
+                    return request.status
                 # The in-memory request mirrors what was recorded, unless operations were inserted.
                 if reshaped:
                     request = self._load(lease.request_id)
-                else:
-                    refresh_statuses(request)
         except LeaseLost:
             log.warning("%s: lost the lease of request %d", self.name, lease.request_id)
             return RequestStatus.Assigned
-        return self._release(lease, request, retry_at)
+        with self.env.store.transaction() as conn:
+            status = self._release(conn, lease, request, retry_at)
+        crash_point("after-release")
+        return status
 
     def _load(self, request_id: int) -> Request:
         request = self.env.requests.load(request_id)
         refresh_statuses(request)
         return request
 
-    def _run_operation(self, lease: Lease, request: Request, op: Operation) -> tuple[datetime | None, bool]:
+    def _run_operation(
+        self, lease: Lease, request: Request, op: Operation
+    ) -> tuple[datetime | None, bool, bool]:
         """
         Try each Waiting file of the current operation once, recording each outcome in the store and in
-        ``op``; return the earliest retry time, if any, and whether operations were inserted.
+        ``request``; return the earliest retry time, if any, whether operations were inserted, and whether
+        the request was released.
+
+        The outcome that finishes the request releases it in the same transaction: one commit less per
+        request, and no moment where a finished request still looks taken.
 
         A stop request is honoured between operations, not here: the current operation is finished first.
         """
         retries: list[datetime] = []
         reshaped = False
-        for file in [f for f in op.files if f.status is FileStatus.Waiting]:
+        waiting = [f for f in op.files if f.status is FileStatus.Waiting]
+        for file in waiting:
             outcome = run_file(self.env, op, file, self.policy, self.rng)
-            record_outcome(self.env, lease, op, outcome)
             file.status, file.attempt, file.error, file.errors = (
                 outcome.status,
                 outcome.attempt,
@@ -164,26 +178,36 @@ class Executor:
             reshaped = reshaped or bool(outcome.followups)
             if outcome.retry_at is not None:
                 retries.append(outcome.retry_at)
-        return (min(retries) if retries else None), reshaped
+            refresh_statuses(request)
+            if file is waiting[-1] and request.status.is_final and not reshaped:
+                # Only a final request is released here: until then its lease is kept for the next file.
+                record_outcome(
+                    self.env, lease, op, outcome, then=lambda conn: self._release(conn, lease, request)
+                )
+                crash_point("after-release")
+                return None, False, True
+            record_outcome(self.env, lease, op, outcome)
+        return (min(retries) if retries else None), reshaped, False
 
-    def _release(self, lease: Lease, request: Request, retry_at: datetime | None) -> RequestStatus:
+    def _release(
+        self, conn: sqlite3.Connection, lease: Lease, request: Request, retry_at: datetime | None = None
+    ) -> RequestStatus:
+        """Give the request back with its status, inside the caller's transaction; return that status."""
         status = request.status if request.status.is_final else RequestStatus.Waiting
         if not request.operations:
             status = RequestStatus.Done  # nothing to do; left Waiting it would be taken again at once
         now = self.env.clock()
         not_before = format_time(retry_at) if retry_at is not None and not status.is_final else None
-        with self.env.store.transaction() as conn:
-            released = release_request(
-                conn,
-                lease.request_id,
-                self.name,
-                status.value,
-                format_time(now),
-                error=request.error,
-                not_before=not_before,
-            )
-            if released and status in (RequestStatus.Failed, RequestStatus.Canceled):
-                on_request_failed(self.env, lease.request_id, _failure_reason(request))
-            crash_point("before-release")
-        crash_point("after-release")
+        released = release_request(
+            conn,
+            lease.request_id,
+            self.name,
+            status.value,
+            format_time(now),
+            error=request.error,
+            not_before=not_before,
+        )
+        if released and status in (RequestStatus.Failed, RequestStatus.Canceled):
+            on_request_failed(self.env, lease.request_id, _failure_reason(request))
+        crash_point("before-release")
         return status
