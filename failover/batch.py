@@ -26,10 +26,11 @@ from failover.uploads import UploadResult, plan_upload, result_of
 from fsm.crashpoints import crash_point
 from persistence.requests import RequestHeader
 from persistence.rows import MachineRow
+from states import UploadState
 from states.upload_data import current_candidate
 from states.uploading import failure_trigger, outcome_trigger
 
-__all__ = ["BatchItem", "upload_many"]
+__all__ = ["BatchItem", "drive_many", "upload_many"]
 
 Outcome = UploadResult | FailoverError
 
@@ -93,15 +94,43 @@ def _upload_chunk(
         else:
             fresh[index] = (machine_id, data)
     _create_all(env, fresh.values())
-    landed = _put_all(env, fresh, slow)
-    _record_landed(env, landed)
+    _drive_chunk(env, {index: machine_id for index, (machine_id, _) in fresh.items()}, slow, outcomes)
+    return [outcomes[index] for index in range(len(chunk))]
+
+
+def drive_many(env: Environment, machine_ids: Sequence[str], *, batch_size: int = 256) -> list[Outcome]:
+    """
+    Move existing uploads on until each leaves Uploading, a batch at a time (what :func:`resume` uses).
+
+    The same fast path as :func:`upload_many` for uploads whose current SE can be tried at once: puts
+    one by one, one catalog transaction per catalog and one transaction for every outcome per batch.
+    Any other upload (a retry delay to wait for, no SE left, a catalog refusal, a failed put) is driven
+    by :func:`~failover.driver.drive_upload`, as it would be alone.
+
+    Returns:
+        For each machine id in order, its :class:`UploadResult` or the error that stopped it.
+    """
+    outcomes: list[Outcome] = []
+    for start in range(0, len(machine_ids), batch_size):
+        chunk = machine_ids[start : start + batch_size]
+        found: dict[int, Outcome] = {}
+        _drive_chunk(env, dict(enumerate(chunk)), [], found)
+        outcomes.extend(found[index] for index in range(len(chunk)))
+    return outcomes
+
+
+def _drive_chunk(
+    env: Environment, machines: Mapping[int, str], slow: list[tuple[int, str]], outcomes: dict[int, Outcome]
+) -> None:
+    """Drive ``machines`` (by index): the fast path for those that can take it, then ``slow`` one by one."""
+    landed = _put_all(env, machines, slow)
+    rows = _record_landed(env, landed)
     slow_indexes = {index for index, _ in slow}
-    for index, (machine_id, _) in fresh.items():
+    for index, machine_id in machines.items():
         if index not in slow_indexes:
-            outcomes[index] = _result(env, env.uploads.load(machine_id))
+            outcomes[index] = _result(env, rows[machine_id])
     for index, machine_id in slow:
         outcomes[index] = _drive(env, machine_id)
-    return [outcomes[index] for index in range(len(chunk))]
 
 
 def _create_all(env: Environment, plans: Iterable[tuple[str, dict[str, Any]]]) -> None:
@@ -113,14 +142,20 @@ def _create_all(env: Environment, plans: Iterable[tuple[str, dict[str, Any]]]) -
 
 
 def _put_all(
-    env: Environment, fresh: dict[int, tuple[str, dict[str, Any]]], slow: list[tuple[int, str]]
+    env: Environment, machines: Mapping[int, str], slow: list[tuple[int, str]]
 ) -> list[tuple[MachineRow, PutResult]]:
-    """Put each fresh file at its first SE; a file that cannot take the fast path joins ``slow``."""
+    """
+    Put each upload's file at its current SE; an upload that cannot take the fast path joins ``slow``.
+
+    The fast path is for an upload in Uploading with an SE left to try and no retry delay to wait for.
+    """
     landed: list[tuple[MachineRow, PutResult]] = []
-    for index, (machine_id, _) in fresh.items():
+    for index, machine_id in machines.items():
         row = env.uploads.load(machine_id)
         candidate = current_candidate(row.data)
         try:
+            if row.state != UploadState.UPLOADING or row.data["next_attempt_at"] is not None:
+                raise LookupError(machine_id)
             if candidate is None:
                 raise LookupError(machine_id)
             precheck_catalogs([env.catalogs.get(name) for name in row.data["catalogs"]], row.data)
@@ -165,16 +200,19 @@ def _register_all(
     return results
 
 
-def _record_landed(env: Environment, landed: list[tuple[MachineRow, PutResult]]) -> None:
+def _record_landed(env: Environment, landed: list[tuple[MachineRow, PutResult]]) -> dict[str, MachineRow]:
+    """Register the landed files, then fire every outcome in one transaction; return the rows as stored."""
     crash_point("before-register")
     registered = _register_all(env, landed)
     crash_point("after-register")
+    rows: dict[str, MachineRow] = {}
     with env.store.transaction():
         for row, put in landed:
             event = landed_event(row.data, put, *registered[row.id])
-            env.uploads.fire(row.id, outcome_trigger(row.data, event), event)
+            rows[row.id] = env.uploads.fire(row.id, outcome_trigger(row.data, event), event).row
         crash_point("before-commit:batch:outcomes")
     crash_point("after-commit:batch:outcomes")
+    return rows
 
 
 def _result(env: Environment, row: MachineRow) -> Outcome:

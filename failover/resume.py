@@ -3,17 +3,18 @@ Resuming after a crash: drive every unfinished upload on, and commit the request
 
 A process that died mid-upload left its machine in Uploading (its stored state says which SE and
 attempt come next) and maybe a draft request whose operations were already durable. :func:`resume`
-finishes both: nothing is uploaded twice (puts find identical objects), nothing is lost.
+finishes both: nothing is uploaded twice (puts find identical objects), nothing is lost. Uploads are
+driven in batches (:func:`~failover.batch.drive_many`: one commit per batch for what can go at once).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from failover.driver import drive_upload
+from failover.batch import drive_many
 from failover.environment import Environment
 from failover.errors import FailoverError
-from failover.uploads import UploadResult, result_of
+from failover.uploads import UploadResult
 from persistence.machines import iter_machines
 from persistence.rows import MachineRow
 from states import UPLOAD_MACHINE, UploadState
@@ -72,11 +73,12 @@ def resume(env: Environment, *, commit_drafts: bool = True, remove_temporary: bo
     report = ResumeReport()
     if remove_temporary:
         report.temporary_removed = sum(se.remove_temporary() for se in env.storage.values())
-    for machine_id in unfinished_upload_ids(env):
-        try:
-            report.finished.append(result_of(env, drive_upload(env, machine_id)))
-        except FailoverError as err:
-            report.failed[machine_id] = err
+    machine_ids = unfinished_upload_ids(env)
+    for machine_id, outcome in zip(machine_ids, drive_many(env, machine_ids), strict=True):
+        if isinstance(outcome, FailoverError):
+            report.failed[machine_id] = outcome
+        else:
+            report.finished.append(outcome)
     if commit_drafts:
         for request_id in draft_requests(env):
             if env.requests.commit(request_id):
