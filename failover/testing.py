@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, _GeneratorContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,7 +43,7 @@ from failover.errors import (
     StorageUnavailable,
     TransferCorrupted,
 )
-from failover.storage import ObjectInfo, PutResult, StorageElement
+from failover.storage import ObjectInfo, PutItem, PutResult, StorageElement
 
 __all__ = ["Fault", "FaultInjector", "FaultyCatalog", "FaultyStorage"]
 
@@ -146,6 +146,20 @@ class FaultyStorage(StorageElement):
         """Put, unless a fault is scripted."""
         self.injector.check(self.name, "put", lfn)
         return super().put(local_path, lfn, **options)
+
+    def put_many(self, items: Sequence[PutItem]) -> list[PutResult | FailoverError]:
+        """Put many, each failing alone if a fault is scripted for its put."""
+        outcomes: dict[int, PutResult | FailoverError] = {}
+        passed: list[int] = []
+        for index, item in enumerate(items):
+            try:
+                self.injector.check(self.name, "put", item.lfn)
+                passed.append(index)
+            except FailoverError as err:
+                outcomes[index] = err
+        for index, outcome in zip(passed, super().put_many([items[i] for i in passed]), strict=True):
+            outcomes[index] = outcome
+        return [outcomes[index] for index in range(len(items))]
 
     def copy_to(self, target: StorageElement, lfn: str, **options: Any) -> PutResult:
         """Copy, unless a fault is scripted on this SE's read or the target's write."""

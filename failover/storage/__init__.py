@@ -12,11 +12,13 @@ from failover.storage.element import StorageElement
 from failover.storage.errors import map_storage_errors
 from failover.storage.paths import check_lfn
 from failover.storage.results import ObjectInfo, PutResult
+from failover.storage.staged import PutItem
 
 __all__ = [
     "FsspecBackend",
     "LocalBackend",
     "ObjectInfo",
+    "PutItem",
     "PutResult",
     "StorageElement",
     "check_lfn",

@@ -31,6 +31,9 @@ class FsspecBackend:
         fs: the filesystem holding the storage element's root.
     """
 
+    #: Whether a group of puts can defer its flushes to one pass at the end (see :class:`LocalBackend`).
+    stages_puts = False
+
     def __init__(self, fs: Any) -> None:
         self.fs = fs
 
@@ -152,6 +155,18 @@ class LocalBackend(FsspecBackend):
         Returns:
             A writable binary file.
         """
+        return self.create_temporary(path)
+
+    def create_temporary(self, path: str) -> IO[bytes]:
+        """
+        Create the temporary file exclusively and return it open for writing (the caller closes it).
+
+        Args:
+            path: the temporary path.
+
+        Returns:
+            A writable binary file.
+        """
         return open(path, "xb")
 
     def seal(self, stream: IO[bytes]) -> None:
@@ -172,8 +187,43 @@ class LocalBackend(FsspecBackend):
             temporary: the verified temporary path.
             final: the object's final path.
         """
+        self.rename(temporary, final)
+        self.flush_directory(os.path.dirname(final))
+
+    # What a staged group of puts does in separate passes (:mod:`failover.storage.staged`): write every
+    # file, then flush every file, rename each, and flush each directory once. On a journaling
+    # filesystem, creating a file right after a directory fsync waits for the journal; in passes, the
+    # creates run back to back, and a directory holding many new objects is flushed once, not per object.
+    stages_puts = True
+
+    def flush_file(self, stream: IO[bytes]) -> None:
+        """
+        ``fsync`` a written temporary file (its data must be on disk before the rename).
+
+        Args:
+            stream: the open temporary file, already flushed to the kernel.
+        """
+        os.fsync(stream.fileno())
+
+    def rename(self, temporary: str, final: str) -> None:
+        """
+        Rename the temporary file over the final name atomically (the entry is durable only once its
+        directory is flushed).
+
+        Args:
+            temporary: the verified, flushed temporary path.
+            final: the object's final path.
+        """
         os.replace(temporary, final)
-        _fsync_directory(os.path.dirname(final))
+
+    def flush_directory(self, directory: str) -> None:
+        """
+        ``fsync`` a directory, so the renames into it survive a power cut.
+
+        Args:
+            directory: the directory path.
+        """
+        _fsync_directory(directory)
 
     def confined(self, root: str, path: str) -> bool:
         """

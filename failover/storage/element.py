@@ -9,7 +9,7 @@ uploads idempotent. Every storage call runs inside :func:`~failover.storage.erro
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, BinaryIO
@@ -18,18 +18,21 @@ from fsspec import available_protocols, registry
 from fsspec.core import split_protocol, url_to_fs
 
 from failover.checksum import ChecksumType, MultiChecksum, parse_checksum_type
-from failover.errors import InvalidInput, PermissionDenied, SourceMissing, StorageRefused
-from failover.storage.backends import FsspecBackend, backend_for
+from failover.errors import FailoverError, InvalidInput, PermissionDenied, SourceMissing, StorageRefused
+from failover.storage.backends import FsspecBackend, LocalBackend, backend_for
 from failover.storage.errors import map_storage_errors
 from failover.storage.inventory import Inventory
 from failover.storage.paths import object_path
 from failover.storage.results import ObjectInfo, PutResult
+from failover.storage.staged import PutItem, StagedGroup
 from failover.storage.streams import mapped_reader
 from failover.storage.transfer import Source, checksum_kinds, digest, same_content, write_verified
 
 __all__ = ["StorageElement"]
 
 _ADLER32_ONLY = (ChecksumType.ADLER32,)
+#: How many files a staged put writes before flushing them (each holds a file descriptor until then).
+STAGED_GROUP_SIZE = 64
 
 
 def _check_protocols(name: str, url: str) -> None:
@@ -263,7 +266,11 @@ class StorageElement(Inventory):
         final = self._path(lfn)
         with map_storage_errors(self.name, lfn):
             size = os.stat(local_path).st_size
-        return self._store(Source(size, lambda: open(local_path, "rb")), final, lfn, kinds, overwrite)
+        return self._store(self._local_source(local_path, size), final, lfn, kinds, overwrite)
+
+    @staticmethod
+    def _local_source(local_path: str | os.PathLike[str], size: int) -> Source:
+        return Source(size, lambda: open(local_path, "rb"))
 
     def copy_to(
         self,
@@ -338,15 +345,87 @@ class StorageElement(Inventory):
         Put ``source`` under ``lfn`` (confined path ``final``); the same content already there counts as
         done (idempotent resume).
         """
-        existing = self._stat_at(final, lfn)
-        if existing is not None:
-            with map_storage_errors(self.name, lfn):
-                same = same_content(existing, source, kinds, partial(self._checksum_at, final, lfn))
-            if same is not None:
-                return self._result(final, lfn, same, already_present=True)
-            if not overwrite:
-                message = f"{self.name} already holds different content under {lfn} (size {existing.size})"
-                raise StorageRefused(message, se=self.name, lfn=lfn)
+        present = self._already_present(source, final, lfn, kinds, overwrite)
+        if present is not None:
+            return present
         with map_storage_errors(self.name, lfn):
             summer = write_verified(self._backend, source, final, kinds, se=self.name, lfn=lfn)
         return self._result(final, lfn, summer, already_present=False)
+
+    def _already_present(
+        self, source: Source, final: str, lfn: str, kinds: tuple[ChecksumType, ...], overwrite: bool
+    ) -> PutResult | None:
+        """
+        The result of a put that finds the same content already there, or None when it must write.
+
+        Raises:
+            StorageRefused: different content is there and ``overwrite`` is not set.
+        """
+        existing = self._stat_at(final, lfn)
+        if existing is None:
+            return None
+        with map_storage_errors(self.name, lfn):
+            same = same_content(existing, source, kinds, partial(self._checksum_at, final, lfn))
+        if same is not None:
+            return self._result(final, lfn, same, already_present=True)
+        if not overwrite:
+            message = f"{self.name} already holds different content under {lfn} (size {existing.size})"
+            raise StorageRefused(message, se=self.name, lfn=lfn)
+        return None
+
+    def put_many(self, items: Sequence[PutItem]) -> list[PutResult | FailoverError]:
+        """
+        Put many local files, each with the guarantees and outcome of :meth:`put`.
+
+        On a local disk the files are written in groups (:class:`~failover.storage.staged.StagedGroup`):
+        every file written, then every file flushed and renamed, then each directory flushed once. The
+        call returns once all of them are durable. Elsewhere, the files are put one by one.
+
+        Args:
+            items: the files, their LFNs and put options.
+
+        Returns:
+            For each item in order: its :class:`PutResult`, or the error that stopped it (one file's
+            failure does not stop the others).
+        """
+        if not self._backend.stages_puts:
+            return [self._put_or_error(item) for item in items]
+        outcomes: list[PutResult | FailoverError] = []
+        for start in range(0, len(items), STAGED_GROUP_SIZE):
+            outcomes.extend(self._put_staged(items[start : start + STAGED_GROUP_SIZE]))
+        return outcomes
+
+    def _put_or_error(self, item: PutItem) -> PutResult | FailoverError:
+        try:
+            return self.put(
+                item.local_path, item.lfn, checksum_types=item.checksum_types, overwrite=item.overwrite
+            )
+        except FailoverError as err:
+            return err
+
+    def _put_staged(self, items: Sequence[PutItem]) -> list[PutResult | FailoverError]:
+        outcomes: dict[int, PutResult | FailoverError] = {}
+        assert isinstance(self._backend, LocalBackend)
+        with StagedGroup(self._backend, self.name) as group:
+            for index, item in enumerate(items):
+                try:
+                    kinds = checksum_kinds(item.checksum_types)
+                    final = self._path(item.lfn)
+                    with map_storage_errors(self.name, item.lfn):
+                        size = os.stat(item.local_path).st_size
+                    source = self._local_source(item.local_path, size)
+                    present = self._already_present(source, final, item.lfn, kinds, item.overwrite)
+                    if present is None:
+                        group.write(index, source, final, kinds, item.lfn)
+                    else:
+                        outcomes[index] = present
+                except FailoverError as err:
+                    outcomes[index] = err
+            for index, written in group.publish().items():
+                if isinstance(written, FailoverError):
+                    outcomes[index] = written
+                else:
+                    outcomes[index] = self._result(
+                        written.final, written.lfn, written.summer, already_present=False
+                    )
+        return [outcomes[index] for index in range(len(items))]

@@ -23,7 +23,7 @@ from failover.storage.paths import temporary_path
 from failover.storage.results import ObjectInfo
 from fsm.crashpoints import crash_point
 
-__all__ = ["Source", "checksum_kinds", "digest", "same_content", "write_verified"]
+__all__ = ["Source", "checksum_kinds", "digest", "same_content", "verify_written", "write_verified"]
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def write_verified(
     backend.make_dirs(posixpath.dirname(final))
     try:
         summer = _write(backend, source, temporary, kinds)
-        _verify(backend, temporary, summer, kinds, se=se, lfn=lfn)
+        verify_written(backend, temporary, summer, kinds, se=se, lfn=lfn)
         crash_point("before-publish")
         backend.publish(temporary, final)
         crash_point("after-publish")
@@ -157,7 +157,7 @@ def _write(
     return summer
 
 
-def _verify(
+def verify_written(
     backend: FsspecBackend,
     temporary: str,
     summer: MultiChecksum,
@@ -166,6 +166,12 @@ def _verify(
     se: str,
     lfn: str,
 ) -> None:
+    """
+    Check that the written temporary holds what was sent: its size, and any checksum the storage reports.
+
+    Raises:
+        TransferCorrupted: the storage reports another size or checksum.
+    """
     info = backend.fs.info(temporary)
     if int(info["size"]) != summer.size:
         message = f"{se}: {lfn}: the storage holds {info['size']} bytes after {summer.size} were sent"

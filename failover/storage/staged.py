@@ -1,0 +1,180 @@
+"""
+A group of puts to one local storage element, written in passes so their flushes are grouped.
+
+:func:`~failover.storage.transfer.write_verified` makes one object durable at a time: write, ``fsync``,
+rename, ``fsync`` of the directory. For many small files on a journaling filesystem that order is slow:
+each directory ``fsync`` commits the journal, and the next file's create waits for it. A
+:class:`StagedGroup` gives every object the same guarantees in passes instead:
+
+1. :meth:`StagedGroup.write`: stream each source into a fresh temporary name, computing its checksums;
+2. :meth:`StagedGroup.publish`: ``fsync`` each temporary file, verify its size, rename it to its final
+   name; then ``fsync`` each directory that received an object, once.
+
+An object's bytes are on disk before its name appears, and the call returns only once every directory
+entry is on disk, so a caller records nothing about an object that a power cut could still take away. A
+crash in between leaves temporary names (found by ``list_temporary``) or final names holding complete,
+verified bytes (found identical by the next put). One object's failure does not stop the others.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import IO
+
+from failover.checksum import CHUNK_SIZE, ChecksumType, MultiChecksum
+from failover.errors import FailoverError
+from failover.storage.backends import LocalBackend
+from failover.storage.errors import map_storage_errors
+from failover.storage.paths import temporary_path
+from failover.storage.transfer import Source, verify_written
+from fsm.crashpoints import crash_point
+
+__all__ = ["PutItem", "StagedGroup", "StagedWrite"]
+
+
+@dataclass(frozen=True)
+class PutItem:
+    """
+    One local file to put, with the options of :meth:`~failover.storage.StorageElement.put`.
+
+    Args:
+        local_path: the file to upload (only ever read).
+        lfn: the logical file name.
+        checksum_types: the checksums to compute on the way.
+        overwrite: replace an existing object with different content instead of refusing.
+    """
+
+    local_path: str | os.PathLike[str]
+    lfn: str
+    checksum_types: tuple[ChecksumType, ...] = (ChecksumType.ADLER32,)
+    overwrite: bool = False
+
+
+@dataclass
+class StagedWrite:
+    """An object written under its temporary name, not yet flushed nor published."""
+
+    lfn: str
+    final: str
+    temporary: str
+    kinds: tuple[ChecksumType, ...]
+    summer: MultiChecksum
+    stream: IO[bytes] | None = field(repr=False)
+
+
+class StagedGroup(AbstractContextManager["StagedGroup"]):
+    """
+    Puts to one local storage element, written first and made durable together.
+
+    Use as a context manager: leaving it removes every temporary that was not published (best effort),
+    whatever happened.
+
+    Args:
+        backend: the storage element's local backend.
+        se: the storage element's name, for errors.
+    """
+
+    def __init__(self, backend: LocalBackend, se: str) -> None:
+        self.backend = backend
+        self.se = se
+        self.pending: dict[int, StagedWrite] = {}
+
+    def write(self, key: int, source: Source, final: str, kinds: tuple[ChecksumType, ...], lfn: str) -> None:
+        """
+        Stream ``source`` into a fresh temporary name next to ``final`` (flushed to the kernel, not to disk).
+
+        Args:
+            key: the caller's key for this object, used again by :meth:`publish`.
+            source: the bytes to store.
+            final: the object's confined final path.
+            kinds: the checksums to compute on the way.
+            lfn: the logical file name, for errors.
+
+        Raises:
+            FailoverError: the write failed (nothing of this object is left behind).
+        """
+        temporary = temporary_path(final)
+        try:
+            with map_storage_errors(self.se, lfn):
+                self.backend.make_dirs(posixpath.dirname(final))
+                stream = self.backend.create_temporary(temporary)
+                staged = StagedWrite(lfn, final, temporary, kinds, MultiChecksum(kinds), stream)
+                self.pending[key] = staged
+                with source.open() as reader:
+                    while chunk := reader.read(CHUNK_SIZE):
+                        staged.summer.update(chunk)
+                        stream.write(chunk)
+                stream.flush()
+        except BaseException:
+            self.discard(key)
+            raise
+
+    def publish(self) -> dict[int, StagedWrite | FailoverError]:
+        """
+        Flush, verify and rename every written object, then flush each directory once.
+
+        Returns:
+            By key: the published write, or the error that stopped that object (its temporary removed).
+        """
+        published: dict[int, StagedWrite | FailoverError] = {}
+        by_directory: dict[str, list[int]] = {}
+        for key in list(self.pending):
+            staged = self.pending[key]
+            try:
+                with map_storage_errors(self.se, staged.lfn):
+                    self._seal_and_rename(staged)
+            except FailoverError as err:
+                self.discard(key)
+                published[key] = err
+                continue
+            del self.pending[key]
+            published[key] = staged
+            by_directory.setdefault(posixpath.dirname(staged.final), []).append(key)
+        for directory, keys in by_directory.items():
+            try:
+                with map_storage_errors(self.se, self._lfn(published[keys[0]])):
+                    self.backend.flush_directory(directory)
+            except FailoverError as err:
+                for key in keys:
+                    published[key] = err
+        return published
+
+    @staticmethod
+    def _lfn(outcome: StagedWrite | FailoverError) -> str | None:
+        return outcome.lfn if isinstance(outcome, StagedWrite) else None
+
+    def _seal_and_rename(self, staged: StagedWrite) -> None:
+        stream, staged.stream = staged.stream, None
+        assert stream is not None
+        try:
+            self.backend.flush_file(stream)
+        finally:
+            stream.close()
+        verify_written(
+            self.backend, staged.temporary, staged.summer, staged.kinds, se=self.se, lfn=staged.lfn
+        )
+        crash_point("before-publish")
+        self.backend.rename(staged.temporary, staged.final)
+        crash_point("after-publish")
+
+    def discard(self, key: int) -> None:
+        """Drop one object that is not published: close and remove its temporary (best effort)."""
+        staged = self.pending.pop(key, None)
+        if staged is None:
+            return
+        if staged.stream is not None:
+            with suppress(Exception):
+                staged.stream.close()
+            staged.stream = None
+        with suppress(Exception):
+            os.unlink(staged.temporary)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for key in list(self.pending):
+            self.discard(key)
