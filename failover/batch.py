@@ -17,7 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from failover.driver import drive_upload, landed_event, put_file, register_put
+from failover.driver import drive_upload, landed_event, put_files, register_put
 from failover.environment import Environment
 from failover.errors import FailoverError, TransientError
 from failover.registration import precheck_catalogs
@@ -148,23 +148,32 @@ def _put_all(
     Put each upload's file at its current SE; an upload that cannot take the fast path joins ``slow``.
 
     The fast path is for an upload in Uploading with an SE left to try and no retry delay to wait for.
+    The files going to one SE are put together (:meth:`~failover.storage.StorageElement.put_many`).
     """
-    landed: list[tuple[MachineRow, PutResult]] = []
+    ready: list[tuple[int, MachineRow, Mapping[str, Any]]] = []
     for index, machine_id in machines.items():
         row = env.uploads.load(machine_id)
         candidate = current_candidate(row.data)
+        if row.state != UploadState.UPLOADING or row.data["next_attempt_at"] is not None or candidate is None:
+            slow.append((index, machine_id))
+            continue
         try:
-            if row.state != UploadState.UPLOADING or row.data["next_attempt_at"] is not None:
-                raise LookupError(machine_id)
-            if candidate is None:
-                raise LookupError(machine_id)
             precheck_catalogs([env.catalogs.get(name) for name in row.data["catalogs"]], row.data)
-            landed.append((row, put_file(env, row.data, candidate["se"])))
         except FailoverError as err:
             _record_failure(env, row, candidate, err)
             slow.append((index, machine_id))
-        except LookupError:
-            slow.append((index, machine_id))
+            continue
+        ready.append((index, row, candidate))
+    landed: list[tuple[MachineRow, PutResult]] = []
+    for se_name in dict.fromkeys(where["se"] for _, _, where in ready):
+        group = [entry for entry in ready if entry[2]["se"] == se_name]
+        outcomes = put_files(env, [entry[1].data for entry in group], se_name)
+        for (index, put_row, where), outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, FailoverError):
+                _record_failure(env, put_row, where, outcome)
+                slow.append((index, put_row.id))
+            else:
+                landed.append((put_row, outcome))
     return landed
 
 

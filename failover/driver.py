@@ -10,7 +10,7 @@ loses none: the machine's stored state says where to go on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from failover.catalog import FileCatalog
@@ -18,7 +18,7 @@ from failover.checksum import parse_checksum_type
 from failover.environment import Environment
 from failover.errors import FailoverError, RegistrationRefused, TransientError
 from failover.registration import precheck_catalogs, register_everywhere
-from failover.storage import PutResult
+from failover.storage import PutItem, PutResult
 from fsm.clock import parse_time
 from fsm.crashpoints import crash_point
 from persistence.rows import MachineRow
@@ -91,6 +91,30 @@ def put_file(env: Environment, data: Mapping[str, Any], se_name: str) -> PutResu
     )
     crash_point("after-put")
     return put
+
+
+def put_files(
+    env: Environment, uploads: Sequence[Mapping[str, Any]], se_name: str
+) -> list[PutResult | FailoverError]:
+    """
+    Put several uploads' local files at one SE, as :func:`put_file` puts one (on a local disk, with
+    grouped flushes).
+
+    Returns:
+        For each upload in order, its put or the error that stopped it.
+    """
+    items = [
+        PutItem(
+            data["local_path"], data["lfn"], (parse_checksum_type(data["checksum_type"]),), data["overwrite"]
+        )
+        for data in uploads
+    ]
+    for _ in items:
+        crash_point("before-put")
+    outcomes = env.se(se_name).put_many(items)
+    for _ in items:
+        crash_point("after-put")
+    return outcomes
 
 
 def register_put(
