@@ -406,3 +406,13 @@ def test_operator_cancel_of_a_stuck_upload_fails_it_with_the_reason(
     assert "job was killed" in upload.data["refusal"]["message"]
     assert _triggers(client_env)[-2:] == ["request_failed", "cancelled"]
     _replayed(client_env)
+
+
+def test_the_triggers_fired_on_a_done_operation_each_have_one_source_state() -> None:
+    """upload_hooks fires these without looking at the state first: a second source would be a new path."""
+    sources: dict[str, list[str]] = {}
+    for transition in UPLOAD_MACHINE.transitions:
+        sources.setdefault(transition.trigger, []).extend(transition.sources)
+    assert sources["replication_started"] == [UploadState.FAILED_OVER]
+    assert sources["cleaned"] == [UploadState.REPLICATING]
+    assert sources["registered"] == [UploadState.REGISTERING]

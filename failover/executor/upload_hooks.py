@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from failover.environment import Environment
 from failover.request import Operation, OperationStatus, OperationType
+from fsm.errors import TransitionNotAllowed
 from persistence.requests import operations_of_machine
 from states import UploadState, UploadTrigger
 
 __all__ = ["on_operation_done", "on_request_failed"]
 
 _ON_DONE = {
-    OperationType.ReplicateAndRegister: (UploadState.FAILED_OVER, UploadTrigger.REPLICATION_STARTED),
-    OperationType.RemoveReplica: (UploadState.REPLICATING, UploadTrigger.CLEANED),
-    OperationType.RegisterFile: (UploadState.REGISTERING, UploadTrigger.REGISTERED),
+    OperationType.ReplicateAndRegister: UploadTrigger.REPLICATION_STARTED,  # from FailedOver
+    OperationType.RemoveReplica: UploadTrigger.CLEANED,  # from Replicating
+    OperationType.RegisterFile: UploadTrigger.REGISTERED,  # from Registering
 }
 _ON_FAILED = {
     UploadState.REGISTERING: UploadTrigger.REGISTRATION_FAILED,
@@ -45,13 +46,15 @@ def on_operation_done(env: Environment, op: Operation) -> None:
     machine_id = _machine_of(env, op.operation_id)
     if machine_id is None or op.type not in _ON_DONE:
         return
-    state, trigger = _ON_DONE[op.type]
-    machine = env.uploads.load(machine_id)
-    if machine.state != state:
-        return
+    trigger = _ON_DONE[op.type]
     if trigger is UploadTrigger.REGISTERED and not _all_registrations_done(env, machine_id):
         return
-    env.uploads.fire(machine_id, trigger, {"operation": op.operation_id})
+    try:
+        env.uploads.fire(machine_id, trigger, {"operation": op.operation_id})
+    except TransitionNotAllowed:
+        # Each of these triggers fires from one state only: the upload is elsewhere (an operator
+        # retry re-issued the operation, or the upload never waited for it), so there is nothing to move.
+        return
 
 
 def on_request_failed(env: Environment, request_id: int, reason: str) -> None:
