@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from failover.batch import BatchItem, upload_many
 from failover.catalog import FileEntry, Replica
 from failover.crashtest.jobs import (
     GUIDS,
@@ -45,6 +46,7 @@ from failover.crashtest.jobs import (
 from failover.crashtest.sandbox import CATALOG, Sandbox
 from failover.operator import cancel_upload, retry_upload
 from failover.resume import resume
+from persistence.requests import RequestHeader
 from states import UploadState
 
 __all__ = ["SCENARIOS", "Scenario", "scenario"]
@@ -153,6 +155,31 @@ def _removal_stuck(box: Sandbox) -> None:
         cancel_upload(box.env, file.lfn)
 
 
+def _many(box: Sandbox, name: str, count: int) -> None:
+    """Resume, upload the job's files with ``upload_many`` in batches of 2, commit the request if any."""
+    resume(box.env, remove_temporary=True)
+    header = RequestHeader(f"crashtest:{name}", name, *box.env.request_owner)
+    items = [
+        BatchItem(file.path, file.lfn, file.meta)
+        for file in job_files(box, name, count)
+        if (upload := box.env.uploads.find(file.lfn)) is None or upload.state != UploadState.FAILED
+    ]
+    upload_many(box.env, items, destinations=["SE-A"], failovers=["FAIL-1"], request=header, batch_size=2)
+    request = box.env.requests.find(header.client_key)
+    if request is not None:
+        box.env.requests.commit(request.id)
+
+
+def _many_files(box: Sandbox) -> None:
+    _many(box, "many_files", 5)
+
+
+def _many_files_failover(box: Sandbox) -> None:
+    with down(box, "SE-A"):
+        _many(box, "many_files_failover", 3)
+    execute(box)
+
+
 def _total_failure(box: Sandbox) -> None:
     with down(box, "SE-A", "SE-B"):
         upload_phase(box, "total_failure", [to("SE-A", "SE-B"), to()])
@@ -227,6 +254,18 @@ SCENARIOS: dict[str, Scenario] = {
             _removal_stuck,
             (S.FAILED,),
             "replicated, but the failover replica cannot be removed: Stuck, then cancelled",
+        ),
+        Scenario(
+            "many_files",
+            _many_files,
+            (S.REGISTERED,) * 5,
+            "upload_many in batches: grouped puts, one catalog and one outcome commit per batch",
+        ),
+        Scenario(
+            "many_files_failover",
+            _many_files_failover,
+            (S.CLEANED,) * 3,
+            "upload_many with the destination down: each file fails over alone, then the executor",
         ),
         Scenario("total_failure", _total_failure, (S.FAILED,) * 2, "every SE down; an empty SE list"),
         Scenario("refused", _refused, (S.FAILED,), "a catalog holds the LFN with another GUID"),
