@@ -161,6 +161,25 @@ class FaultyStorage(StorageElement):
             outcomes[index] = outcome
         return [outcomes[index] for index in range(len(items))]
 
+    def copy_many_to(
+        self, target: StorageElement, lfns: Sequence[str], **options: Any
+    ) -> list[PutResult | FailoverError]:
+        """Copy many, each failing alone if a fault is scripted on its read or on the target's write."""
+        outcomes: dict[int, PutResult | FailoverError] = {}
+        passed: list[int] = []
+        for index, lfn in enumerate(lfns):
+            try:
+                self.injector.check(self.name, "read", lfn)
+                if isinstance(target, FaultyStorage):
+                    target.injector.check(target.name, "copy", lfn)
+                passed.append(index)
+            except FailoverError as err:
+                outcomes[index] = err
+        copied = super().copy_many_to(target, [lfns[i] for i in passed], **options)
+        for index, outcome in zip(passed, copied, strict=True):
+            outcomes[index] = outcome
+        return [outcomes[index] for index in range(len(lfns))]
+
     def copy_to(self, target: StorageElement, lfn: str, **options: Any) -> PutResult:
         """Copy, unless a fault is scripted on this SE's read or the target's write."""
         self.injector.check(self.name, "read", lfn)

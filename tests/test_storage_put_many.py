@@ -178,3 +178,22 @@ def test_a_crash_mid_group_leaves_complete_objects_that_the_next_put_finds(
     assert [o.already_present for o in outcomes] == [i.lfn in published for i in items]
     se.remove_temporary()
     assert list(se.list_temporary()) == []
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+def test_copy_many_to_gives_each_object_what_copy_to_would(tmp_path: Path, kind: str) -> None:
+    source = make_local_se("file", tmp_path, "source")
+    many, one = (make_local_se(kind, tmp_path, name) for name in ("many", "one"))
+    items = _items(tmp_path, 5)
+    _results(source.put_many(items))
+    lfns = [item.lfn for item in items] + ["/vo/d0/never-put"]
+
+    outcomes = source.copy_many_to(many, lfns)
+
+    assert isinstance(outcomes[-1], SourceMissing)
+    for lfn, result in zip(lfns, _results(outcomes[:-1]), strict=False):
+        alone = source.copy_to(one, lfn)
+        assert (result.lfn, result.size, result.checksums) == (alone.lfn, alone.size, alone.checksums)
+        with many.open_read(lfn) as stream:
+            assert stream.read() == Path(items[lfns.index(lfn)].local_path).read_bytes()
+    assert list(many.list_temporary()) == []

@@ -9,8 +9,9 @@ uploads idempotent. Every storage call runs inside :func:`~failover.storage.erro
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, BinaryIO
 
@@ -33,6 +34,16 @@ __all__ = ["StorageElement"]
 _ADLER32_ONLY = (ChecksumType.ADLER32,)
 #: How many files a staged put writes before flushing them (each holds a file descriptor until then).
 STAGED_GROUP_SIZE = 64
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    """One object for a staged group: where it goes, and how to open its bytes (may raise)."""
+
+    lfn: str
+    checksum_types: Iterable[ChecksumType]
+    overwrite: bool
+    source: Callable[[], Source]
 
 
 def _check_protocols(name: str, url: str) -> None:
@@ -390,10 +401,60 @@ class StorageElement(Inventory):
         """
         if not self._backend.stages_puts:
             return [self._put_or_error(item) for item in items]
-        outcomes: list[PutResult | FailoverError] = []
-        for start in range(0, len(items), STAGED_GROUP_SIZE):
-            outcomes.extend(self._put_staged(items[start : start + STAGED_GROUP_SIZE]))
-        return outcomes
+        return self._store_staged(
+            [
+                _Incoming(item.lfn, item.checksum_types, item.overwrite, partial(self._local, item))
+                for item in items
+            ]
+        )
+
+    def copy_many_to(
+        self,
+        target: StorageElement,
+        lfns: Sequence[str],
+        *,
+        checksum_types: Iterable[ChecksumType] = _ADLER32_ONLY,
+        overwrite: bool = False,
+    ) -> list[PutResult | FailoverError]:
+        """
+        Copy many objects to ``target``, each with the guarantees and outcome of :meth:`copy_to`.
+
+        On a local target disk the copies are written in groups, as :meth:`put_many` writes files.
+
+        Args:
+            target: the storage element to copy to.
+            lfns: the logical file names (the same on both SEs).
+            checksum_types: the checksums to compute on the way and return.
+            overwrite: replace different content at the target instead of refusing.
+
+        Returns:
+            For each LFN in order: the target replica's :class:`PutResult`, or the error that stopped it.
+        """
+        if not target._backend.stages_puts:
+            return [self._copy_or_error(target, lfn, checksum_types, overwrite) for lfn in lfns]
+        kinds = tuple(checksum_types)
+        return target._store_staged(
+            [_Incoming(lfn, kinds, overwrite, partial(self._object_source, lfn)) for lfn in lfns]
+        )
+
+    def _copy_or_error(
+        self, target: StorageElement, lfn: str, kinds: Iterable[ChecksumType], overwrite: bool
+    ) -> PutResult | FailoverError:
+        try:
+            return self.copy_to(target, lfn, checksum_types=kinds, overwrite=overwrite)
+        except FailoverError as err:
+            return err
+
+    def _local(self, item: PutItem) -> Source:
+        with map_storage_errors(self.name, item.lfn):
+            return self._local_source(item.local_path, os.stat(item.local_path).st_size)
+
+    def _object_source(self, lfn: str) -> Source:
+        path = self._path(lfn)
+        info = self._stat_at(path, lfn)
+        if info is None:
+            raise SourceMissing(f"{self.name} holds no replica of {lfn} to copy", se=self.name, lfn=lfn)
+        return Source(info.size, lambda: self._open_at(path, lfn))
 
     def _put_or_error(self, item: PutItem) -> PutResult | FailoverError:
         try:
@@ -403,7 +464,13 @@ class StorageElement(Inventory):
         except FailoverError as err:
             return err
 
-    def _put_staged(self, items: Sequence[PutItem]) -> list[PutResult | FailoverError]:
+    def _store_staged(self, incoming: Sequence[_Incoming]) -> list[PutResult | FailoverError]:
+        outcomes: list[PutResult | FailoverError] = []
+        for start in range(0, len(incoming), STAGED_GROUP_SIZE):
+            outcomes.extend(self._store_group(incoming[start : start + STAGED_GROUP_SIZE]))
+        return outcomes
+
+    def _store_group(self, items: Sequence[_Incoming]) -> list[PutResult | FailoverError]:
         outcomes: dict[int, PutResult | FailoverError] = {}
         assert isinstance(self._backend, LocalBackend)
         with StagedGroup(self._backend, self.name) as group:
@@ -411,9 +478,7 @@ class StorageElement(Inventory):
                 try:
                     kinds = checksum_kinds(item.checksum_types)
                     final = self._path(item.lfn)
-                    with map_storage_errors(self.name, item.lfn):
-                        size = os.stat(item.local_path).st_size
-                    source = self._local_source(item.local_path, size)
+                    source = item.source()
                     present = self._already_present(source, final, item.lfn, kinds, item.overwrite)
                     if present is None:
                         group.write(index, source, final, kinds, item.lfn)
