@@ -13,15 +13,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from failover.catalog import FileCatalog, FileEntry, Replica, conflicting_field
-from failover.checksum import parse_checksum_type, same_checksum
+from failover.checksum import ChecksumType, parse_checksum_type, same_checksum
 from failover.environment import Environment
 from failover.errors import FailoverError, SoleReplica, SourceMissing
 from failover.request import File, Operation, OperationType
-from failover.storage import StorageElement
+from failover.storage import PutResult, StorageElement
 from fsm.crashpoints import crash_point
 from persistence.requests import NewFile, NewOperation
 
-__all__ = ["HANDLERS", "Handler"]
+__all__ = [
+    "HANDLERS",
+    "CopyPlan",
+    "Handler",
+    "copy_is_right",
+    "place_copies",
+    "plan_copies",
+    "register_copies",
+    "remove_objects",
+    "unregister_replicas",
+]
 
 
 @dataclass(frozen=True)
@@ -122,12 +132,74 @@ def _copy(env: Environment, op: Operation, file: File, target: StorageElement, w
 
 
 def _replicate(env: Environment, op: Operation, file: File) -> list[NewOperation]:
+    place_copies(env, op, file)
+    return register_copies(env, op, file)
+
+
+def place_copies(env: Environment, op: Operation, file: File) -> None:
+    """ReplicateAndRegister's first half: a verified copy at each target SE that lacks one."""
     want = _expected(env, op, file)
-    unregistered: list[str] = []
     for name in op.target_se:
         target = env.se(name)
         if not _holds(target, file.lfn, want):
             _copy(env, op, file, target, want)
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """A copy that ReplicateAndRegister still has to make, and how to tell it is right."""
+
+    file: File
+    target: StorageElement
+    source: StorageElement
+    kind: ChecksumType
+    checksum: str
+
+
+def plan_copies(env: Environment, op: Operation, file: File) -> list[CopyPlan]:
+    """
+    The copies :func:`place_copies` would make for ``file``, each from its first good source.
+
+    Raises:
+        SourceMissing: a target lacks the file and no SE holds a copy of the right size.
+    """
+    want = _expected(env, op, file)
+    plans = []
+    for name in op.target_se:
+        target = env.se(name)
+        if _holds(target, file.lfn, want):
+            continue
+        sources = _sources(env, op, file, want)
+        if not sources:
+            raise SourceMissing(
+                f"no good replica of {file.lfn} to copy from (source {op.source_se!r})", lfn=file.lfn
+            )
+        kind = parse_checksum_type(want.checksum_type)
+        plans.append(CopyPlan(file, target, sources[0], kind, want.checksum))
+    return plans
+
+
+def copy_is_right(plan: CopyPlan, put: PutResult) -> bool:
+    """
+    Whether a planned copy holds the expected checksum (computed while streaming: it verifies the source
+    and the copy at once); a wrong copy is removed at once, before anyone can register it.
+    """
+    if not plan.checksum or same_checksum(put.checksums[plan.kind], plan.checksum, plan.kind):
+        return True
+    plan.target.remove(plan.file.lfn)
+    return False
+
+
+def register_copies(env: Environment, op: Operation, file: File) -> list[NewOperation]:
+    """
+    ReplicateAndRegister's second half, once the copies are placed: register each in the catalogs.
+
+    Returns:
+        A ``RegisterReplica`` operation per target whose registration failed, to run next.
+    """
+    unregistered: list[str] = []
+    for name in op.target_se:
+        target = env.se(name)
         for catalog in _catalogs(env, op):
             crash_point("before-register-replica")
             try:
@@ -167,20 +239,37 @@ def _another_good_copy(env: Environment, op: Operation, lfn: str, doomed: str) -
 
 
 def _remove_replica(env: Environment, op: Operation, file: File) -> list[NewOperation]:
+    # Catalog first: a crash in between leaves an unregistered copy, never a dangling catalog entry.
+    unregister_replicas(env, op, file)
+    remove_objects(env, op, file)
+    return []
+
+
+def unregister_replicas(env: Environment, op: Operation, file: File) -> None:
+    """
+    RemoveReplica's first half: remove the replicas' catalog entries, each only while a verified and
+    registered copy remains elsewhere.
+
+    Raises:
+        SoleReplica: a replica is the sole verified one (nothing more is removed).
+    """
     for se in op.target_se:
         if not _another_good_copy(env, op, file.lfn, se):
             raise SoleReplica(
                 f"{file.lfn} at {se} is the sole verified replica: not removed", se=se, lfn=file.lfn
             )
-        # Catalog first: a crash in between leaves an unregistered copy, never a dangling catalog entry.
         for catalog in _catalogs(env, op):
             crash_point("before-remove-catalog-replica")
             catalog.remove_replica(file.lfn, se)
             crash_point("after-remove-catalog-replica")
+
+
+def remove_objects(env: Environment, op: Operation, file: File) -> None:
+    """RemoveReplica's second half, once the catalog entries are gone: remove the objects."""
+    for se in op.target_se:
         crash_point("before-remove-replica")
         env.se(se).remove(file.lfn)
         crash_point("after-remove-replica")
-    return []
 
 
 # RegisterFile / RegisterReplica / RemoveFile ------------------------------------------------------------

@@ -28,7 +28,14 @@ from fsm.clock import format_time
 from fsm.crashpoints import crash_point
 from persistence.requests import NewOperation, insert_operation_after, update_file, update_operation
 
-__all__ = ["MAX_ATTEMPTS_SUFFIX", "FileOutcome", "record_outcome", "run_file"]
+__all__ = [
+    "MAX_ATTEMPTS_SUFFIX",
+    "FileOutcome",
+    "failure_outcome",
+    "record_outcome",
+    "run_file",
+    "success_outcome",
+]
 
 log = logging.getLogger("failover.executor")
 
@@ -59,22 +66,37 @@ def run_file(
     reached); any other failure fails it at once. Every attempt's error is kept.
     """
     handler = HANDLERS[op.type]
-    attempt = file.attempt + 1
     try:
         followups = [] if handler.done(env, op, file) else handler.act(env, op, file)
-    except TransientError as err:
-        return _failed(env, file, attempt, err, policy, rng)
     except FailoverError as err:
-        log.warning("%s of %s failed for good: %s", op.type, file.lfn, err)
-        errors = [*file.errors, f"{type(err).__name__}: {err}"]
-        return FileOutcome(file, FileStatus.Failed, attempt, errors[-1], errors)
-    return FileOutcome(file, FileStatus.Done, attempt, "", list(file.errors), followups=followups)
+        return failure_outcome(env, op, file, err, policy, rng)
+    return success_outcome(file, followups)
 
 
-def _failed(
-    env: Environment, file: File, attempt: int, err: FailoverError, policy: ExecutorPolicy, rng: random.Random
+def success_outcome(file: File, followups: list[NewOperation] | None = None) -> FileOutcome:
+    """The outcome of a try whose effect is there now."""
+    return FileOutcome(
+        file, FileStatus.Done, file.attempt + 1, "", list(file.errors), followups=followups or []
+    )
+
+
+def failure_outcome(
+    env: Environment,
+    op: Operation,
+    file: File,
+    err: FailoverError,
+    policy: ExecutorPolicy,
+    rng: random.Random,
 ) -> FileOutcome:
+    """
+    The outcome of a try that failed with ``err``: Waiting with a retry time when it is transient (Failed
+    once ``max_attempts`` is reached), Failed at once otherwise. Every attempt's error is kept.
+    """
+    attempt = file.attempt + 1
     errors = [*file.errors, f"{type(err).__name__}: {err}"]
+    if not isinstance(err, TransientError):
+        log.warning("%s of %s failed for good: %s", op.type, file.lfn, err)
+        return FileOutcome(file, FileStatus.Failed, attempt, errors[-1], errors)
     if attempt >= policy.max_attempts:
         return FileOutcome(file, FileStatus.Failed, attempt, f"{errors[-1]} {MAX_ATTEMPTS_SUFFIX}", errors)
     retry_at = env.clock() + timedelta(seconds=policy.delay(attempt, rng))
@@ -98,6 +120,7 @@ def record_outcome(
         LeaseLost: another executor holds the request now; nothing is stored.
     """
     at = env.clock()
+    outermost = not env.store.conn.in_transaction
     with env.store.transaction() as conn:
         lease.renew(conn, at)
         assert outcome.file.file_id is not None and op.operation_id is not None
@@ -119,4 +142,5 @@ def record_outcome(
         crash_point(f"before-record:{op.type}")
         if then is not None:
             then(conn)
-    crash_point(f"after-record:{op.type}")
+    if outermost:  # inside a caller's transaction nothing is committed here
+        crash_point(f"after-record:{op.type}")
