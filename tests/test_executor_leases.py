@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -294,14 +295,14 @@ def test_the_outcome_that_finishes_a_request_releases_it_in_the_same_commit(
     client_env: Environment, failed_over: FailedOver
 ) -> None:
     """
-    Take, record the replication, record the removal together with the release, then the take that
-    finds nothing more: four commits (a separate release would make five).
+    One request at a time: take, record the replication, record the removal together with the release,
+    then the take that finds nothing more: four commits (a separate release would make five).
     """
     with freeze_time(T0):
         request_id = failed_over(LFN)
         statements: list[str] = []
         client_env.store.conn.set_trace_callback(statements.append)
-        assert Executor(client_env, POLICY, name="alpha").run_once() == 1
+        assert Executor(client_env, replace(POLICY, batch_size=1), name="alpha").run_once() == 1
         client_env.store.conn.set_trace_callback(None)
 
     assert statements.count("COMMIT") == 4

@@ -8,6 +8,7 @@ a request; everything is journaled.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -89,14 +90,17 @@ def test_failover_upload_goes_replicating_then_cleaned(
     _replayed(client_env)
 
 
+@pytest.mark.parametrize("batch_size", [1, 32], ids=["one-at-a-time", "batch"])
 def test_upload_transition_and_operation_status_commit_together(
-    client_env: Environment, injector: FaultInjector, failed_over: FailedOver
+    client_env: Environment, injector: FaultInjector, failed_over: FailedOver, batch_size: int
 ) -> None:
     """
     The journal refuses the ``cleaned`` row (a crash inside the transaction): the RemoveReplica's Done
-    status is rolled back with it. The next executor finds the replica gone and records both at once.
+    status is rolled back with it (in a batch, the whole round's record is). The next executor finds the
+    replica gone and records what is left.
     """
     conn = client_env.store.conn
+    policy = replace(POLICY, batch_size=batch_size)
     with freeze_time(T0) as frozen:
         request_id = failed_over(LFN)
         conn.execute(
@@ -105,20 +109,26 @@ def test_upload_transition_and_operation_status_commit_together(
         )
 
         with pytest.raises(StoreError):
-            _run(client_env)
+            _run(client_env, policy)
 
-        remove = client_env.requests.load(request_id).operations[1]
+        replicate, remove = client_env.requests.load(request_id).operations
         assert (str(remove.status), remove.files[0].status, remove.files[0].attempt) == (
             "Queued",
             FileStatus.Waiting,
             0,
         )
-        assert _state(client_env) == UploadState.REPLICATING
+        if batch_size == 1:
+            assert _state(client_env) == UploadState.REPLICATING
+        else:
+            assert (replicate.files[0].status, _state(client_env)) == (
+                FileStatus.Waiting,
+                UploadState.FAILED_OVER,
+            )
         assert not client_env.se("FAIL-1").exists(LFN)
 
         conn.execute("DROP TRIGGER refuse_cleaned")
         frozen.tick(timedelta(seconds=POLICY.lease_seconds + 1))
-        assert _run(client_env) == 1
+        assert _run(client_env, policy) == 1
 
     assert _state(client_env) == UploadState.CLEANED
     assert client_env.requests.load(request_id).status is RequestStatus.Done

@@ -20,6 +20,8 @@ class ExecutorPolicy:
         backoff_cap: the longest delay.
         jitter: the delay varies by up to this fraction either way, so retries of many requests spread out.
         lease_seconds: how long a taken request stays Assigned without renewal.
+        batch_size: requests taken per transaction; failover requests among them run together, with
+            one catalog commit and one store commit per round (1: every request alone).
     """
 
     max_attempts: int = 10
@@ -28,6 +30,7 @@ class ExecutorPolicy:
     backoff_cap: float = 3600.0
     jitter: float = 0.1
     lease_seconds: float = 300.0
+    batch_size: int = 32
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""

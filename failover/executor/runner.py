@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 
 from failover.environment import Environment
+from failover.executor.batch import Pair, current_pair, run_pairs
 from failover.executor.leases import Lease, LeaseLost
 from failover.executor.operations import record_outcome, run_file
 from failover.executor.policy import ExecutorPolicy
@@ -94,11 +95,67 @@ class Executor:
         """
         taken = 0
         unfinished: list[int] = []
-        while not self.stopping.is_set() and (lease := self.take(exclude=unfinished)) is not None:
-            taken += 1
-            if not self.process(lease).is_final:
-                unfinished.append(lease.request_id)
+        while not self.stopping.is_set() and (leases := self.take_many(exclude=unfinished)):
+            taken += len(leases)
+            for lease, status in self.process_many(leases):
+                if not status.is_final:
+                    unfinished.append(lease.request_id)
         return taken
+
+    def take_many(self, exclude: Collection[int] = ()) -> list[Lease]:
+        """Take up to ``policy.batch_size`` due requests (not in ``exclude``) in one transaction."""
+        now = self.env.clock()
+        lease_seconds = self.policy.lease_seconds
+        taken: list[int] = []
+        with self.env.store.transaction() as conn:
+            expires = Lease(0, self.name, lease_seconds).expiry(now)
+            while len(taken) < max(1, self.policy.batch_size):
+                request_id = take_due_request(conn, self.name, format_time(now), expires, exclude)
+                if request_id is None:
+                    break
+                taken.append(request_id)
+        crash_point("after-take")
+        return [Lease(request_id, self.name, lease_seconds) for request_id in taken]
+
+    def process_many(self, leases: list[Lease]) -> list[tuple[Lease, RequestStatus]]:
+        """
+        Run taken requests: failover pairs (replicate, then remove) together, in rounds
+        (:mod:`failover.executor.batch`), anything else one request at a time (:meth:`process`).
+
+        Returns:
+            Each lease with the status its request was left in (Assigned when the lease was lost).
+        """
+        results: list[tuple[Lease, RequestStatus]] = []
+        pairs: list[Pair] = []
+        for lease in leases:
+            request = self._load(lease.request_id)
+            ops = current_pair(request) if self.policy.batch_size > 1 else None
+            if ops is None:
+                results.append((lease, self.process(lease, request)))
+            else:
+                pairs.append(Pair(lease, request, *ops))
+        while pairs:
+            recorded = run_pairs(
+                self.env,
+                pairs,
+                self.policy,
+                self.rng,
+                stopping=self.stopping.is_set,
+                release=lambda lease, request, retry_at: self._release(
+                    self.env.store.conn, lease, request, retry_at
+                ),
+            )
+            lost = {id(pair) for pair in pairs} - {id(pair) for pair in recorded}
+            results += [(pair.lease, RequestStatus.Assigned) for pair in pairs if id(pair) in lost]
+            pairs = []
+            for pair in recorded:
+                if pair.released:
+                    results.append((pair.lease, pair.request.status))
+                elif pair.handed_back:
+                    results.append((pair.lease, self.process(pair.lease)))
+                else:
+                    pairs.append(Pair(pair.lease, pair.request, *current_pair(pair.request)))  # type: ignore[misc]
+        return results
 
     def run_forever(self, poll_interval: float = 5.0) -> None:
         """Poll for due requests until :attr:`stopping` is set (SIGTERM and SIGINT set it)."""
@@ -118,10 +175,16 @@ class Executor:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
-    def process(self, lease: Lease) -> RequestStatus:
-        """Run a taken request's operations until it ends, must wait, or the executor stops."""
+    def process(self, lease: Lease, request: Request | None = None) -> RequestStatus:
+        """
+        Run a taken request's operations one at a time until it ends, must wait, or the executor stops.
+
+        Args:
+            lease: the request's lease.
+            request: the request as just loaded (default: load it).
+        """
         retry_at: datetime | None = None
-        request = self._load(lease.request_id)
+        request = request or self._load(lease.request_id)
         try:
             while not self.stopping.is_set() and retry_at is None:
                 op = current_operation(request)

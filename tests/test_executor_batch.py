@@ -1,0 +1,262 @@
+"""
+The executor's batch path for failover requests (failover/executor/batch.py): per round one catalog
+commit and one store commit for many requests, with the one-at-a-time order of effects per request, and
+everything off the happy path handed back to the one-at-a-time path.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+
+from failover.dirac import FailoverTransfer
+from failover.environment import Environment
+from failover.errors import CatalogUnavailable
+from failover.executor import Executor, ExecutorPolicy
+from failover.request import FileStatus, RequestStatus
+from failover.testing import Fault, FaultInjector
+from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
+from states import UploadState
+
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+POLICY = ExecutorPolicy(lease_seconds=120.0, jitter=0.0, backoff_base=60.0)
+CATALOG = "LocalCatalog"
+
+
+class RecordingInjector(FaultInjector):
+    """A fault injector that also keeps the order of the calls it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sequence: list[tuple[str, str, str | None]] = []
+        self.probe: dict[tuple[str, str], Any] = {}
+
+    def check(self, target: str, operation: str, lfn: str | None = None) -> None:
+        """Keep the call, run its probe if any, then count it and apply scripted faults."""
+        self.sequence.append((target, operation, lfn))
+        if (target, operation) in self.probe:
+            self.probe[(target, operation)](lfn)
+        super().check(target, operation, lfn)
+
+
+@pytest.fixture
+def injector() -> RecordingInjector:
+    """Overrides conftest's: these tests look at the order of storage and catalog calls."""
+    return RecordingInjector()
+
+
+def _jobs(
+    env: Environment, tmp_path: Path, count: int, files_per_job: int = 1, name: str = "batch"
+) -> list[list[str]]:
+    """``count`` jobs, each failing over its files to FAIL-1 (target SE-A) and committing its request."""
+    jobs = []
+    for job in range(count):
+        client = FailoverTransfer(environment=env)
+        lfns = []
+        for n in range(files_per_job):
+            lfn = f"/vo/{name}/job{job}/out{n}.root"
+            local = tmp_path / "job" / name / f"{job}-{n}.root"
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(f"job {job} file {n}\n".encode() * 50)
+            result = client.transferAndRegisterFileFailover(local.name, str(local), lfn, "SE-A", "FAIL-1", {})
+            assert result["OK"] and result["Value"]["uploadedSE"] == "FAIL-1"
+            lfns.append(lfn)
+        assert client.commitRequest()["OK"]
+        jobs.append(lfns)
+    return jobs
+
+
+def _committed_replicas(home: Path, lfn: str) -> set[str]:
+    """The catalog's replicas of ``lfn`` as another process would read them: committed ones only."""
+    with sqlite3.connect(home / "catalog.db") as conn:
+        return {se for (se,) in conn.execute("SELECT se FROM catalog_replicas WHERE lfn = ?", (lfn,))}
+
+
+def _states(env: Environment, lfns: list[str]) -> list[str]:
+    return [env.uploads.load(lfn).state for lfn in lfns]
+
+
+def test_a_batch_of_failover_requests_commits_once_per_round(client_env: Environment, tmp_path: Path) -> None:
+    jobs = _jobs(client_env, tmp_path, 5)
+    store_commits: list[str] = []
+    catalog_commits: list[str] = []
+    client_env.store.conn.set_trace_callback(
+        lambda sql: store_commits.append(sql) if sql == "COMMIT" else None
+    )
+    catalog = client_env.catalogs.get(CATALOG).inner  # type: ignore[attr-defined]
+    catalog._open().conn.set_trace_callback(
+        lambda sql: catalog_commits.append(sql) if sql == "COMMIT" else None
+    )
+
+    assert Executor(client_env, POLICY).run_once() == 5
+
+    assert len(store_commits) == 3, "the take, the round's record, the take that finds nothing"
+    assert len(catalog_commits) == 1, "every registration and catalog removal of the round"
+    lfns = [lfn for job in jobs for lfn in job]
+    assert _states(client_env, lfns) == [UploadState.CLEANED] * 5
+    assert [client_env.requests.load(n).status for n in range(1, 6)] == [RequestStatus.Done] * 5
+
+
+def test_a_failover_replica_is_removed_only_after_the_catalog_commit_that_unregisters_it(
+    client_env: Environment, injector: RecordingInjector, tmp_path: Path
+) -> None:
+    _jobs(client_env, tmp_path, 3)
+    seen: dict[str, set[str]] = {}
+    home = tmp_path / "ws"
+    injector.probe[("FAIL-1", "remove")] = lambda lfn: seen.setdefault(lfn, _committed_replicas(home, lfn))
+
+    Executor(client_env, POLICY).run_once()
+
+    assert len(seen) == 3
+    assert all(replicas == {"SE-A"} for replicas in seen.values()), seen
+
+
+def test_a_request_with_two_files_keeps_the_one_at_a_time_order_in_rounds(
+    client_env: Environment, injector: RecordingInjector, tmp_path: Path
+) -> None:
+    """Replicate file 1, remove its failover copy, then replicate file 2: the request's own order."""
+    ((first, second),) = _jobs(client_env, tmp_path, 1, files_per_job=2)
+    injector.sequence.clear()
+
+    Executor(client_env, POLICY).run_once()
+
+    effects = [
+        (t, op, lfn)
+        for t, op, lfn in injector.sequence
+        if (t, op) in {("SE-A", "copy"), ("FAIL-1", "remove")}
+    ]
+    assert effects == [
+        ("SE-A", "copy", first),
+        ("FAIL-1", "remove", first),
+        ("SE-A", "copy", second),
+        ("FAIL-1", "remove", second),
+    ]
+    assert _states(client_env, [first, second]) == [UploadState.CLEANED] * 2
+
+
+def test_a_failing_copy_delays_its_request_only(
+    client_env: Environment, injector: RecordingInjector, tmp_path: Path
+) -> None:
+    jobs = _jobs(client_env, tmp_path, 3)
+    broken = jobs[1][0]
+    injector.probe[("SE-A", "copy")] = lambda lfn: (
+        injector.inject("SE-A", Fault.STORAGE_UNAVAILABLE, operation="copy") if lfn == broken else None
+    )
+
+    with freeze_time(T0):
+        Executor(client_env, POLICY).run_once()
+
+    request = client_env.requests.load(2)
+    assert request.status is RequestStatus.Waiting and request.not_before is not None
+    replicate, remove = request.operations
+    assert (replicate.files[0].status, replicate.files[0].attempt) == (FileStatus.Waiting, 1)
+    assert "StorageUnavailable" in replicate.files[0].errors[0]
+    assert remove.files[0].attempt == 0
+    assert client_env.se("FAIL-1").exists(broken)
+    assert _states(client_env, [jobs[0][0], broken, jobs[2][0]]) == [
+        UploadState.CLEANED,
+        UploadState.FAILED_OVER,
+        UploadState.CLEANED,
+    ]
+
+
+def test_requests_of_other_shapes_in_the_batch_run_one_at_a_time(
+    client_env: Environment, injector: RecordingInjector, tmp_path: Path
+) -> None:
+    """The catalog was down at upload time: the request starts with RegisterFile, so it is not a pair."""
+    with injector_down(injector, CATALOG):
+        deferred = _jobs(client_env, tmp_path, 1, name="deferred")[0][0]
+    pairs = _jobs(client_env, tmp_path, 2)
+
+    assert Executor(client_env, POLICY).run_once() == 3
+
+    assert _states(client_env, [deferred, *(job[0] for job in pairs)]) == [UploadState.CLEANED] * 3
+
+
+def test_a_catalog_commit_that_fails_hands_the_requests_to_the_one_at_a_time_path(
+    client_env: Environment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = _jobs(client_env, tmp_path, 3)
+    catalog = client_env.catalogs.get(CATALOG).inner  # type: ignore[attr-defined]
+    real = type(catalog).batch
+    failures: list[int] = []
+
+    @contextmanager
+    def commit_fails_once(self: Any) -> Iterator[None]:
+        with real(self):
+            yield
+            if not failures:
+                failures.append(1)
+                raise CatalogUnavailable("database is locked", catalog=self.name)
+
+    monkeypatch.setattr(type(catalog), "batch", commit_fails_once)
+
+    assert Executor(client_env, POLICY).run_once() == 3
+
+    assert failures == [1]
+    lfns = [job[0] for job in jobs]
+    assert _states(client_env, lfns) == [UploadState.CLEANED] * 3
+    assert all(_committed_replicas(tmp_path / "ws", lfn) == {"SE-A"} for lfn in lfns)
+    assert all(not client_env.se("FAIL-1").exists(lfn) for lfn in lfns)
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "after-copy@2",
+        "before-commit:catalog:batch",
+        "after-commit:catalog:batch",
+        "after-remove-replica@2",
+        "before-commit:executor:batch",
+    ],
+)
+def test_a_crash_in_a_round_is_finished_by_the_next_executor(tmp_path: Path, point: str) -> None:
+    """A real process dies in the middle of a round; the next executor ends every upload Cleaned, once."""
+    import os
+
+    from failover.fsck import fsck
+    from failover.workspace import open_workspace
+
+    home = tmp_path / "ws"
+    env = open_workspace(home, ses=("SE-A", "FAIL-1"))
+    jobs = _jobs(env, tmp_path, 3)
+    env.store.close()
+    policy = ExecutorPolicy(lease_seconds=0.0, jitter=0.0, backoff_base=0.0)
+    pid = os.fork()
+    if pid == 0:
+        os.environ[CRASH_AT] = point
+        Executor(open_workspace(home, ses=("SE-A", "FAIL-1")), policy).run_once()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == CRASH_EXIT_CODE
+
+    faults = FaultInjector()
+    env = faults.wrap(open_workspace(home, ses=("SE-A", "FAIL-1")))
+    Executor(env, policy).run_once()
+
+    lfns = [job[0] for job in jobs]
+    assert _states(env, lfns) == [UploadState.CLEANED] * 3
+    assert all(_committed_replicas(home, lfn) == {"SE-A"} for lfn in lfns)
+    assert sorted(env.se("SE-A").list_lfns()) == sorted(lfns)
+    assert list(env.se("FAIL-1").list_lfns()) == []
+    assert fsck(env).ok, fsck(env).problems
+    journal = [
+        row[0] for row in env.store.conn.execute("SELECT trigger FROM journal WHERE trigger = 'cleaned'")
+    ]
+    assert len(journal) == 3
+
+
+@contextmanager
+def injector_down(injector: FaultInjector, target: str) -> Iterator[None]:
+    injector.inject(target, Fault.CATALOG_UNAVAILABLE, times=None)
+    try:
+        yield
+    finally:
+        injector.clear(target)
