@@ -63,6 +63,7 @@ _EXECUTOR_BOUNDS: dict[str, tuple[float, bool]] = {
     "backoff_cap": (0, False),
     "jitter": (0, False),
     "lease_seconds": (0, True),
+    "batch_size": (1, False),
     "poll_interval": (0, True),
 }
 
@@ -378,9 +379,10 @@ class _Checker:
             name: self.number(value, f"executor.{name}", *_EXECUTOR_BOUNDS[name])
             for name, value in entry.items()
         }
-        if "max_attempts" in values:
-            self.typed(entry["max_attempts"], "executor.max_attempts", int, "a whole number")
-            values["max_attempts"] = int(values["max_attempts"])
+        for whole in ("max_attempts", "batch_size"):
+            if whole in values:
+                self.typed(entry[whole], f"executor.{whole}", int, "a whole number")
+                values[whole] = int(values[whole])
         if values.get("jitter", 0) > 1:
             raise self.error("executor.jitter", f"must be at most 1, not {values['jitter']:g}")
         poll = values.pop("poll_interval", 5.0)

@@ -19,6 +19,10 @@ a replica is removed after its catalog entry and only while a verified, register
 anywhere leaves what a crash of the one-at-a-time path leaves at some point of it: the leases expire and
 the idempotent handlers find what is done. Whatever leaves the happy path (a follow-up operation to run,
 a request of another shape, a catalog commit that fails) is handed back to :meth:`Executor.process`.
+
+A request canceled or taken over while its copies ran gets nothing more (its lease is checked before the
+catalog phase). A stop (SIGTERM) lets the round finish its copies and registrations, the current
+operations, then releases every request of the round.
 """
 
 from __future__ import annotations
