@@ -192,6 +192,16 @@ class _Round:
             pair.outcomes.append((op, self.failure(op, file, err)))
             return False, None
 
+    def needs_work(self, pair: Pair, op: Operation, file: File) -> bool:
+        """
+        The handler's "already there?" check: a file whose effect is there is Done now (False), as is a
+        file whose check failed (its failure recorded); True when the handler has work to do.
+        """
+        ok, already = self.step(pair, op, file, HANDLERS[op.type].done)
+        if ok and already:
+            pair.outcomes.append((op, success_outcome(file)))
+        return ok and not already
+
     def failure(self, op: Operation, file: File, err: FailoverError) -> FileOutcome:
         """The outcome of a file's try that failed with ``err``."""
         return failure_outcome(self.env, op, file, err, self.policy, self.rng)
@@ -207,11 +217,7 @@ def _copy_files(run: _Round, pairs: list[Pair]) -> None:
     for pair in pairs:
         op = pair.replicate
         for file in op.files:
-            ok, already = run.step(pair, op, file, HANDLERS[op.type].done)
-            if not ok:
-                continue
-            if already:
-                pair.outcomes.append((op, success_outcome(file)))
+            if not run.needs_work(pair, op, file):
                 continue
             ok, plans = run.step(pair, op, file, plan_copies)
             if ok:
@@ -268,12 +274,7 @@ def _unregister_files(run: _Round, pair: Pair) -> None:
         return
     op = pair.remove
     for file in op.files:
-        ok, already = run.step(pair, op, file, HANDLERS[op.type].done)
-        if not ok:
-            continue
-        if already:
-            pair.outcomes.append((op, success_outcome(file)))
-        elif run.step(pair, op, file, unregister_replicas)[0]:
+        if run.needs_work(pair, op, file) and run.step(pair, op, file, unregister_replicas)[0]:
             pair.unregistered.append(file)
 
 
@@ -320,14 +321,7 @@ def _record_pair(env: Environment, pair: Pair) -> datetime | None:
     retries = []
     for op, outcome in sorted(pair.outcomes, key=lambda item: order[id(item[0])]):
         record_outcome(env, pair.lease, op, outcome)
-        file = outcome.file
-        file.status, file.attempt, file.error, file.errors = (
-            outcome.status,
-            outcome.attempt,
-            outcome.error,
-            outcome.errors,
-        )
-        op.error = outcome.error
+        outcome.apply(op)
         if outcome.retry_at is not None:
             retries.append(outcome.retry_at)
     refresh_statuses(pair.request)

@@ -55,6 +55,16 @@ class FileOutcome:
     retry_at: datetime | None = None
     followups: list[NewOperation] = field(default_factory=list)
 
+    def apply(self, op: Operation) -> None:
+        """Mirror the outcome in the in-memory file and its operation ``op`` (as it is recorded)."""
+        self.file.status, self.file.attempt, self.file.error, self.file.errors = (
+            self.status,
+            self.attempt,
+            self.error,
+            self.errors,
+        )
+        op.error = self.error
+
 
 def run_file(
     env: Environment, op: Operation, file: File, policy: ExecutorPolicy, rng: random.Random

@@ -231,13 +231,7 @@ class Executor:
         waiting = [f for f in op.files if f.status is FileStatus.Waiting]
         for file in waiting:
             outcome = run_file(self.env, op, file, self.policy, self.rng)
-            file.status, file.attempt, file.error, file.errors = (
-                outcome.status,
-                outcome.attempt,
-                outcome.error,
-                outcome.errors,
-            )
-            op.error = outcome.error
+            outcome.apply(op)
             reshaped = reshaped or bool(outcome.followups)
             if outcome.retry_at is not None:
                 retries.append(outcome.retry_at)
