@@ -69,7 +69,7 @@ __all__ = ["Pair", "current_pair", "run_pairs"]
 log = logging.getLogger("failover.executor")
 T = TypeVar("T")
 
-#: Releases a request inside the recording transaction; returns True when it was released.
+#: Releases a request (with its retry time, if any) inside the recording transaction.
 Release = Callable[[Lease, Request, "datetime | None"], object]
 
 
@@ -119,9 +119,9 @@ def run_pairs(
     Run one round over ``pairs`` (see the module docstring) and record it; return the pairs recorded.
 
     A pair whose request was canceled or lost its lease is not in the result: after the copies, nothing
-    more is done for it. ``release`` releases a request inside the
-    recording transaction; ``stopping`` is asked before the removals start (a stop finishes the
-    replications, which are the current operations, and leaves the removals for later).
+    more is done for it. ``release`` releases a request inside the recording transaction. ``stopping``
+    is asked before the catalog removals: a stop finishes the replications (the current operations)
+    and leaves the removals for later.
     """
     run = _Round(env, policy, rng)
     _copy_files(run, pairs)
