@@ -10,7 +10,7 @@ that transactions are exactly the ones we open: :meth:`Store.transaction` issues
 from __future__ import annotations
 
 import contextlib
-import secrets
+import itertools
 import sqlite3
 from collections.abc import Iterator
 from enum import StrEnum
@@ -68,6 +68,8 @@ class Store:
         self.conn.execute(f"PRAGMA synchronous = {self.durability.value}")
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.db = sqlite_utils.Database(self.conn)
+        # Savepoint names only need to differ from the enclosing ones on this connection.
+        self._savepoints = itertools.count()
 
     def close(self) -> None:
         """Close the connection."""
@@ -94,7 +96,7 @@ class Store:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.conn
         if conn.in_transaction:
-            name = f"sp_{secrets.token_hex(8)}"
+            name = f"sp_{next(self._savepoints)}"
             conn.execute(f"SAVEPOINT {name}")
             try:
                 yield conn

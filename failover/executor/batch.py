@@ -319,8 +319,10 @@ def _record_pair(env: Environment, pair: Pair) -> datetime | None:
     """Record a pair's outcomes in the order of its operations; return the earliest retry time, if any."""
     order = {id(pair.replicate): 0, id(pair.remove): 1}
     retries = []
-    for op, outcome in sorted(pair.outcomes, key=lambda item: order[id(item[0])]):
-        record_outcome(env, pair.lease, op, outcome)
+    ordered = sorted(pair.outcomes, key=lambda item: order[id(item[0])])
+    for index, (op, outcome) in enumerate(ordered):
+        # One lease renewal per request: the records that follow share its savepoint.
+        record_outcome(env, pair.lease, op, outcome, renew=index == 0)
         outcome.apply(op)
         if outcome.retry_at is not None:
             retries.append(outcome.retry_at)

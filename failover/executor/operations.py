@@ -120,11 +120,13 @@ def record_outcome(
     outcome: FileOutcome,
     *,
     then: Callable[[sqlite3.Connection], object] | None = None,
+    renew: bool = True,
 ) -> None:
     """
     Store one file's outcome, all in one transaction: the file, its operation's status, follow-up
     operations, the lease renewal, the upload transitions the operation's completion causes, and
-    whatever ``then`` writes last (the executor releases a finished request there).
+    whatever ``then`` writes last (the executor releases a finished request there). ``renew=False``
+    skips the lease renewal, for a caller that renewed it earlier in the same transaction.
 
     Raises:
         LeaseLost: another executor holds the request now; nothing is stored.
@@ -132,7 +134,8 @@ def record_outcome(
     at = env.clock()
     outermost = not env.store.conn.in_transaction
     with env.store.transaction() as conn:
-        lease.renew(conn, at)
+        if renew:
+            lease.renew(conn, at)
         assert outcome.file.file_id is not None and op.operation_id is not None
         update_file(
             conn,
