@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import errno
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any
 
 from failover.errors import (
@@ -55,6 +56,7 @@ from failover.errors import (
 __all__ = [
     "HTTP_ERRNOS",
     "S3_CODE_ERRNOS",
+    "StorageErrorMapping",
     "XROOTD_CLIENT_ERRNOS",
     "XROOTD_SERVER_ERRNOS",
     "map_storage_errors",
@@ -274,8 +276,7 @@ def _translate(exc: Exception, se: str, lfn: str | None) -> FailoverError:
     return kind(f"{se}: {what}{subject}: {type(exc).__name__}: {exc}", se=se, lfn=lfn)
 
 
-@contextmanager
-def map_storage_errors(se: str, lfn: str | None = None) -> Iterator[None]:
+def map_storage_errors(se: str, lfn: str | None = None) -> StorageErrorMapping:
     """
     Turn any exception raised by the storage layer inside the block into a :class:`FailoverError`.
 
@@ -295,8 +296,8 @@ def map_storage_errors(se: str, lfn: str | None = None) -> Iterator[None]:
         se: name of the storage element being used, recorded on the error.
         lfn: the logical file name involved, if any, recorded on the error.
 
-    Yields:
-        Nothing; the block runs as is.
+    Returns:
+        A context manager; the block runs as is.
 
     Raises:
         SourceMissing: the object (or the local source file) does not exist.
@@ -304,9 +305,27 @@ def map_storage_errors(se: str, lfn: str | None = None) -> Iterator[None]:
         StorageRefused: the storage refuses the name, the size or the space, or the name is taken.
         StorageUnavailable: anything else: unreachable, timed out, or an unexpected backend failure.
     """
-    try:
-        yield
-    except FailoverError:
-        raise
-    except Exception as exc:
-        raise _translate(exc, se, lfn) from exc
+    return StorageErrorMapping(se, lfn)
+
+
+class StorageErrorMapping(AbstractContextManager[None]):
+    """
+    The context manager of :func:`map_storage_errors` (a class rather than a generator: it wraps every
+    storage call, and a generator-based one costs several times more to enter and leave).
+    """
+
+    __slots__ = ("lfn", "se")
+
+    def __init__(self, se: str, lfn: str | None) -> None:
+        self.se = se
+        self.lfn = lfn
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None or isinstance(exc, FailoverError) or not isinstance(exc, Exception):
+            return
+        raise _translate(exc, self.se, self.lfn) from exc
