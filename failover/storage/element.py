@@ -211,6 +211,10 @@ class StorageElement(Inventory):
             raise SourceMissing(f"{self.name} holds no object for {lfn}", se=self.name, lfn=lfn)
         if kind in info.checksums:
             return info.checksums[kind]
+        return self._read_checksum(path, lfn, kind)
+
+    def _read_checksum(self, path: str, lfn: str, kind: ChecksumType) -> str:
+        """The checksum of the object at ``path``, by reading it (the caller knows it exists)."""
         with self._open_at(path, lfn) as stream:
             return digest(stream, (kind,)).hexdigest(kind)
 
@@ -376,7 +380,8 @@ class StorageElement(Inventory):
         if existing is None:
             return None
         with map_storage_errors(self.name, lfn):
-            same = same_content(existing, source, kinds, partial(self._checksum_at, final, lfn))
+            # same_content uses a checksum the storage reports in ``existing`` first: read_back only reads.
+            same = same_content(existing, source, kinds, partial(self._read_checksum, final, lfn))
         if same is not None:
             return self._result(final, lfn, same, already_present=True)
         if not overwrite:
