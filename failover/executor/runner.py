@@ -76,13 +76,8 @@ class Executor:
 
     def take(self, exclude: Collection[int] = ()) -> Lease | None:
         """Take the next due request (not one of ``exclude``) under a lease, or None when nothing is due."""
-        now = self.env.clock()
-        lease_seconds = self.policy.lease_seconds
-        with self.env.store.transaction() as conn:
-            expires = Lease(0, self.name, lease_seconds).expiry(now)
-            request_id = take_due_request(conn, self.name, format_time(now), expires, exclude)
-        crash_point("after-take")
-        return None if request_id is None else Lease(request_id, self.name, lease_seconds)
+        leases = self.take_many(exclude, limit=1)
+        return leases[0] if leases else None
 
     def run_once(self) -> int:
         """
@@ -102,14 +97,15 @@ class Executor:
                     unfinished.append(lease.request_id)
         return taken
 
-    def take_many(self, exclude: Collection[int] = ()) -> list[Lease]:
-        """Take up to ``policy.batch_size`` due requests (not in ``exclude``) in one transaction."""
+    def take_many(self, exclude: Collection[int] = (), limit: int | None = None) -> list[Lease]:
+        """Take up to ``limit`` due requests (default ``policy.batch_size``), not in ``exclude``, at once."""
         now = self.env.clock()
         lease_seconds = self.policy.lease_seconds
+        wanted = max(1, self.policy.batch_size if limit is None else limit)
         taken: list[int] = []
         with self.env.store.transaction() as conn:
             expires = Lease(0, self.name, lease_seconds).expiry(now)
-            while len(taken) < max(1, self.policy.batch_size):
+            while len(taken) < wanted:
                 request_id = take_due_request(conn, self.name, format_time(now), expires, exclude)
                 if request_id is None:
                     break
