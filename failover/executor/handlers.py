@@ -125,10 +125,14 @@ def _copy(env: Environment, op: Operation, file: File, target: StorageElement, w
         crash_point("before-copy")
         put = source.copy_to(target, file.lfn, checksum_types=(kind,))
         crash_point("after-copy")
-        if not want.checksum or same_checksum(put.checksums[kind], want.checksum, kind):
+        if copy_is_right(CopyPlan(file, target, source, kind, want.checksum), put):
             return
-        target.remove(file.lfn)
-    raise SourceMissing(f"no good replica of {file.lfn} to copy from (source {op.source_se!r})", lfn=file.lfn)
+    raise _no_source(op, file)
+
+
+def _no_source(op: Operation, file: File) -> SourceMissing:
+    message = f"no good replica of {file.lfn} to copy from (source {op.source_se!r})"
+    return SourceMissing(message, lfn=file.lfn)
 
 
 def _replicate(env: Environment, op: Operation, file: File) -> list[NewOperation]:
@@ -171,9 +175,7 @@ def plan_copies(env: Environment, op: Operation, file: File) -> list[CopyPlan]:
             continue
         sources = _sources(env, op, file, want)
         if not sources:
-            raise SourceMissing(
-                f"no good replica of {file.lfn} to copy from (source {op.source_se!r})", lfn=file.lfn
-            )
+            raise _no_source(op, file)
         kind = parse_checksum_type(want.checksum_type)
         plans.append(CopyPlan(file, target, sources[0], kind, want.checksum))
     return plans
