@@ -20,7 +20,6 @@ import errno
 import hashlib
 import posixpath
 import re
-import zlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import IO, Any
@@ -29,11 +28,12 @@ from urllib.parse import urlsplit
 from fsspec.asyn import sync
 from fsspec.core import url_to_fs
 
-from failover.checksum import CHUNK_SIZE, ChecksumType, normalize_checksum
+from failover.checksum import ChecksumType, MultiChecksum, normalize_checksum
 from failover.errors import InvalidInput, TransferCorrupted
 from failover.storage.backends import FsspecBackend
 from failover.storage.paths import lfn_from_path
 from failover.storage.remote import RemoteStorageElement, discarding
+from failover.storage.transfer import digest
 
 __all__ = ["S3Backend", "S3StorageElement"]
 
@@ -66,14 +66,14 @@ class _SentStream:
 
     def __init__(self, stream: Any, forget: Callable[[], object]) -> None:
         self.stream, self._forget = stream, forget
-        self.adler, self.size = 1, 0
+        self._summer = MultiChecksum()
         self._part, self._filled = hashlib.md5(usedforsecurity=False), 0
         self._parts: list[bytes] = []
 
     def write(self, data: Any) -> int:
-        chunk = memoryview(bytes(data))
-        self.adler = zlib.adler32(chunk, self.adler)
-        self.size += len(chunk)
+        written = bytes(data)
+        self._summer.update(written)
+        chunk = memoryview(written)
         while chunk:
             taken, chunk = chunk[: PART_SIZE - self._filled], chunk[PART_SIZE - self._filled :]
             self._part.update(taken)
@@ -84,9 +84,14 @@ class _SentStream:
         return int(self.stream.write(data))
 
     @property
+    def size(self) -> int:
+        """How many bytes were written."""
+        return self._summer.size
+
+    @property
     def checksum(self) -> str:
         """The adler32 of the bytes written."""
-        return f"{self.adler & 0xFFFFFFFF:08x}"
+        return self._summer.hexdigest(ChecksumType.ADLER32)
 
     @property
     def etag(self) -> str:
@@ -202,11 +207,9 @@ class S3Backend(FsspecBackend):
         etag = _etag(self._head(temporary))
         if etag is None or etag == sent.etag:
             return
-        held = 1
         with self.fs.open(temporary, "rb", block_size=PART_SIZE) as stream:
-            while chunk := stream.read(CHUNK_SIZE):
-                held = zlib.adler32(chunk, held)
-        if f"{held & 0xFFFFFFFF:08x}" != sent.checksum:
+            held = digest(stream, (ChecksumType.ADLER32,)).hexdigest(ChecksumType.ADLER32)
+        if held != sent.checksum:
             lfn = lfn_from_path(self.root, final)
             message = f"{self.se}: {lfn}: the server holds ETag {etag} after {sent.etag} was sent"
             raise TransferCorrupted(message, se=self.se, lfn=lfn)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import queue
 import threading
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import IO, TYPE_CHECKING, Any
@@ -25,11 +24,12 @@ from urllib.parse import quote, urlsplit
 from webdav4.client import Client
 from webdav4.fsspec import WebdavFileSystem
 
-from failover.checksum import CHUNK_SIZE
+from failover.checksum import CHUNK_SIZE, ChecksumType, MultiChecksum
 from failover.errors import InvalidInput, TransferCorrupted
 from failover.storage.backends import FsspecBackend
 from failover.storage.paths import lfn_from_path
 from failover.storage.remote import RemoteStorageElement
+from failover.storage.transfer import digest
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -93,7 +93,7 @@ class _Upload(io.RawIOBase):
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
         self._failure: BaseException | None = None
         self._aborted = False
-        self.adler, self.size = 1, 0
+        self._summer = MultiChecksum()
         self._thread = threading.Thread(target=self._run, args=(send,), name="webdav-put", daemon=True)
         self._thread.start()
 
@@ -129,14 +129,14 @@ class _Upload(io.RawIOBase):
     def write(self, data: Any) -> int:
         chunk = bytes(data)
         if chunk:
-            self.adler = zlib.adler32(chunk, self.adler)
-            self.size += len(chunk)
+            self._summer.update(chunk)
             self._put(chunk)
         return len(chunk)
 
     @property
     def checksum(self) -> str:
-        return f"{self.adler & 0xFFFFFFFF:08x}"
+        """The adler32 of the bytes written."""
+        return self._summer.hexdigest(ChecksumType.ADLER32)
 
     def discard(self) -> None:
         if not self.closed:
@@ -259,12 +259,10 @@ class WebDavBackend(FsspecBackend):
         sent = self._sent.pop(temporary, None)
         if self.read_back and sent is not None:
             with self.fs.open(temporary, "rb") as stream:
-                held = 1
-                while chunk := stream.read(CHUNK_SIZE):
-                    held = zlib.adler32(chunk, held)
-            if f"{held & 0xFFFFFFFF:08x}" != sent.checksum:
+                held = digest(stream, (ChecksumType.ADLER32,)).hexdigest(ChecksumType.ADLER32)
+            if held != sent.checksum:
                 lfn = lfn_from_path(self.root, final)
-                message = f"{self.se}: {lfn}: read back adler32 {held:08x} after {sent.checksum} was sent"
+                message = f"{self.se}: {lfn}: read back adler32 {held} after {sent.checksum} was sent"
                 raise TransferCorrupted(message, se=self.se, lfn=lfn)
         self.fs.client.move(temporary, final, overwrite=True)
 
