@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, _GeneratorContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -149,42 +149,30 @@ class FaultyStorage(StorageElement):
 
     def put_many(self, items: Sequence[PutItem]) -> list[PutResult | FailoverError]:
         """Put many, each failing alone if a fault is scripted for its put."""
-        outcomes: dict[int, PutResult | FailoverError] = {}
-        passed: list[int] = []
-        for index, item in enumerate(items):
-            try:
-                self.injector.check(self.name, "put", item.lfn)
-                passed.append(index)
-            except FailoverError as err:
-                outcomes[index] = err
-        for index, outcome in zip(passed, super().put_many([items[i] for i in passed]), strict=True):
-            outcomes[index] = outcome
-        return [outcomes[index] for index in range(len(items))]
+        return _unless_faulted(
+            [item.lfn for item in items],
+            lambda lfn: self.injector.check(self.name, "put", lfn),
+            lambda kept: super(FaultyStorage, self).put_many([items[i] for i in kept]),
+        )
 
     def copy_many_to(
         self, target: StorageElement, lfns: Sequence[str], **options: Any
     ) -> list[PutResult | FailoverError]:
         """Copy many, each failing alone if a fault is scripted on its read or on the target's write."""
-        outcomes: dict[int, PutResult | FailoverError] = {}
-        passed: list[int] = []
-        for index, lfn in enumerate(lfns):
-            try:
-                self.injector.check(self.name, "read", lfn)
-                if isinstance(target, FaultyStorage):
-                    target.injector.check(target.name, "copy", lfn)
-                passed.append(index)
-            except FailoverError as err:
-                outcomes[index] = err
-        copied = super().copy_many_to(target, [lfns[i] for i in passed], **options)
-        for index, outcome in zip(passed, copied, strict=True):
-            outcomes[index] = outcome
-        return [outcomes[index] for index in range(len(lfns))]
+        return _unless_faulted(
+            lfns,
+            lambda lfn: self._check_copy(target, lfn),
+            lambda kept: super(FaultyStorage, self).copy_many_to(target, [lfns[i] for i in kept], **options),
+        )
 
-    def copy_to(self, target: StorageElement, lfn: str, **options: Any) -> PutResult:
-        """Copy, unless a fault is scripted on this SE's read or the target's write."""
+    def _check_copy(self, target: StorageElement, lfn: str) -> None:
         self.injector.check(self.name, "read", lfn)
         if isinstance(target, FaultyStorage):
             target.injector.check(target.name, "copy", lfn)
+
+    def copy_to(self, target: StorageElement, lfn: str, **options: Any) -> PutResult:
+        """Copy, unless a fault is scripted on this SE's read or the target's write."""
+        self._check_copy(target, lfn)
         return super().copy_to(target, lfn, **options)
 
     def stat(self, lfn: str) -> ObjectInfo | None:
@@ -211,6 +199,24 @@ class FaultyStorage(StorageElement):
         """Remove, unless a fault is scripted."""
         self.injector.check(self.name, "remove", lfn)
         return super().remove(lfn)
+
+
+def _unless_faulted(
+    lfns: Sequence[str],
+    check: Callable[[str], None],
+    run: Callable[[list[int]], list[PutResult | FailoverError]],
+) -> list[PutResult | FailoverError]:
+    """Check each LFN's call (a scripted fault is that LFN's outcome), run the rest together, in order."""
+    outcomes: dict[int, PutResult | FailoverError] = {}
+    kept: list[int] = []
+    for index, lfn in enumerate(lfns):
+        try:
+            check(lfn)
+            kept.append(index)
+        except FailoverError as err:
+            outcomes[index] = err
+    outcomes.update(zip(kept, run(kept), strict=True))
+    return [outcomes[index] for index in range(len(lfns))]
 
 
 class FaultyCatalog:
