@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,55 @@ def test_a_request_with_two_files_keeps_the_one_at_a_time_order_in_rounds(
         ("FAIL-1", "remove", second),
     ]
     assert _states(client_env, [first, second]) == [UploadState.CLEANED] * 2
+
+
+def test_a_round_checks_each_thing_once_and_trusts_the_copy_it_just_verified(
+    client_env: Environment, injector: RecordingInjector, tmp_path: Path
+) -> None:
+    """The target is looked at once before the copy and never read back: the copy's put verified it."""
+    (lfn,), _ = _jobs(client_env, tmp_path, 2)
+    injector.sequence.clear()
+
+    Executor(client_env, POLICY).run_once()
+
+    calls = [(target, operation) for target, operation, name in injector.sequence if name == lfn]
+    assert calls == [
+        ("SE-A", "stat"),
+        ("LocalCatalog", "get_replicas"),
+        ("FAIL-1", "stat"),
+        ("FAIL-1", "read"),
+        ("SE-A", "copy"),
+        ("LocalCatalog", "register_replica"),
+        ("LocalCatalog", "get_file"),
+        ("LocalCatalog", "get_replicas"),
+        ("LocalCatalog", "remove_replica"),
+        ("FAIL-1", "remove"),
+    ]
+    assert _states(client_env, [lfn]) == [UploadState.CLEANED]
+
+
+@pytest.mark.parametrize("batch_size", [1, 32])
+def test_a_copy_that_does_not_match_the_catalog_entry_keeps_the_failover_replica(
+    client_env: Environment, tmp_path: Path, batch_size: int
+) -> None:
+    """
+    The copy matches the request, but the catalog entry says another checksum: it is no verified copy
+    in the catalog's eyes, on either path, so the failover replica stays (SoleReplica, retried later).
+    """
+    ((lfn,),) = _jobs(client_env, tmp_path, 1)
+    with sqlite3.connect(tmp_path / "ws" / "catalog.db") as conn:
+        conn.execute("UPDATE catalog_files SET checksum = '00000001' WHERE lfn = ?", (lfn,))
+
+    with freeze_time(T0):
+        Executor(client_env, replace(POLICY, batch_size=batch_size)).run_once()
+
+    replicate, remove = client_env.requests.load(1).operations
+    assert replicate.files[0].status is FileStatus.Done
+    assert (remove.files[0].status, remove.files[0].attempt) == (FileStatus.Waiting, 1)
+    assert "SoleReplica" in remove.files[0].errors[0]
+    assert client_env.se("FAIL-1").exists(lfn) and client_env.se("SE-A").exists(lfn)
+    assert _committed_replicas(tmp_path / "ws", lfn) == {"FAIL-1", "SE-A"}
+    assert _states(client_env, [lfn]) == [UploadState.REPLICATING]
 
 
 def test_a_failing_copy_delays_its_request_only(

@@ -47,6 +47,7 @@ from failover.executor.handlers import (
     plan_copies,
     register_copies,
     remove_objects,
+    replicas_registered,
     unregister_replicas,
 )
 from failover.executor.leases import Lease, LeaseLost
@@ -83,6 +84,8 @@ class Pair:
     remove: Operation
     outcomes: list[tuple[Operation, FileOutcome]] = field(default_factory=list)
     copied: list[File] = field(default_factory=list)
+    #: The copies this round made and verified, by LFN then target SE.
+    placed: dict[str, dict[str, PutResult]] = field(default_factory=dict)
     unregistered: list[File] = field(default_factory=list)
     #: The round went off the happy path for this request: it continues one operation at a time.
     handed_back: bool = False
@@ -217,11 +220,18 @@ def _copy_files(run: _Round, pairs: list[Pair]) -> None:
     for pair in pairs:
         op = pair.replicate
         for file in op.files:
-            if not run.needs_work(pair, op, file):
-                continue
+            # The plan checks the targets as the handler's "already there?" check does, once.
             ok, plans = run.step(pair, op, file, plan_copies)
-            if ok:
-                planned.append((pair, file, plans or []))
+            if not ok:
+                continue
+            if not plans:
+                ok, registered = run.step(pair, op, file, replicas_registered)
+                if not ok:
+                    continue
+                if registered:
+                    pair.outcomes.append((op, success_outcome(file)))
+                    continue
+            planned.append((pair, file, plans or []))
     groups: dict[tuple[str, str, ChecksumType], list[tuple[Pair, CopyPlan]]] = {}
     for pair, _, plans in planned:
         for plan in plans:
@@ -241,23 +251,32 @@ def _copy_files(run: _Round, pairs: list[Pair]) -> None:
             if isinstance(put, FailoverError):
                 pair.outcomes.append((pair.replicate, run.failure(pair.replicate, plan.file, put)))
                 failed.add(id(plan.file))
-            elif not run.step(pair, pair.replicate, plan.file, partial(_right_or_again, plan, put))[0]:
-                failed.add(id(plan.file))
+            else:
+                ok, right = run.step(pair, pair.replicate, plan.file, partial(_right_or_again, plan, put))
+                if not ok:
+                    failed.add(id(plan.file))
+                elif right:
+                    pair.placed.setdefault(plan.file.lfn, {})[plan.target.name] = put
     for pair, file, _ in planned:
         if id(file) not in failed:
             pair.copied.append(file)
 
 
-def _right_or_again(plan: CopyPlan, put: PutResult, env: Environment, op: Operation, file: File) -> None:
-    """A copy with the wrong bytes is removed, and the file copied the one-at-a-time way (next sources)."""
-    if not copy_is_right(plan, put):
-        place_copies(env, op, file)
+def _right_or_again(plan: CopyPlan, put: PutResult, env: Environment, op: Operation, file: File) -> bool:
+    """
+    Whether the copy is right; a copy with the wrong bytes is removed, and the file copied the
+    one-at-a-time way (next sources).
+    """
+    if copy_is_right(plan, put):
+        return True
+    place_copies(env, op, file)
+    return False
 
 
 def _register_files(run: _Round, pair: Pair) -> None:
     op = pair.replicate
     for file in pair.copied:
-        ok, followups = run.step(pair, op, file, register_copies)
+        ok, followups = run.step(pair, op, file, partial(register_copies, placed=pair.placed.get(file.lfn)))
         if ok:
             pair.outcomes.append((op, success_outcome(file, followups)))
             pair.handed_back = pair.handed_back or bool(followups)
@@ -274,7 +293,12 @@ def _unregister_files(run: _Round, pair: Pair) -> None:
         return
     op = pair.remove
     for file in op.files:
-        if run.needs_work(pair, op, file) and run.step(pair, op, file, unregister_replicas)[0]:
+        fresh = pair.placed.get(file.lfn)
+        # With a copy made just now, the "already removed?" check is skipped: removing again changes
+        # nothing, and that copy is the verified one that remains (checked from its put, not read back).
+        if fresh is None and not run.needs_work(pair, op, file):
+            continue
+        if run.step(pair, op, file, partial(unregister_replicas, fresh=fresh))[0]:
             pair.unregistered.append(file)
 
 

@@ -9,7 +9,7 @@ registered).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from failover.catalog import FileCatalog, FileEntry, Replica, conflicting_field
@@ -30,6 +30,7 @@ __all__ = [
     "plan_copies",
     "register_copies",
     "remove_objects",
+    "replicas_registered",
     "unregister_replicas",
 ]
 
@@ -94,12 +95,16 @@ def _holds(se: StorageElement, lfn: str, want: _Expected) -> bool:
 
 
 def _replicated(env: Environment, op: Operation, file: File) -> bool:
-    catalogs = _catalogs(env, op)
     want = _expected(env, op, file)
-    return all(
-        _holds(env.se(target), file.lfn, want) and all(_has_replica(c, file.lfn, target) for c in catalogs)
-        for target in op.target_se
+    return all(_holds(env.se(target), file.lfn, want) for target in op.target_se) and replicas_registered(
+        env, op, file
     )
+
+
+def replicas_registered(env: Environment, op: Operation, file: File) -> bool:
+    """Every catalog of the operation lists a replica of ``file`` at each of its target SEs."""
+    catalogs = _catalogs(env, op)
+    return all(_has_replica(c, file.lfn, target) for target in op.target_se for c in catalogs)
 
 
 def _sources(env: Environment, op: Operation, file: File, want: _Expected) -> list[StorageElement]:
@@ -192,20 +197,26 @@ def copy_is_right(plan: CopyPlan, put: PutResult) -> bool:
     return False
 
 
-def register_copies(env: Environment, op: Operation, file: File) -> list[NewOperation]:
+def register_copies(
+    env: Environment, op: Operation, file: File, placed: Mapping[str, PutResult] | None = None
+) -> list[NewOperation]:
     """
     ReplicateAndRegister's second half, once the copies are placed: register each in the catalogs.
+
+    Args:
+        placed: the copies the caller has just made, by target SE (their PFNs are used as they are).
 
     Returns:
         A ``RegisterReplica`` operation per target whose registration failed, to run next.
     """
     unregistered: list[str] = []
     for name in op.target_se:
-        target = env.se(name)
+        put = (placed or {}).get(name)
+        pfn = put.pfn if put is not None else env.se(name).pfn(file.lfn)
         for catalog in _catalogs(env, op):
             crash_point("before-register-replica")
             try:
-                catalog.register_replica(Replica(file.lfn, name, target.pfn(file.lfn)))
+                catalog.register_replica(Replica(file.lfn, name, pfn))
             except FailoverError:
                 unregistered.append(name)
             crash_point("after-register-replica")
@@ -228,16 +239,40 @@ def _removed(env: Environment, op: Operation, file: File) -> bool:
     )
 
 
-def _another_good_copy(env: Environment, op: Operation, lfn: str, doomed: str) -> bool:
-    """SPEC §5 Fix: a verified and registered copy must remain elsewhere before a replica is removed."""
+def _another_good_copy(
+    env: Environment, op: Operation, lfn: str, doomed: str, fresh: Mapping[str, PutResult]
+) -> bool:
+    """
+    SPEC §5 Fix: a verified and registered copy must remain elsewhere before a replica is removed.
+
+    A copy in ``fresh`` (made and verified by the caller just now) is compared with the catalog entry
+    from what its put reported, without reading it back.
+    """
     for catalog in _catalogs(env, op):
         entry = catalog.get_file(lfn)
-        for replica in catalog.get_replicas(lfn) if entry else []:
-            if replica.se != doomed and replica.se in env.storage:
-                se = env.se(replica.se)
-                if _verified(se, entry.size, entry.checksum, entry.checksum_type, lfn):  # type: ignore[union-attr]
-                    return True
+        if entry is None:
+            continue
+        for replica in catalog.get_replicas(lfn):
+            if replica.se == doomed or replica.se not in env.storage:
+                continue
+            put = fresh.get(replica.se)
+            known = None if put is None else _put_matches(put, entry)
+            if known is None:
+                known = _verified(env.se(replica.se), entry.size, entry.checksum, entry.checksum_type, lfn)
+            if known:
+                return True
     return False
+
+
+def _put_matches(put: PutResult, entry: FileEntry) -> bool | None:
+    """Whether a put's result holds the entry's size and checksum; None when the put lacks that checksum."""
+    if entry.size and put.size != entry.size:
+        return False
+    if not entry.checksum:
+        return True
+    kind = parse_checksum_type(entry.checksum_type)
+    theirs = put.checksums.get(kind)
+    return None if theirs is None else same_checksum(theirs, entry.checksum, kind)
 
 
 def _remove_replica(env: Environment, op: Operation, file: File) -> list[NewOperation]:
@@ -247,16 +282,22 @@ def _remove_replica(env: Environment, op: Operation, file: File) -> list[NewOper
     return []
 
 
-def unregister_replicas(env: Environment, op: Operation, file: File) -> None:
+def unregister_replicas(
+    env: Environment, op: Operation, file: File, fresh: Mapping[str, PutResult] | None = None
+) -> None:
     """
     RemoveReplica's first half: remove the replicas' catalog entries, each only while a verified and
     registered copy remains elsewhere.
+
+    Args:
+        fresh: the copies of the file the caller has just made, by SE, with what their puts verified
+            (compared with the catalog entry instead of read back).
 
     Raises:
         SoleReplica: a replica is the sole verified one (nothing more is removed).
     """
     for se in op.target_se:
-        if not _another_good_copy(env, op, file.lfn, se):
+        if not _another_good_copy(env, op, file.lfn, se, fresh or {}):
             raise SoleReplica(
                 f"{file.lfn} at {se} is the sole verified replica: not removed", se=se, lfn=file.lfn
             )
