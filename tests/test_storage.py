@@ -6,8 +6,10 @@ constructor, and symbolic links. The contract every backend keeps is in ``test_s
 from __future__ import annotations
 
 import errno
+import io
 import os
 import tracemalloc
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,10 @@ from storage_support import (
 )
 
 import failover.storage
-from failover.checksum import CHUNK_SIZE, ChecksumType
+from failover.checksum import CHUNK_SIZE, MIN_READ_SIZE, ChecksumType
 from failover.errors import InvalidInput, PermissionDenied, StorageUnavailable, TransferCorrupted
 from failover.storage import FsspecBackend, StorageElement
+from failover.storage.transfer import digest
 
 
 class _FaultyFile(MemoryFile):  # type: ignore[misc]
@@ -231,3 +234,39 @@ def test_every_method_refuses_symlinks_out_of_the_root(
 def test_listing_skips_symlinks(escape: tuple[StorageElement, str, Path]) -> None:
     se, _, _ = escape
     assert list(se.list_lfns()) == []
+
+
+class _AskedSizes(io.BytesIO):
+    """A stream that keeps how many bytes each read asked for."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int | None] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Keep the size asked, then read."""
+        self.asked.append(size)
+        return super().read(size)
+
+
+@pytest.mark.parametrize(
+    ("actual", "expected", "asked"),
+    [
+        (4096, 4096, MIN_READ_SIZE),  # a small object: one read, one more that finds its end
+        (3 * CHUNK_SIZE // 2, 3 * CHUNK_SIZE // 2, CHUNK_SIZE),
+        (5 * MIN_READ_SIZE // 2, 4096, MIN_READ_SIZE),  # grew since its size was taken: still read whole
+        (4096, None, CHUNK_SIZE),
+    ],
+)
+def test_digest_asks_for_reads_sized_to_the_stream_and_reads_it_whole(
+    actual: int, expected: int | None, asked: int
+) -> None:
+    data = bytes(range(256)) * (actual // 256)
+    stream = _AskedSizes(data)
+
+    summer = digest(stream, [ChecksumType.ADLER32], expected)  # type: ignore[arg-type]
+
+    assert summer.size == actual
+    assert summer.hexdigest(ChecksumType.ADLER32) == f"{zlib.adler32(data):08x}"
+    assert set(stream.asked) == {asked}
+    assert len(stream.asked) == -(-actual // asked) + 1  # the last read finds the end

@@ -46,6 +46,19 @@ class FsspecBackend:
         """
         self.fs.makedirs(directory, exist_ok=True)
 
+    def open_read(self, path: str) -> IO[bytes]:
+        """
+        Open an object for reading (the caller closes it).
+
+        Args:
+            path: the object's confined path.
+
+        Returns:
+            A readable binary stream.
+        """
+        stream: IO[bytes] = self.fs.open(path, "rb")
+        return stream
+
     def open_temporary(self, path: str) -> AbstractContextManager[IO[bytes]]:
         """
         Open a new temporary object for writing.
@@ -140,10 +153,25 @@ class LocalBackend(FsspecBackend):
         while not os.path.isdir(current):
             missing.append(current)
             current = os.path.dirname(current)
+        if not missing:
+            return
         os.makedirs(directory, exist_ok=True)
         # A new directory survives a power cut only once its entry in the parent is on disk.
         for created in reversed(missing):
             _fsync_directory(os.path.dirname(created))
+
+    def open_read(self, path: str) -> IO[bytes]:
+        """
+        Open a file for reading, unbuffered: the caller's reader buffers (fsspec's file object would
+        add a layer of its own per read).
+
+        Args:
+            path: the file's confined path.
+
+        Returns:
+            A readable binary file.
+        """
+        return open(path, "rb", buffering=0)
 
     def open_temporary(self, path: str) -> AbstractContextManager[IO[bytes]]:
         """

@@ -211,12 +211,12 @@ class StorageElement(Inventory):
             raise SourceMissing(f"{self.name} holds no object for {lfn}", se=self.name, lfn=lfn)
         if kind in info.checksums:
             return info.checksums[kind]
-        return self._read_checksum(path, lfn, kind)
+        return self._read_checksum(path, lfn, kind, info.size)
 
-    def _read_checksum(self, path: str, lfn: str, kind: ChecksumType) -> str:
-        """The checksum of the object at ``path``, by reading it (the caller knows it exists)."""
+    def _read_checksum(self, path: str, lfn: str, kind: ChecksumType, size: int | None = None) -> str:
+        """The checksum of the object at ``path`` (of ``size`` bytes, if known), by reading it."""
         with self._open_at(path, lfn) as stream:
-            return digest(stream, (kind,)).hexdigest(kind)
+            return digest(stream, (kind,), size).hexdigest(kind)
 
     @contextmanager
     def open_read(self, lfn: str) -> Iterator[BinaryIO]:
@@ -240,7 +240,7 @@ class StorageElement(Inventory):
     @contextmanager
     def _open_at(self, path: str, lfn: str) -> Iterator[BinaryIO]:
         with map_storage_errors(self.name, lfn):
-            stream = self.fs.open(path, "rb")
+            stream = self._backend.open_read(path)
         with mapped_reader(stream, self.name, lfn) as reader:
             yield reader
 
@@ -381,7 +381,8 @@ class StorageElement(Inventory):
             return None
         with map_storage_errors(self.name, lfn):
             # same_content uses a checksum the storage reports in ``existing`` first: read_back only reads.
-            same = same_content(existing, source, kinds, partial(self._read_checksum, final, lfn))
+            read_back = partial(self._read_checksum, final, lfn, size=existing.size)
+            same = same_content(existing, source, kinds, read_back)
         if same is not None:
             return self._result(final, lfn, same, already_present=True)
         if not overwrite:

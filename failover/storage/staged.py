@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO
 
-from failover.checksum import CHUNK_SIZE, ChecksumType, MultiChecksum
+from failover.checksum import ChecksumType, MultiChecksum, read_size
 from failover.errors import FailoverError
 from failover.storage.backends import LocalBackend
 from failover.storage.errors import map_storage_errors
@@ -108,8 +108,9 @@ class StagedGroup(AbstractContextManager["StagedGroup"]):
                 stream = self.backend.create_temporary(temporary)
                 staged = StagedWrite(lfn, final, temporary, kinds, MultiChecksum(kinds), stream)
                 self.pending[key] = staged
+                chunk_size = read_size(source.size)
                 with source.open() as reader:
-                    while chunk := reader.read(CHUNK_SIZE):
+                    while chunk := reader.read(chunk_size):
                         staged.summer.update(chunk)
                         stream.write(chunk)
                 stream.flush()

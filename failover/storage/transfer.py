@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from failover.checksum import CHUNK_SIZE, ChecksumType, MultiChecksum, parse_checksum_type, same_checksum
+from failover.checksum import ChecksumType, MultiChecksum, parse_checksum_type, read_size, same_checksum
 from failover.errors import InvalidInput, TransferCorrupted
 from failover.storage.backends import FsspecBackend
 from failover.storage.paths import temporary_path
@@ -59,19 +59,21 @@ def checksum_kinds(types: Iterable[ChecksumType]) -> tuple[ChecksumType, ...]:
     return kinds
 
 
-def digest(stream: BinaryIO, kinds: Iterable[ChecksumType]) -> MultiChecksum:
+def digest(stream: BinaryIO, kinds: Iterable[ChecksumType], size: int | None = None) -> MultiChecksum:
     """
     Read ``stream`` to its end in chunks and return its checksums.
 
     Args:
         stream: a binary stream.
         kinds: the checksum types to compute.
+        size: how many bytes the stream should hold, if known (small streams are read in small chunks).
 
     Returns:
         The checksums and size of what was read.
     """
     summer = MultiChecksum(kinds)
-    while chunk := stream.read(CHUNK_SIZE):
+    chunk_size = read_size(size)
+    while chunk := stream.read(chunk_size):
         summer.update(chunk)
     return summer
 
@@ -100,7 +102,7 @@ def same_content(
     if existing.size != source.size:
         return None
     with source.open() as stream:
-        summer = digest(stream, kinds)
+        summer = digest(stream, kinds, source.size)
     # Prefer a checksum the storage reports, which costs no read-back.
     kind = next((kind for kind in kinds if kind in existing.checksums), kinds[0])
     theirs = existing.checksums.get(kind) or read_back(kind)
@@ -149,8 +151,9 @@ def _write(
     backend: FsspecBackend, source: Source, temporary: str, kinds: tuple[ChecksumType, ...]
 ) -> MultiChecksum:
     summer = MultiChecksum(kinds)
+    chunk_size = read_size(source.size)
     with source.open() as reader, backend.open_temporary(temporary) as sink:
-        while chunk := reader.read(CHUNK_SIZE):
+        while chunk := reader.read(chunk_size):
             summer.update(chunk)
             sink.write(chunk)
         backend.seal(sink)
