@@ -11,6 +11,7 @@ A backend for a store that reports checksums (XRootD, some S3 servers) overrides
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import IO, Any
@@ -45,6 +46,25 @@ class FsspecBackend:
             directory: the directory path.
         """
         self.fs.makedirs(directory, exist_ok=True)
+
+    def info(self, path: str) -> Mapping[str, Any]:
+        """
+        Return what the store says of ``path``: at least ``size`` and ``type`` (``"file"`` for an object).
+
+        Raises:
+            FileNotFoundError: nothing is there.
+        """
+        info: Mapping[str, Any] = self.fs.info(path)
+        return info
+
+    def remove_file(self, path: str) -> None:
+        """
+        Remove the object at ``path``.
+
+        Raises:
+            FileNotFoundError: nothing is there.
+        """
+        self.fs.rm_file(path)
 
     def open_read(self, path: str) -> IO[bytes]:
         """
@@ -159,6 +179,28 @@ class LocalBackend(FsspecBackend):
         # A new directory survives a power cut only once its entry in the parent is on disk.
         for created in reversed(missing):
             _fsync_directory(os.path.dirname(created))
+
+    # The local calls go to ``os`` directly: fsspec's LocalFileSystem would normalise the path again on
+    # every call, and the paths here are already absolute and confined.
+    def info(self, path: str) -> Mapping[str, Any]:
+        """
+        Return the ``size`` and ``type`` of ``path``, symbolic links followed (as fsspec reports them).
+
+        Raises:
+            FileNotFoundError: nothing is there.
+        """
+        mode = (status := os.stat(path)).st_mode
+        kind = "file" if stat.S_ISREG(mode) else "directory" if stat.S_ISDIR(mode) else "other"
+        return {"name": path, "size": status.st_size, "type": kind}
+
+    def remove_file(self, path: str) -> None:
+        """
+        Remove the file at ``path``.
+
+        Raises:
+            FileNotFoundError: nothing is there.
+        """
+        os.unlink(path)
 
     def open_read(self, path: str) -> IO[bytes]:
         """

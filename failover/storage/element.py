@@ -163,7 +163,7 @@ class StorageElement(Inventory):
     def _stat_at(self, path: str, lfn: str) -> ObjectInfo | None:
         with map_storage_errors(self.name, lfn):
             try:
-                info = self.fs.info(path)
+                info = self._backend.info(path)
             except (FileNotFoundError, NotADirectoryError):
                 return None
             if info.get("type") != "file":
@@ -343,7 +343,7 @@ class StorageElement(Inventory):
             return False
         with map_storage_errors(self.name, lfn):
             try:
-                self.fs.rm_file(path)
+                self._backend.remove_file(path)
             except FileNotFoundError:
                 # Removed by someone else since the stat: the outcome the caller wants.
                 return False

@@ -142,7 +142,7 @@ def write_verified(
     except BaseException:
         # Best effort: the original error matters more, and list_temporary() finds any leftover.
         with suppress(Exception):
-            backend.fs.rm_file(temporary)
+            backend.remove_file(temporary)
         raise
     return summer
 
@@ -175,7 +175,7 @@ def verify_written(
     Raises:
         TransferCorrupted: the storage reports another size or checksum.
     """
-    info = backend.fs.info(temporary)
+    info = backend.info(temporary)
     if int(info["size"]) != summer.size:
         message = f"{se}: {lfn}: the storage holds {info['size']} bytes after {summer.size} were sent"
         raise TransferCorrupted(message, se=se, lfn=lfn)
