@@ -9,20 +9,19 @@ that transactions are exactly the ones we open: :meth:`Store.transaction` issues
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import sqlite3
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
+from types import TracebackType
 
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from persistence.errors import map_sqlite_errors
+from persistence.errors import map_sqlite_errors, store_error
 from persistence.migrations import MIGRATIONS, apply_migrations
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "Durability", "Store", "open_store"]
+__all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "Durability", "Store", "Transaction", "open_store"]
 
 #: How long a writer waits for another writer's lock before giving up.
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
@@ -68,8 +67,6 @@ class Store:
         self.conn.execute(f"PRAGMA synchronous = {self.durability.value}")
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.db = sqlite_utils.Database(self.conn)
-        # Savepoint names only need to differ from the enclosing ones on this connection.
-        self._savepoints = itertools.count()
 
     def close(self) -> None:
         """Close the connection."""
@@ -81,46 +78,14 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Transaction:
         """
         Run the block in one write transaction (``BEGIN IMMEDIATE``), or a savepoint when nested.
 
         The block's writes are committed together when it ends, or all rolled back if it raises; the
         original exception propagates (``sqlite3`` errors as :class:`StoreError` subclasses).
         """
-        with map_sqlite_errors(self.path), self._transaction() as conn:
-            yield conn
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self.conn
-        if conn.in_transaction:
-            name = f"sp_{next(self._savepoints)}"
-            conn.execute(f"SAVEPOINT {name}")
-            try:
-                yield conn
-            except BaseException:
-                # An error may already have destroyed the whole transaction, savepoint included.
-                if conn.in_transaction:
-                    conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
-                    conn.execute(f"RELEASE SAVEPOINT {name}")
-                raise
-            conn.execute(f"RELEASE SAVEPOINT {name}")
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        return Transaction(self.conn, self.path)
 
     def integrity_check(self) -> list[str]:
         """Run SQLite's integrity and foreign-key checks; return the problems found (empty when sound)."""
@@ -130,6 +95,63 @@ class Store:
             where = f"row {rowid}" if rowid is not None else "a row"
             problems.append(f"{table} {where} refers to a missing {parent} row")
         return problems
+
+
+class Transaction(AbstractContextManager[sqlite3.Connection]):
+    """
+    What :meth:`Store.transaction` returns: entered, it opens a transaction or a savepoint; left, it
+    commits (releases) or rolls back.
+
+    A class rather than a generator: the executor and uploads enter several per file, and a
+    generator-based context manager costs several times as much to enter and leave.
+    """
+
+    __slots__ = ("_conn", "_nested", "_path")
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self._path = path
+        self._nested = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._nested = self._conn.in_transaction
+        # One savepoint name for all: savepoints nest strictly, and RELEASE / ROLLBACK TO act on the
+        # innermost of that name. A fixed text also keeps the statement in sqlite3's cache.
+        self._run("SAVEPOINT sp" if self._nested else "BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            self._finish()
+            return
+        # An error may already have destroyed the whole transaction, savepoint included.
+        if self._conn.in_transaction:
+            if self._nested:
+                self._run("ROLLBACK TO SAVEPOINT sp")
+                self._run("RELEASE SAVEPOINT sp")
+            else:
+                self._run("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise store_error(self._path, exc) from exc
+
+    def _finish(self) -> None:
+        if self._nested:
+            self._run("RELEASE SAVEPOINT sp")
+            return
+        try:
+            self._run("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._run("ROLLBACK")
+            raise
+
+    def _run(self, statement: str) -> None:
+        try:
+            self._conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise store_error(self._path, exc) from exc
 
 
 def open_store(

@@ -29,6 +29,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "map_sqlite_errors",
+    "store_error",
 ]
 
 
@@ -79,9 +80,14 @@ def map_sqlite_errors(path: str) -> Iterator[None]:
     """Turn ``sqlite3`` errors raised in the block into store errors naming the database."""
     try:
         yield
-    except sqlite3.IntegrityError as exc:
-        raise ConstraintViolation(f"{path}: {exc}") from exc
-    except sqlite3.OperationalError as exc:
-        raise StoreUnavailable(f"{path}: {exc}") from exc
     except sqlite3.Error as exc:
-        raise StoreError(f"{path}: {exc}") from exc
+        raise store_error(path, exc) from exc
+
+
+def store_error(path: str, exc: sqlite3.Error) -> StoreError:
+    """The store error a ``sqlite3`` error on the database at ``path`` stands for."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return ConstraintViolation(f"{path}: {exc}")
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(f"{path}: {exc}")
+    return StoreError(f"{path}: {exc}")

@@ -21,14 +21,14 @@ verdict on the file.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from types import TracebackType
 
 from failover.errors import CatalogUnavailable, FailoverError, PermanentError, RegistrationRefused
 from persistence.errors import ConstraintViolation, StoreError, StoreUnavailable
 
-__all__ = ["map_catalog_errors"]
+__all__ = ["CatalogErrorMapping", "map_catalog_errors"]
 
 #: Most specific first: the first entry the exception is an instance of wins.
 _MAPPING: tuple[tuple[type[Exception], type[FailoverError], str], ...] = (
@@ -48,8 +48,7 @@ def _describe(exc: Exception) -> str:
     return f"{name}: {exc}" if name else f"{type(exc).__name__}: {exc}"
 
 
-@contextlib.contextmanager
-def map_catalog_errors(catalog: str, lfn: str | None = None) -> Iterator[None]:
+def map_catalog_errors(catalog: str, lfn: str | None = None) -> CatalogErrorMapping:
     """
     Turn ``sqlite3`` and persistence errors raised in the block into failover errors.
 
@@ -64,11 +63,30 @@ def map_catalog_errors(catalog: str, lfn: str | None = None) -> Iterator[None]:
         CatalogUnavailable: the catalog database cannot be opened or used right now.
         PermanentError: the catalog database is damaged, too new, or misused.
     """
-    try:
-        yield
-    except Exception as exc:
+    return CatalogErrorMapping(catalog, lfn)
+
+
+class CatalogErrorMapping(AbstractContextManager[None]):
+    """
+    The context manager of :func:`map_catalog_errors` (a class rather than a generator: it wraps every
+    catalog call, and a generator-based one costs several times more to enter and leave).
+    """
+
+    __slots__ = ("catalog", "lfn")
+
+    def __init__(self, catalog: str, lfn: str | None) -> None:
+        self.catalog = catalog
+        self.lfn = lfn
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None or isinstance(exc, FailoverError) or not isinstance(exc, Exception):
+            return
         for foreign, ours, label in _MAPPING:
             if isinstance(exc, foreign):
-                message = f"catalog {catalog!r}: {label} ({_describe(exc)})"
-                raise ours(message, catalog=catalog, lfn=lfn) from exc
-        raise
+                message = f"catalog {self.catalog!r}: {label} ({_describe(exc)})"
+                raise ours(message, catalog=self.catalog, lfn=self.lfn) from exc

@@ -105,15 +105,9 @@ class SQLiteCatalog:
             )
         return self._store
 
-    @contextlib.contextmanager
-    def _reading(self, lfn: str | None = None) -> Iterator[sqlite3.Connection]:
-        with map_catalog_errors(self.name, lfn):
-            yield self._open().conn
-
-    @contextlib.contextmanager
-    def _writing(self, lfn: str) -> Iterator[sqlite3.Connection]:
-        with map_catalog_errors(self.name, lfn), self._open().transaction() as conn:
-            yield conn
+    # Every call maps its errors (map_catalog_errors) around opening the database and using it; the
+    # context managers are entered inline, without a generator-based wrapper around them: the executor
+    # makes several catalog calls per file.
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -133,19 +127,19 @@ class SQLiteCatalog:
 
     def get_file(self, lfn: str) -> FileEntry | None:
         """Return what is registered for ``lfn``, or ``None``."""
-        with self._reading(lfn) as conn:
-            row = load_catalog_file(conn, lfn)
+        with map_catalog_errors(self.name, lfn):
+            row = load_catalog_file(self._open().conn, lfn)
         return None if row is None else _entry(row)
 
     def get_replicas(self, lfn: str) -> list[Replica]:
         """Return the replicas of ``lfn``, ordered by SE (empty when none or not registered)."""
-        with self._reading(lfn) as conn:
-            return [_replica(row) for row in load_catalog_replicas(conn, lfn)]
+        with map_catalog_errors(self.name, lfn):
+            return [_replica(row) for row in load_catalog_replicas(self._open().conn, lfn)]
 
     def find_guid(self, guid: str) -> str | None:
         """Return the LFN registered with ``guid`` (case-insensitive), or ``None``."""
-        with self._reading() as conn:
-            return find_catalog_guid(conn, guid.strip())
+        with map_catalog_errors(self.name):
+            return find_catalog_guid(self._open().conn, guid.strip())
 
     def register_file(self, entry: FileEntry, replica: Replica) -> bool:
         """
@@ -166,7 +160,7 @@ class SQLiteCatalog:
         wanted = entry.normalized()
         if replica.lfn != entry.lfn:
             raise InvalidInput(f"replica of {replica.lfn} given for {entry.lfn}", lfn=entry.lfn)
-        with self._writing(entry.lfn) as conn:
+        with map_catalog_errors(self.name, entry.lfn), self._open().transaction() as conn:
             added = self._add_file(conn, wanted)
             return self._add_replica(conn, replica) or added
 
@@ -207,7 +201,7 @@ class SQLiteCatalog:
             RegistrationRefused: the file is not registered, or the SE holds another PFN for it.
             CatalogUnavailable: the catalog cannot be reached.
         """
-        with self._writing(replica.lfn) as conn:
+        with map_catalog_errors(self.name, replica.lfn), self._open().transaction() as conn:
             if load_catalog_file(conn, replica.lfn) is None:
                 raise self._refuse(replica.lfn, "file not registered")
             return self._add_replica(conn, replica)
@@ -222,7 +216,7 @@ class SQLiteCatalog:
         Raises:
             CatalogUnavailable: the catalog cannot be reached.
         """
-        with self._writing(lfn) as conn:
+        with map_catalog_errors(self.name, lfn), self._open().transaction() as conn:
             return delete_catalog_replica(conn, lfn, se)
 
     def remove_file(self, lfn: str) -> bool:
@@ -235,7 +229,7 @@ class SQLiteCatalog:
         Raises:
             CatalogUnavailable: the catalog cannot be reached.
         """
-        with self._writing(lfn) as conn:
+        with map_catalog_errors(self.name, lfn), self._open().transaction() as conn:
             return delete_catalog_file(conn, lfn)
 
     def iter_files(self) -> Iterator[tuple[FileEntry, list[Replica]]]:
@@ -251,8 +245,8 @@ class SQLiteCatalog:
         """
         after: str | None = None
         while True:
-            with self._reading() as conn:
-                page = page_catalog_files(conn, after, PAGE_SIZE)
+            with map_catalog_errors(self.name):
+                page = page_catalog_files(self._open().conn, after, PAGE_SIZE)
             for row, replicas in page:
                 yield _entry(row), [_replica(replica) for replica in replicas]
             if len(page) < PAGE_SIZE:
