@@ -18,6 +18,7 @@ from persistence import (
     Store,
     open_store,
 )
+from persistence.errors import ConstraintViolation
 from persistence.machines import count_by_state, insert_machine, iter_machines, load_machine, update_machine
 from persistence.migrations import MIGRATIONS, schema_version
 
@@ -184,6 +185,37 @@ def test_a_failed_nested_block_rolls_back_only_itself(store: Store) -> None:
         conn.execute("INSERT INTO scratch VALUES (3)")
 
     assert store.conn.execute("SELECT x FROM scratch ORDER BY x").fetchall() == [(1,), (3,)]
+
+
+def test_savepoints_nested_three_deep_roll_back_to_the_failed_level_only(store: Store) -> None:
+    """Every savepoint shares one name: a rollback must still undo the innermost block only."""
+    store.conn.execute("CREATE TABLE scratch (x INTEGER)")
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO scratch VALUES (1)")
+        with store.transaction():
+            conn.execute("INSERT INTO scratch VALUES (2)")
+            with pytest.raises(Oops), store.transaction():
+                conn.execute("INSERT INTO scratch VALUES (3)")
+                raise Oops
+            conn.execute("INSERT INTO scratch VALUES (4)")
+        with pytest.raises(Oops), store.transaction():
+            with store.transaction():
+                conn.execute("INSERT INTO scratch VALUES (5)")
+            raise Oops
+        conn.execute("INSERT INTO scratch VALUES (6)")
+
+    assert store.conn.execute("SELECT x FROM scratch ORDER BY x").fetchall() == [(1,), (2,), (4,), (6,)]
+
+
+def test_a_sqlite_error_in_the_block_rolls_back_and_arrives_as_a_store_error(store: Store) -> None:
+    store.conn.execute("CREATE TABLE scratch (x INTEGER UNIQUE)")
+    with pytest.raises(ConstraintViolation) as caught, store.transaction() as conn:
+        conn.execute("INSERT INTO scratch VALUES (1)")
+        conn.execute("INSERT INTO scratch VALUES (1)")
+
+    assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+    assert not store.conn.in_transaction
+    assert store.conn.execute("SELECT x FROM scratch").fetchall() == []
 
 
 def test_a_nested_block_commits_only_with_the_outer_one(store: Store) -> None:
