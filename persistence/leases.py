@@ -10,14 +10,21 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection
 
-__all__ = ["release_request", "renew_lease", "take_due_request"]
+__all__ = ["release_request", "renew_lease", "take_due_requests"]
 
 
-def take_due_request(
-    conn: sqlite3.Connection, owner: str, now: str, expires: str, exclude: Collection[int] = ()
-) -> int | None:
+def take_due_requests(
+    conn: sqlite3.Connection,
+    owner: str,
+    now: str,
+    expires: str,
+    exclude: Collection[int] = (),
+    *,
+    limit: int,
+) -> list[int]:
     """
-    Assign the next due request to ``owner`` until ``expires``; return its id, or None.
+    Assign up to ``limit`` due requests to ``owner`` until ``expires``; return their ids, earliest
+    NotBefore first, then by id.
 
     Due: committed, and either Waiting with NotBefore passed (or unset), or Assigned with an expired lease;
     and not one of ``exclude``.
@@ -28,24 +35,22 @@ def take_due_request(
     waiting = conn.execute(
         "SELECT COALESCE(not_before, ''), id FROM requests WHERE committed_at IS NOT NULL "
         f"AND status = 'Waiting' AND (not_before IS NULL OR not_before <= ?){skip} "
-        "ORDER BY not_before, id LIMIT 1",
-        (now, *exclude),
-    ).fetchone()
+        "ORDER BY not_before, id LIMIT ?",
+        (now, *exclude, limit),
+    ).fetchall()
     expired = conn.execute(
         "SELECT COALESCE(not_before, ''), id FROM requests WHERE committed_at IS NOT NULL "
-        f"AND status = 'Assigned' AND lease_expires < ?{skip} ORDER BY not_before, id LIMIT 1",
-        (now, *exclude),
-    ).fetchone()
-    candidates = [row for row in (waiting, expired) if row is not None]
-    if not candidates:
-        return None
-    request_id = int(min(candidates)[1])
-    conn.execute(
-        "UPDATE requests SET status = 'Assigned', lease_owner = ?, lease_expires = ?, last_update = ? "
-        "WHERE id = ?",
-        (owner, expires, now, request_id),
-    )
-    return request_id
+        f"AND status = 'Assigned' AND lease_expires < ?{skip} ORDER BY not_before, id LIMIT ?",
+        (now, *exclude, limit),
+    ).fetchall()
+    taken = [int(request_id) for _, request_id in sorted(waiting + expired)[:limit]]
+    if taken:
+        conn.execute(
+            "UPDATE requests SET status = 'Assigned', lease_owner = ?, lease_expires = ?, last_update = ? "
+            f"WHERE id IN ({', '.join('?' * len(taken))})",
+            (owner, expires, now, *taken),
+        )
+    return taken
 
 
 def renew_lease(conn: sqlite3.Connection, request_id: int, owner: str, expires: str) -> bool:

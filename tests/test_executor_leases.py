@@ -77,6 +77,30 @@ def test_take_assigns_the_request_under_a_lease_with_an_expiry(
     assert _row(client_env, request_id) == ("Assigned", "alpha", format_time(_seconds(120)))
 
 
+def test_take_many_takes_the_due_requests_earliest_first_up_to_the_limit(
+    client_env: Environment, failed_over: FailedOver
+) -> None:
+    with freeze_time(T0) as frozen:
+        ids = [failed_over(f"/vo/user/a/alice/run42/out{n}.root") for n in range(5)]
+        assert Executor(client_env, POLICY, name="crashed").take() == Lease(ids[0], "crashed", 120.0)
+        not_before = "UPDATE requests SET not_before = ? WHERE id = ?"
+        client_env.store.conn.execute(not_before, (format_time(_seconds(10)), ids[3]))
+        client_env.store.conn.execute(not_before, (format_time(_seconds(500)), ids[2]))  # not due yet
+        frozen.move_to(_seconds(121))  # the crashed executor's lease has expired
+
+        leases = Executor(client_env, POLICY, name="beta").take_many(exclude=[ids[1]], limit=2)
+
+    # No NotBefore sorts first (the expired lease's request, then by id), then the earliest NotBefore.
+    assert [lease.request_id for lease in leases] == [ids[0], ids[4]]
+    assert [_row(client_env, n)[:2] for n in ids] == [
+        ("Assigned", "beta"),
+        ("Waiting", None),
+        ("Waiting", None),
+        ("Waiting", None),
+        ("Assigned", "beta"),
+    ]
+
+
 def test_a_leased_request_is_not_taken_again_until_the_lease_expires(
     client_env: Environment, failed_over: FailedOver
 ) -> None:

@@ -33,7 +33,7 @@ from failover.request import (
 )
 from fsm.clock import format_time
 from fsm.crashpoints import crash_point
-from persistence.leases import release_request, take_due_request
+from persistence.leases import release_request, take_due_requests
 
 __all__ = ["Executor"]
 
@@ -102,14 +102,9 @@ class Executor:
         now = self.env.clock()
         lease_seconds = self.policy.lease_seconds
         wanted = max(1, self.policy.batch_size if limit is None else limit)
-        taken: list[int] = []
         with self.env.store.transaction() as conn:
             expires = Lease(0, self.name, lease_seconds).expiry(now)
-            while len(taken) < wanted:
-                request_id = take_due_request(conn, self.name, format_time(now), expires, exclude)
-                if request_id is None:
-                    break
-                taken.append(request_id)
+            taken = take_due_requests(conn, self.name, format_time(now), expires, exclude, limit=wanted)
         crash_point("after-take")
         return [Lease(request_id, self.name, lease_seconds) for request_id in taken]
 
