@@ -42,8 +42,6 @@ __all__ = ["FileOutcome", "upload"]
 
 #: A single file at least this big gets a progress bar too.
 BIG_FILE = 64 * 1024**2
-#: Files per commit: the progress bar moves once per batch.
-BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -128,7 +126,8 @@ def _upload_all(
         progress.update(task, advance=_size(Path(item.local_path)), description=f"{done}/{len(pairs)} files")
 
     items = [BatchItem(file, lfn) for file, lfn in pairs]
-    results = upload_many(env, items, request=header, batch_size=BATCH_SIZE, on_result=advance, **where)
+    # upload_many's batches (256 files per commit): the progress bar moves once per batch.
+    results = upload_many(env, items, request=header, on_result=advance, **where)
     return [
         FileOutcome(file, lfn, error=result)
         if isinstance(result, FailoverError)
