@@ -93,8 +93,9 @@ def _upload_chunk(
             slow.append((index, machine_id))
         else:
             fresh[index] = (machine_id, data)
-    _create_all(env, fresh.values())
-    _drive_chunk(env, {index: machine_id for index, (machine_id, _) in fresh.items()}, slow, outcomes)
+    created = _create_all(env, fresh.values())
+    machines = {index: machine_id for index, (machine_id, _) in fresh.items()}
+    _drive_chunk(env, machines, slow, outcomes, known=created)
     return [outcomes[index] for index in range(len(chunk))]
 
 
@@ -120,10 +121,18 @@ def drive_many(env: Environment, machine_ids: Sequence[str], *, batch_size: int 
 
 
 def _drive_chunk(
-    env: Environment, machines: Mapping[int, str], slow: list[tuple[int, str]], outcomes: dict[int, Outcome]
+    env: Environment,
+    machines: Mapping[int, str],
+    slow: list[tuple[int, str]],
+    outcomes: dict[int, Outcome],
+    *,
+    known: Mapping[str, MachineRow] | None = None,
 ) -> None:
-    """Drive ``machines`` (by index): the fast path for those that can take it, then ``slow`` one by one."""
-    landed = _put_all(env, machines, slow)
+    """
+    Drive ``machines`` (by index): the fast path for those that can take it, then ``slow`` one by one.
+    ``known`` holds rows just created, by machine id (the others are loaded).
+    """
+    landed = _put_all(env, machines, slow, known or {})
     rows = _record_landed(env, landed)
     slow_indexes = {index for index, _ in slow}
     for index, machine_id in machines.items():
@@ -133,16 +142,19 @@ def _drive_chunk(
         outcomes[index] = _drive(env, machine_id)
 
 
-def _create_all(env: Environment, plans: Iterable[tuple[str, dict[str, Any]]]) -> None:
+def _create_all(env: Environment, plans: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, MachineRow]:
     with env.store.transaction():
-        for machine_id, data in plans:
-            env.uploads.create(machine_id, data)
+        created = {machine_id: env.uploads.create(machine_id, data) for machine_id, data in plans}
         crash_point("before-commit:batch:create")
     crash_point("after-commit:batch:create")
+    return created
 
 
 def _put_all(
-    env: Environment, machines: Mapping[int, str], slow: list[tuple[int, str]]
+    env: Environment,
+    machines: Mapping[int, str],
+    slow: list[tuple[int, str]],
+    known: Mapping[str, MachineRow],
 ) -> list[tuple[MachineRow, PutResult]]:
     """
     Put each upload's file at its current SE; an upload that cannot take the fast path joins ``slow``.
@@ -152,7 +164,7 @@ def _put_all(
     """
     ready: list[tuple[int, MachineRow, Mapping[str, Any]]] = []
     for index, machine_id in machines.items():
-        row = env.uploads.load(machine_id)
+        row = known.get(machine_id) or env.uploads.load(machine_id)
         candidate = current_candidate(row.data)
         if row.state != UploadState.UPLOADING or row.data["next_attempt_at"] is not None or candidate is None:
             slow.append((index, machine_id))
@@ -218,7 +230,9 @@ def _record_landed(env: Environment, landed: list[tuple[MachineRow, PutResult]])
     with env.store.transaction():
         for row, put in landed:
             event = landed_event(row.data, put, *registered[row.id])
-            rows[row.id] = env.uploads.fire(row.id, outcome_trigger(row.data, event), event).row
+            trigger = outcome_trigger(row.data, event)
+            # The event was decided from this row: fire from it (a row moved on since is refused).
+            rows[row.id] = env.uploads.fire(row.id, trigger, event, known=row).row
         crash_point("before-commit:batch:outcomes")
     crash_point("after-commit:batch:outcomes")
     return rows

@@ -230,6 +230,7 @@ class Engine:
         event: Mapping[str, Any] | None = None,
         *,
         expected_version: int | None = None,
+        known: MachineRow | None = None,
     ) -> Fired:
         """
         Fire ``trigger`` on an instance and commit the result, all or nothing.
@@ -240,15 +241,20 @@ class Engine:
             event: the event's arguments, passed to guards and deciders and journaled.
             expected_version: the version the caller based its decision on; a different stored version
                 means another writer moved first.
+            known: the instance as the caller has just loaded or stored it, to fire from without loading
+                it again. It is stored only if the instance is still at that version (compare-and-swap);
+                otherwise nothing is stored and ConcurrentUpdate is raised.
 
         Raises:
             NotFound: no such instance.
             TransitionNotAllowed: the trigger cannot fire from the current state, or every guard refused.
             ConcurrentUpdate: the instance moved on since ``expected_version`` (nothing stored).
         """
+        if known is not None and known.id != machine_id:
+            raise ValueError(f"the row of machine {known.id!r} was given to fire {machine_id!r}")
         outermost = not self.store.conn.in_transaction
         with self.store.transaction() as conn:
-            row = load_machine(conn, machine_id)
+            row = known if known is not None else load_machine(conn, machine_id)
             if expected_version is not None and row.version != expected_version:
                 raise ConcurrentUpdate(
                     f"machine {machine_id!r} is at version {row.version}, not {expected_version}"

@@ -343,6 +343,39 @@ def test_a_stale_expected_version_raises_concurrent_update_and_stores_nothing(
     assert counter_engine.fire("m1", "bump", expected_version=seen + 1).row.version == seen + 2
 
 
+def test_firing_from_a_known_row_reads_nothing_and_stores_what_a_load_would(
+    counter_engine: Engine, store: Store
+) -> None:
+    _counting(counter_engine)
+    known = counter_engine.load("m1")
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+
+    fired = counter_engine.fire("m1", "bump", {"step": 3}, known=known)
+
+    store.conn.set_trace_callback(None)
+    assert not [sql for sql in statements if sql.startswith("SELECT")]
+    assert fired.row == counter_engine.load("m1")
+    assert (fired.row.version, fired.row.data["count"]) == (known.version + 1, known.data["count"] + 3)
+    assert read_journal(store.conn, "m1")[-1] == fired.journal
+
+
+def test_a_known_row_that_moved_on_raises_concurrent_update_and_stores_nothing(
+    counter_engine: Engine, store: Store
+) -> None:
+    _counting(counter_engine)
+    stale = counter_engine.load("m1")
+    counter_engine.fire("m1", "bump")
+    before = _snapshot(store)
+
+    with pytest.raises(ConcurrentUpdate):
+        counter_engine.fire("m1", "bump", known=stale)
+    with pytest.raises(ValueError, match="'m1' was given to fire 'm2'"):
+        counter_engine.fire("m2", "bump", known=stale)
+
+    assert _snapshot(store) == before
+
+
 def test_allowed_triggers_lists_each_trigger_once_in_declared_order(counter_engine: Engine) -> None:
     assert counter_engine.allowed_triggers("Counting") == ["bump", "burst", "smuggle", "pause", "abort"]
     assert counter_engine.allowed_triggers("Done") == []
