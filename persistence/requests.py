@@ -30,6 +30,8 @@ __all__ = [
     "insert_operation",
     "load_operations",
     "load_request",
+    "load_requests",
+    "operations_of_requests",
     "request_keys",
     "insert_operation_after",
     "operations_of_machine",
@@ -224,6 +226,15 @@ def load_request(conn: sqlite3.Connection, request_id: int) -> RequestRow:
     return RequestRow(*values)
 
 
+def load_requests(conn: sqlite3.Connection, request_ids: Sequence[int]) -> dict[int, RequestRow]:
+    """Load several requests in one query, by id (an id with no request is left out)."""
+    marks = ", ".join("?" * len(request_ids))
+    query = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id IN ({marks})"
+    return {
+        row.id: row for row in (RequestRow(*values) for values in conn.execute(query, tuple(request_ids)))
+    }
+
+
 def insert_operation(conn: sqlite3.Connection, request_id: int, operation: NewOperation, at: str) -> int:
     """Append an operation (and its files) after the request's last one; return its id."""
     (order_no,) = conn.execute(
@@ -297,21 +308,32 @@ def _file(values: tuple[Any, ...]) -> FileRow:
 
 def load_operations(conn: sqlite3.Connection, request_id: int) -> list[tuple[OperationRow, list[FileRow]]]:
     """A request's operations in order, each with its files in insertion order."""
-    operations = [
-        _operation(values)
-        for values in conn.execute(
-            f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE request_id = ? ORDER BY order_no",
-            (request_id,),
-        )
-    ]
-    files: dict[int, list[FileRow]] = {op.id: [] for op in operations}
+    return operations_of_requests(conn, [request_id])[request_id]
+
+
+def operations_of_requests(
+    conn: sqlite3.Connection, request_ids: Sequence[int]
+) -> dict[int, list[tuple[OperationRow, list[FileRow]]]]:
+    """:func:`load_operations` of several requests in two queries, by request id."""
+    marks = ", ".join("?" * len(request_ids))
+    found: dict[int, list[tuple[OperationRow, list[FileRow]]]] = {n: [] for n in request_ids}
+    files: dict[int, list[FileRow]] = {}
+    operations = conn.execute(
+        f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE request_id IN ({marks}) "
+        "ORDER BY request_id, order_no",
+        tuple(request_ids),
+    )
+    for values in operations:
+        op = _operation(values)
+        files[op.id] = []
+        found[op.request_id].append((op, files[op.id]))
     query = (
         f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f "
-        "JOIN operations o ON o.id = f.operation_id WHERE o.request_id = ? ORDER BY f.id"
+        f"JOIN operations o ON o.id = f.operation_id WHERE o.request_id IN ({marks}) ORDER BY f.id"
     )
-    for values in conn.execute(query, (request_id,)):
+    for values in conn.execute(query, tuple(request_ids)):
         files[values[1]].append(_file(values))
-    return [(op, files[op.id]) for op in operations]
+    return found
 
 
 def operations_of_machine(conn: sqlite3.Connection, machine_id: str) -> list[OperationRow]:

@@ -191,6 +191,19 @@ def test_a_copy_that_does_not_match_the_catalog_entry_keeps_the_failover_replica
     assert _states(client_env, [lfn]) == [UploadState.REPLICATING]
 
 
+def test_a_batch_of_requests_loads_as_each_request_alone(client_env: Environment, tmp_path: Path) -> None:
+    _jobs(client_env, tmp_path, 3, files_per_job=2)
+    Executor(client_env, POLICY).run_once()  # statuses, attempts and errors to load back
+    _jobs(client_env, tmp_path, 1, files_per_job=2, name="later")
+
+    loaded = client_env.requests.load_many([4, 2, 99, 1])
+
+    assert set(loaded) == {1, 2, 4}
+    assert loaded == {n: client_env.requests.load(n) for n in (1, 2, 4)}
+    assert [len(loaded[n].operations) for n in (1, 2, 4)] == [4, 4, 4]
+    assert [f.lfn for f in loaded[2].operations[0].files] == ["/vo/batch/job1/out0.root"]
+
+
 def test_a_failing_copy_delays_its_request_only(
     client_env: Environment, injector: RecordingInjector, tmp_path: Path
 ) -> None:

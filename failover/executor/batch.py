@@ -64,6 +64,7 @@ from failover.request import (
 )
 from failover.storage import PutResult
 from fsm.crashpoints import crash_point
+from persistence.rows import MachineRow
 
 __all__ = ["Pair", "current_pair", "run_pairs"]
 
@@ -344,9 +345,10 @@ def _record_pair(env: Environment, pair: Pair) -> datetime | None:
     order = {id(pair.replicate): 0, id(pair.remove): 1}
     retries = []
     ordered = sorted(pair.outcomes, key=lambda item: order[id(item[0])])
+    fired: dict[str, MachineRow] = {}  # an upload moved on by the replication moves on from there
     for index, (op, outcome) in enumerate(ordered):
         # One lease renewal per request: the records that follow share its savepoint.
-        record_outcome(env, pair.lease, op, outcome, renew=index == 0)
+        record_outcome(env, pair.lease, op, outcome, renew=index == 0, fired=fired)
         outcome.apply(op)
         if outcome.retry_at is not None:
             retries.append(outcome.retry_at)

@@ -27,6 +27,7 @@ from failover.request import File, FileStatus, Operation, OperationStatus, opera
 from fsm.clock import format_time
 from fsm.crashpoints import crash_point
 from persistence.requests import NewOperation, insert_operation_after, update_file, update_operation
+from persistence.rows import MachineRow
 
 __all__ = [
     "MAX_ATTEMPTS_SUFFIX",
@@ -121,12 +122,15 @@ def record_outcome(
     *,
     then: Callable[[sqlite3.Connection], object] | None = None,
     renew: bool = True,
+    fired: dict[str, MachineRow] | None = None,
 ) -> None:
     """
     Store one file's outcome, all in one transaction: the file, its operation's status, follow-up
     operations, the lease renewal, the upload transitions the operation's completion causes, and
     whatever ``then`` writes last (the executor releases a finished request there). ``renew=False``
-    skips the lease renewal, for a caller that renewed it earlier in the same transaction.
+    skips the lease renewal, for a caller that renewed it earlier in the same transaction. ``fired``
+    carries the upload rows stored earlier in the caller's transaction (see
+    :func:`~failover.executor.upload_hooks.on_operation_done`).
 
     Raises:
         LeaseLost: another executor holds the request now; nothing is stored.
@@ -151,7 +155,7 @@ def record_outcome(
         for followup in reversed(outcome.followups):
             insert_operation_after(conn, lease.request_id, op.order, followup, format_time(at))
         if status is OperationStatus.Done:
-            on_operation_done(env, op)
+            on_operation_done(env, op, fired)
         crash_point(f"before-record:{op.type}")
         if then is not None:
             then(conn)

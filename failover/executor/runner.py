@@ -118,8 +118,12 @@ class Executor:
         """
         results: list[tuple[Lease, RequestStatus]] = []
         pairs: list[Pair] = []
+        loaded = self.env.requests.load_many([lease.request_id for lease in leases])
         for lease in leases:
-            request = self._load(lease.request_id)
+            request = loaded.get(lease.request_id)
+            if request is None:  # gone meanwhile: raises NotFound, as loading it alone does
+                request = self.env.requests.load(lease.request_id)
+            refresh_statuses(request)
             ops = current_pair(request) if self.policy.batch_size > 1 else None
             if ops is None:
                 results.append((lease, self.process(lease, request)))

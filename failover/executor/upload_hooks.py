@@ -14,6 +14,7 @@ from failover.environment import Environment
 from failover.request import Operation, OperationStatus, OperationType
 from fsm.errors import TransitionNotAllowed
 from persistence.requests import operations_of_machine
+from persistence.rows import MachineRow
 from states import UploadState, UploadTrigger
 
 __all__ = ["on_operation_done", "on_request_failed"]
@@ -41,20 +42,29 @@ def _all_registrations_done(env: Environment, machine_id: str) -> bool:
     return all(row.status == OperationStatus.Done.value for row in register)
 
 
-def on_operation_done(env: Environment, op: Operation) -> None:
-    """Fire the upload transition an operation's completion means (call inside the recording transaction)."""
+def on_operation_done(env: Environment, op: Operation, fired: dict[str, MachineRow] | None = None) -> None:
+    """
+    Fire the upload transition an operation's completion means (call inside the recording transaction).
+
+    Args:
+        fired: the upload rows stored so far in the caller's transaction, by id: a transition fires from
+            the row there instead of loading it again, and stores its result there.
+    """
     machine_id = _machine_of(env, op.operation_id)
     if machine_id is None or op.type not in _ON_DONE:
         return
     trigger = _ON_DONE[op.type]
     if trigger is UploadTrigger.REGISTERED and not _all_registrations_done(env, machine_id):
         return
+    known = fired.get(machine_id) if fired is not None else None
     try:
-        env.uploads.fire(machine_id, trigger, {"operation": op.operation_id})
+        row = env.uploads.fire(machine_id, trigger, {"operation": op.operation_id}, known=known).row
     except TransitionNotAllowed:
         # Each of these triggers fires from one state only: the upload is elsewhere (an operator
         # retry re-issued the operation, or the upload never waited for it), so there is nothing to move.
         return
+    if fired is not None:
+        fired[machine_id] = row
 
 
 def on_request_failed(env: Environment, request_id: int, reason: str) -> None:
