@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import random
 import tracemalloc
 import zlib
 from collections.abc import Mapping
@@ -27,13 +28,15 @@ from storage_support import (
     digests,
     local_file,
     make_local_se,
+    read,
 )
 
 import failover.storage
 from failover.checksum import CHUNK_SIZE, MIN_READ_SIZE, ChecksumType
 from failover.errors import InvalidInput, PermissionDenied, StorageUnavailable, TransferCorrupted
 from failover.storage import FsspecBackend, StorageElement
-from failover.storage.transfer import digest
+from failover.storage.backends import LocalBackend
+from failover.storage.transfer import PIPELINE_CHUNK_SIZE, PIPELINE_MIN_SIZE, digest
 
 
 class _FaultyFile(MemoryFile):  # type: ignore[misc]
@@ -115,6 +118,36 @@ def test_connection_drop_mid_stream_leaves_nothing(tmp_path: Path) -> None:
         se.put(local_file(tmp_path, b"y" * (CHUNK_SIZE + 10)), LFN)
     assert isinstance(caught.value.__cause__, ConnectionResetError)
     assert_clean(se, LFN)
+
+
+def test_a_connection_drop_in_a_big_put_checksummed_aside_leaves_nothing(tmp_path: Path) -> None:
+    se = make_local_se("faulty", tmp_path, fault="write")
+    with pytest.raises(StorageUnavailable):
+        se.put(local_file(tmp_path, b"y" * (PIPELINE_MIN_SIZE + 10)), LFN)
+    assert_clean(se, LFN)
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+def test_a_big_put_checksummed_aside_stores_and_reports_what_one_thread_would(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = random.Random(7).randbytes(PIPELINE_MIN_SIZE + 12_345)
+    chunks: list[tuple[int, int]] = []
+    real = LocalBackend.written
+    monkeypatch.setattr(
+        LocalBackend,
+        "written",
+        lambda self, s, offset, n: (chunks.append((offset, n)), real(self, s, offset, n)),
+    )
+    se = make_local_se(kind, tmp_path)
+
+    result = se.put(local_file(tmp_path, content), LFN, checksum_types=[ADLER32, MD5])
+
+    assert (result.size, dict(result.checksums)) == (len(content), digests(content, ADLER32, MD5))
+    assert read(se, LFN) == content
+    if kind == "file":  # the chunks are handed to the disk in order, each as soon as it is written
+        assert [offset for offset, _ in chunks] == list(range(0, len(content), PIPELINE_CHUNK_SIZE))
+        assert sum(n for _, n in chunks) == len(content)
 
 
 def test_short_write_is_transfer_corrupted(tmp_path: Path) -> None:

@@ -92,6 +92,16 @@ class FsspecBackend:
         stream: AbstractContextManager[IO[bytes]] = self.fs.open(path, "wb")
         return stream
 
+    def written(self, stream: IO[bytes], offset: int, length: int) -> None:
+        """
+        Hear that a chunk of a big temporary object was written (nothing to do on a generic store).
+
+        Args:
+            stream: the open temporary object.
+            offset: where the chunk starts.
+            length: the chunk's size.
+        """
+
     def seal(self, stream: IO[bytes]) -> None:
         """
         Make the bytes written to ``stream`` durable before it is closed.
@@ -143,6 +153,10 @@ class FsspecBackend:
             empty when the store reports none (the generic case).
         """
         return {}
+
+
+#: posix_fadvise exists on Linux, not on every system.
+_FADVISE = hasattr(os, "posix_fadvise")
 
 
 def _fsync_directory(directory: str) -> None:
@@ -238,6 +252,21 @@ class LocalBackend(FsspecBackend):
             A writable binary file.
         """
         return open(path, "xb")
+
+    def written(self, stream: IO[bytes], offset: int, length: int) -> None:
+        """
+        Start writing a big file's chunk to disk now, without waiting: the final ``fsync`` then waits for
+        the last chunks only, and the written pages leave the page cache once on disk (a 1 GiB upload
+        does not push 1 GiB of other data out of it).
+
+        Args:
+            stream: the open temporary file.
+            offset: where the chunk starts.
+            length: the chunk's size.
+        """
+        if _FADVISE:
+            # DONTNEED starts the writeback of the range's dirty pages and drops the clean ones.
+            os.posix_fadvise(stream.fileno(), offset, length, os.POSIX_FADV_DONTNEED)
 
     def seal(self, stream: IO[bytes]) -> None:
         """

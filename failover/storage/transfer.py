@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
-from failover.checksum import ChecksumType, MultiChecksum, parse_checksum_type, read_size, same_checksum
+from failover.checksum import (
+    CHUNK_SIZE,
+    ChecksumType,
+    MultiChecksum,
+    parse_checksum_type,
+    read_size,
+    same_checksum,
+)
 from failover.errors import InvalidInput, TransferCorrupted
 from failover.storage.backends import FsspecBackend
 from failover.storage.paths import temporary_path
@@ -24,6 +32,11 @@ from failover.storage.results import ObjectInfo
 from fsm.crashpoints import crash_point
 
 __all__ = ["Source", "checksum_kinds", "digest", "same_content", "verify_written", "write_verified"]
+
+#: Sources of at least this size are checksummed by a second thread while they are written.
+PIPELINE_MIN_SIZE = 2 * CHUNK_SIZE
+#: The read size when checksumming aside: two chunks are alive at once.
+PIPELINE_CHUNK_SIZE = CHUNK_SIZE // 2
 
 
 @dataclass(frozen=True)
@@ -151,13 +164,41 @@ def _write(
     backend: FsspecBackend, source: Source, temporary: str, kinds: tuple[ChecksumType, ...]
 ) -> MultiChecksum:
     summer = MultiChecksum(kinds)
-    chunk_size = read_size(source.size)
     with source.open() as reader, backend.open_temporary(temporary) as sink:
-        while chunk := reader.read(chunk_size):
-            summer.update(chunk)
-            sink.write(chunk)
+        if source.size >= PIPELINE_MIN_SIZE:
+            _copy_summing_aside(backend, reader, sink, summer)
+        else:
+            chunk_size = read_size(source.size)
+            while chunk := reader.read(chunk_size):
+                summer.update(chunk)
+                sink.write(chunk)
         backend.seal(sink)
     return summer
+
+
+def _copy_summing_aside(
+    backend: FsspecBackend, reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum
+) -> None:
+    """
+    Copy ``reader`` to ``sink`` while a second thread computes the checksums of each chunk written.
+
+    zlib and hashlib release the GIL on large buffers, so on two cores the checksums cost no time next to
+    the copy. The chunk being checksummed and the next one read are alive at once, so the chunks are half
+    the usual size: the memory stays that of the one-thread copy. The updates stay in order (each waits
+    for the one before). The thread lives for this call only.
+    """
+    offset = 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        summing: Future[None] | None = None
+        while chunk := reader.read(PIPELINE_CHUNK_SIZE):
+            if summing is not None:
+                summing.result()
+            summing = pool.submit(summer.update, chunk)
+            sink.write(chunk)
+            backend.written(sink, offset, len(chunk))
+            offset += len(chunk)
+        if summing is not None:
+            summing.result()
 
 
 def verify_written(
