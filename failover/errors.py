@@ -30,11 +30,14 @@ Every error carries structured fields (``se``, ``lfn``, ``catalog``, ``attempt``
 from __future__ import annotations
 
 import errno
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any, ClassVar
 
 __all__ = [
     "CatalogUnavailable",
     "ChecksumMismatch",
+    "ErrorMapping",
     "FailoverError",
     "InvalidInput",
     "InvalidRequest",
@@ -258,3 +261,32 @@ def error_from_record(record: dict[str, Any]) -> FailoverError:
             str(record.get("message", "")), errors=record.get("errors"), lfn=record.get("lfn")
         )
     return cls(str(record.get("message", "")), **fields)
+
+
+class ErrorMapping(AbstractContextManager[None]):
+    """
+    A block whose foreign exceptions become failover errors (what :meth:`translate` makes of them).
+
+    Failover errors pass through unchanged, so blocks can nest; a ``BaseException`` that is not an
+    ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) is never touched. A class rather than a
+    generator-based context manager: one wraps every storage and catalog call, and a generator costs
+    several times more to enter and leave.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None or isinstance(exc, FailoverError) or not isinstance(exc, Exception):
+            return
+        mapped = self.translate(exc)
+        if mapped is not None:
+            raise mapped from exc
+
+    def translate(self, exc: Exception) -> FailoverError | None:
+        """The failover error ``exc`` stands for, or None to let it through as it is."""
+        raise NotImplementedError

@@ -22,10 +22,14 @@ verdict on the file.
 from __future__ import annotations
 
 import sqlite3
-from contextlib import AbstractContextManager
-from types import TracebackType
 
-from failover.errors import CatalogUnavailable, FailoverError, PermanentError, RegistrationRefused
+from failover.errors import (
+    CatalogUnavailable,
+    ErrorMapping,
+    FailoverError,
+    PermanentError,
+    RegistrationRefused,
+)
 from persistence.errors import ConstraintViolation, StoreError, StoreUnavailable
 
 __all__ = ["CatalogErrorMapping", "map_catalog_errors"]
@@ -66,11 +70,8 @@ def map_catalog_errors(catalog: str, lfn: str | None = None) -> CatalogErrorMapp
     return CatalogErrorMapping(catalog, lfn)
 
 
-class CatalogErrorMapping(AbstractContextManager[None]):
-    """
-    The context manager of :func:`map_catalog_errors` (a class rather than a generator: it wraps every
-    catalog call, and a generator-based one costs several times more to enter and leave).
-    """
+class CatalogErrorMapping(ErrorMapping):
+    """The context manager of :func:`map_catalog_errors`."""
 
     __slots__ = ("catalog", "lfn")
 
@@ -78,15 +79,10 @@ class CatalogErrorMapping(AbstractContextManager[None]):
         self.catalog = catalog
         self.lfn = lfn
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc is None or isinstance(exc, FailoverError) or not isinstance(exc, Exception):
-            return
+    def translate(self, exc: Exception) -> FailoverError | None:
+        """The failover error of the first mapping entry ``exc`` is an instance of (None: none is)."""
         for foreign, ours, label in _MAPPING:
             if isinstance(exc, foreign):
                 message = f"catalog {self.catalog!r}: {label} ({_describe(exc)})"
-                raise ours(message, catalog=self.catalog, lfn=self.lfn) from exc
+                return ours(message, catalog=self.catalog, lfn=self.lfn)
+        return None

@@ -41,11 +41,10 @@ from __future__ import annotations
 import errno
 import sys
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
-from types import TracebackType
 from typing import Any
 
 from failover.errors import (
+    ErrorMapping,
     FailoverError,
     PermissionDenied,
     SourceMissing,
@@ -308,11 +307,8 @@ def map_storage_errors(se: str, lfn: str | None = None) -> StorageErrorMapping:
     return StorageErrorMapping(se, lfn)
 
 
-class StorageErrorMapping(AbstractContextManager[None]):
-    """
-    The context manager of :func:`map_storage_errors` (a class rather than a generator: it wraps every
-    storage call, and a generator-based one costs several times more to enter and leave).
-    """
+class StorageErrorMapping(ErrorMapping):
+    """The context manager of :func:`map_storage_errors`."""
 
     __slots__ = ("lfn", "se")
 
@@ -320,12 +316,6 @@ class StorageErrorMapping(AbstractContextManager[None]):
         self.se = se
         self.lfn = lfn
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc is None or isinstance(exc, FailoverError) or not isinstance(exc, Exception):
-            return
-        raise _translate(exc, self.se, self.lfn) from exc
+    def translate(self, exc: Exception) -> FailoverError:
+        """The failover error for ``exc``: every foreign exception is mapped."""
+        return _translate(exc, self.se, self.lfn)
