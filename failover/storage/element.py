@@ -279,12 +279,12 @@ class StorageElement(Inventory):
         """
         kinds = checksum_kinds(checksum_types)
         final = self._path(lfn)
+        return self._store(self._local_file(local_path, lfn), final, lfn, kinds, overwrite)
+
+    def _local_file(self, local_path: str | os.PathLike[str], lfn: str) -> Source:
+        """The bytes of a local file to put as ``lfn`` (SourceMissing when there is no such file)."""
         with map_storage_errors(self.name, lfn):
             size = os.stat(local_path).st_size
-        return self._store(self._local_source(local_path, size), final, lfn, kinds, overwrite)
-
-    @staticmethod
-    def _local_source(local_path: str | os.PathLike[str], size: int) -> Source:
         return Source(size, lambda: open(local_path, "rb"))
 
     def copy_to(
@@ -316,12 +316,7 @@ class StorageElement(Inventory):
             StorageUnavailable: either SE cannot be reached or failed during the transfer.
         """
         kinds = checksum_kinds(checksum_types)
-        path = self._path(lfn)
-        info = self._stat_at(path, lfn)
-        if info is None:
-            raise SourceMissing(f"{self.name} holds no replica of {lfn} to copy", se=self.name, lfn=lfn)
-        source = Source(info.size, lambda: self._open_at(path, lfn))
-        return target._store(source, target._path(lfn), lfn, kinds, overwrite)
+        return target._store(self._object_source(lfn), target._path(lfn), lfn, kinds, overwrite)
 
     def remove(self, lfn: str) -> bool:
         """
@@ -409,7 +404,12 @@ class StorageElement(Inventory):
             return [self._put_or_error(item) for item in items]
         return self._store_staged(
             [
-                _Incoming(item.lfn, item.checksum_types, item.overwrite, partial(self._local, item))
+                _Incoming(
+                    item.lfn,
+                    item.checksum_types,
+                    item.overwrite,
+                    partial(self._local_file, item.local_path, item.lfn),
+                )
                 for item in items
             ]
         )
@@ -451,11 +451,8 @@ class StorageElement(Inventory):
         except FailoverError as err:
             return err
 
-    def _local(self, item: PutItem) -> Source:
-        with map_storage_errors(self.name, item.lfn):
-            return self._local_source(item.local_path, os.stat(item.local_path).st_size)
-
     def _object_source(self, lfn: str) -> Source:
+        """The bytes of this SE's object ``lfn``, to copy (SourceMissing when there is none)."""
         path = self._path(lfn)
         info = self._stat_at(path, lfn)
         if info is None:
