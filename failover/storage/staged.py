@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO
 
-from failover.checksum import ChecksumType, MultiChecksum, read_size
+from failover.checksum import ChecksumType, MultiChecksum
 from failover.errors import FailoverError
 from failover.storage.backends import LocalBackend
 from failover.storage.errors import map_storage_errors
 from failover.storage.paths import temporary_path
-from failover.storage.transfer import Source, verify_written
+from failover.storage.transfer import Source, copy_summing, verify_written
 from fsm.crashpoints import crash_point
 
 __all__ = ["FLUSH_THREADS", "PutItem", "StagedGroup", "StagedWrite"]
@@ -108,11 +108,8 @@ class StagedGroup(AbstractContextManager["StagedGroup"]):
                 stream = self.backend.create_temporary(temporary)
                 staged = StagedWrite(lfn, final, temporary, kinds, MultiChecksum(kinds), stream)
                 self.pending[key] = staged
-                chunk_size = read_size(source.size)
                 with source.open() as reader:
-                    while chunk := reader.read(chunk_size):
-                        staged.summer.update(chunk)
-                        stream.write(chunk)
+                    copy_summing(self.backend, source.size, reader, stream, staged.summer)
                 stream.flush()
         except BaseException:
             self.discard(key)

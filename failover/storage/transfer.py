@@ -31,7 +31,15 @@ from failover.storage.paths import temporary_path
 from failover.storage.results import ObjectInfo
 from fsm.crashpoints import crash_point
 
-__all__ = ["Source", "checksum_kinds", "digest", "same_content", "verify_written", "write_verified"]
+__all__ = [
+    "Source",
+    "checksum_kinds",
+    "copy_summing",
+    "digest",
+    "same_content",
+    "verify_written",
+    "write_verified",
+]
 
 #: Sources of at least this size are checksummed by a second thread while they are written.
 PIPELINE_MIN_SIZE = 2 * CHUNK_SIZE
@@ -165,15 +173,26 @@ def _write(
 ) -> MultiChecksum:
     summer = MultiChecksum(kinds)
     with source.open() as reader, backend.open_temporary(temporary) as sink:
-        if source.size >= PIPELINE_MIN_SIZE:
-            _copy_summing_aside(backend, reader, sink, summer)
-        else:
-            chunk_size = read_size(source.size)
-            while chunk := reader.read(chunk_size):
-                summer.update(chunk)
-                sink.write(chunk)
+        copy_summing(backend, source.size, reader, sink, summer)
         backend.seal(sink)
     return summer
+
+
+def copy_summing(
+    backend: FsspecBackend, size: int, reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum
+) -> None:
+    """
+    Copy ``reader`` (expected to hold ``size`` bytes) to ``sink``, feeding every byte to ``summer``.
+
+    A big source is checksummed by a second thread while it is written (:func:`_copy_summing_aside`).
+    """
+    if size >= PIPELINE_MIN_SIZE:
+        _copy_summing_aside(backend, reader, sink, summer)
+        return
+    chunk_size = read_size(size)
+    while chunk := reader.read(chunk_size):
+        summer.update(chunk)
+        sink.write(chunk)
 
 
 def _copy_summing_aside(
