@@ -196,7 +196,7 @@ class StagedGroup(AbstractContextManager["StagedGroup"]):
                 staged.stream.close()
             staged.stream = None
         with suppress(Exception):
-            os.unlink(staged.temporary)
+            self.backend.remove_file(staged.temporary)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
