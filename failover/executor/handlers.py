@@ -9,7 +9,7 @@ registered).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from failover.catalog import FileCatalog, FileEntry, Replica, conflicting_field
@@ -148,10 +148,16 @@ def _replicate(env: Environment, op: Operation, file: File) -> list[NewOperation
 def place_copies(env: Environment, op: Operation, file: File) -> None:
     """ReplicateAndRegister's first half: a verified copy at each target SE that lacks one."""
     want = _expected(env, op, file)
+    for target in _lacking(env, op, file, want):
+        _copy(env, op, file, target, want)
+
+
+def _lacking(env: Environment, op: Operation, file: File, want: _Expected) -> Iterator[StorageElement]:
+    """The operation's target SEs that do not hold a verified copy of ``file`` (checked one by one)."""
     for name in op.target_se:
         target = env.se(name)
         if not _holds(target, file.lfn, want):
-            _copy(env, op, file, target, want)
+            yield target
 
 
 @dataclass(frozen=True)
@@ -174,10 +180,7 @@ def plan_copies(env: Environment, op: Operation, file: File) -> list[CopyPlan]:
     """
     want = _expected(env, op, file)
     plans = []
-    for name in op.target_se:
-        target = env.se(name)
-        if _holds(target, file.lfn, want):
-            continue
+    for target in _lacking(env, op, file, want):
         sources = _sources(env, op, file, want)
         if not sources:
             raise _no_source(op, file)
