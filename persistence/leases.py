@@ -8,9 +8,9 @@ never take the same request; a lease whose expiry has passed makes the request e
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
-__all__ = ["release_request", "renew_lease", "take_due_requests"]
+__all__ = ["lease_owners", "release_request", "renew_lease", "take_due_requests"]
 
 
 def take_due_requests(
@@ -51,6 +51,18 @@ def take_due_requests(
             (owner, expires, now, *taken),
         )
     return taken
+
+
+def lease_owners(conn: sqlite3.Connection, request_ids: Sequence[int]) -> dict[int, str]:
+    """The executor holding each of ``request_ids`` that is Assigned now, by request id."""
+    if not request_ids:
+        return {}
+    rows = conn.execute(
+        f"SELECT id, lease_owner FROM requests WHERE id IN ({', '.join('?' * len(request_ids))}) "
+        "AND status = 'Assigned'",
+        tuple(request_ids),
+    )
+    return {int(request_id): owner for request_id, owner in rows}
 
 
 def renew_lease(conn: sqlite3.Connection, request_id: int, owner: str, expires: str) -> bool:

@@ -64,6 +64,7 @@ from failover.request import (
 )
 from failover.storage import PutResult
 from fsm.crashpoints import crash_point
+from persistence.leases import lease_owners
 from persistence.rows import MachineRow
 
 __all__ = ["Pair", "current_pair", "run_pairs"]
@@ -154,19 +155,14 @@ def run_pairs(
 
 
 def _still_held(env: Environment, pairs: list[Pair]) -> list[Pair]:
-    ids = [pair.lease.request_id for pair in pairs]
-    if not ids:
-        return []
-    rows = env.store.conn.execute(
-        f"SELECT id, lease_owner FROM requests WHERE id IN ({', '.join('?' * len(ids))}) "
-        "AND status = 'Assigned'",
-        ids,
-    )
-    held = {(request_id, owner) for request_id, owner in rows}
+    owners = lease_owners(env.store.conn, [pair.lease.request_id for pair in pairs])
+    held = []
     for pair in pairs:
-        if (pair.lease.request_id, pair.lease.owner) not in held:
+        if owners.get(pair.lease.request_id) == pair.lease.owner:
+            held.append(pair)
+        else:
             log.warning("lost the lease of request %d", pair.lease.request_id)
-    return [pair for pair in pairs if (pair.lease.request_id, pair.lease.owner) in held]
+    return held
 
 
 @contextmanager
