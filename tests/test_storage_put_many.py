@@ -7,6 +7,8 @@ fsync-ed once, after the renames and before the call returns. Nothing is ever le
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import IO
@@ -178,6 +180,33 @@ def test_a_crash_mid_group_leaves_complete_objects_that_the_next_put_finds(
     assert [o.already_present for o in outcomes] == [i.lfn in published for i in items]
     se.remove_temporary()
     assert list(se.list_temporary()) == []
+
+
+def _exit_code(pid: int, *, within: float) -> int | None:
+    """The child's exit code; None if it is still running after ``within`` seconds (it is killed)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def test_a_process_forked_after_a_group_flushes_its_own_groups(tmp_path: Path) -> None:
+    """The flush threads are kept between groups; a forked child, which has none of them, starts its own."""
+    items = _items(tmp_path, 6)
+    StorageElement("se-a", (tmp_path / "se-a").as_uri()).put_many(items[:3])  # the parent's threads start
+    pid = os.fork()
+    if pid == 0:
+        outcomes = StorageElement("se-b", (tmp_path / "se-b").as_uri()).put_many(items[3:])
+        os._exit(0 if all(isinstance(o, PutResult) for o in outcomes) else 1)
+    assert _exit_code(pid, within=60.0) == 0
+    assert sorted(StorageElement("se-b", (tmp_path / "se-b").as_uri()).list_lfns()) == sorted(
+        item.lfn for item in items[3:]
+    )
 
 
 @pytest.mark.parametrize("kind", ["file", "memory"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
@@ -38,6 +39,31 @@ __all__ = ["FLUSH_THREADS", "PutItem", "StagedGroup", "StagedWrite"]
 
 #: How many of a group's files are ``fsync``ed at once.
 FLUSH_THREADS = 8
+
+_flush_pool: ThreadPoolExecutor | None = None
+_flush_pool_lock = threading.Lock()
+
+
+def _flush_threads() -> ThreadPoolExecutor:
+    """
+    The threads that ``fsync`` groups' files: started on first use and kept, since a group of small
+    files costs less to flush than to start threads for.
+    """
+    global _flush_pool
+    with _flush_pool_lock:
+        if _flush_pool is None:
+            _flush_pool = ThreadPoolExecutor(max_workers=FLUSH_THREADS, thread_name_prefix="failover-flush")
+        return _flush_pool
+
+
+def _forget_flush_threads() -> None:
+    # A forked child has none of its parent's threads: it starts its own pool on first use.
+    global _flush_pool, _flush_pool_lock
+    _flush_pool = None
+    _flush_pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_flush_threads)
 
 
 @dataclass(frozen=True)
@@ -156,8 +182,6 @@ class StagedGroup(AbstractContextManager["StagedGroup"]):
         """
         ``fsync`` every written file, several at once (the disk can merge concurrent flushes into fewer
         journal commits; threads blocked in ``fsync`` use no CPU); return the failures by key.
-
-        The threads live for this call only, so a process forked later never inherits a pool.
         """
         streams = [(key, s.stream) for key, s in self.pending.items() if s.stream is not None]
 
@@ -171,8 +195,7 @@ class StagedGroup(AbstractContextManager["StagedGroup"]):
         if len(streams) <= 1:
             results = [flush(item) for item in streams]
         else:
-            with ThreadPoolExecutor(max_workers=min(FLUSH_THREADS, len(streams))) as pool:
-                results = list(pool.map(flush, streams))
+            results = list(_flush_threads().map(flush, streams))
         return {key: exc for (key, _), exc in zip(streams, results, strict=True) if exc is not None}
 
     def _verify_and_rename(self, staged: StagedWrite) -> None:
