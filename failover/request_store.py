@@ -142,6 +142,7 @@ def _operation_model(row: OperationRow, files: list[FileRow]) -> Operation:
         files=[_file_model(f) for f in files],
         operation_id=row.id,
         idempotency_key=row.idem_key,
+        machine_id=row.machine_id,
         creation_time=parse_time(row.creation_time),
         submit_time=parse_time(row.creation_time),
         last_update=parse_time(row.last_update),
@@ -184,6 +185,7 @@ def operation_from_model(operation: Operation) -> NewOperation:
         arguments=operation.arguments,
         status=operation.status.value,
         error=operation.error,
+        machine_id=operation.machine_id,
     )
 
 

@@ -22,7 +22,7 @@ from failover.environment import Environment
 from failover.errors import InvalidInput
 from failover.executor import Executor, ExecutorPolicy
 from failover.operator import cancel_request, cancel_upload, retry_upload
-from failover.request import FileStatus, RequestStatus, refresh_statuses
+from failover.request import File, FileStatus, Operation, OperationType, RequestStatus, refresh_statuses
 from failover.testing import Fault, FaultInjector
 from fsm.replay import verify_replay
 from persistence.errors import StoreError
@@ -88,6 +88,16 @@ def test_failover_upload_goes_replicating_then_cleaned(
     ]
     assert _state(client_env) == UploadState.CLEANED
     _replayed(client_env)
+
+
+def test_loaded_operations_name_the_upload_that_emitted_them(
+    client_env: Environment, failed_over: FailedOver
+) -> None:
+    """The executor moves the upload an operation names, without asking the store which one it is."""
+    request_id = failed_over(LFN)
+    assert [op.machine_id for op in client_env.requests.load(request_id).operations] == [LFN, LFN]
+    client_env.requests.add_operations(request_id, [Operation(OperationType.RemoveFile, files=[File(LFN)])])
+    assert client_env.requests.load(request_id).operations[-1].machine_id is None
 
 
 @pytest.mark.parametrize("batch_size", [1, 32], ids=["one-at-a-time", "batch"])

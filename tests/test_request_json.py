@@ -481,7 +481,9 @@ def test_round_trip_is_lossless(request: Request) -> None:
 def test_fields_dirac_cannot_carry_are_dropped() -> None:
     request = _failover_request()
     request.operations[0].idempotency_key = "upload-1:replicate"
+    request.operations[0].machine_id = "/vo/a/upload-1"
     request.operations[0].files[0].errors = ["timeout", "refused"]
     copy = request_from_dirac_json(request_to_dirac_json(request))
     assert copy.operations[0].idempotency_key is None
+    assert copy.operations[0].machine_id is None
     assert copy.operations[0].files[0].errors == []

@@ -119,6 +119,7 @@ def test_file_and_operation_defaults() -> None:
     assert (file.status, file.attempt, file.errors, file.file_id) == (FileStatus.Waiting, 0, [], None)
     assert (operation.status, operation.target_se, operation.catalog) == (OperationStatus.Queued, [], [])
     assert operation.idempotency_key is None
+    assert operation.machine_id is None
 
 
 def test_mutable_defaults_are_not_shared() -> None:

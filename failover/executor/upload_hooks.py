@@ -31,11 +31,6 @@ _ON_FAILED = {
 }
 
 
-def _machine_of(env: Environment, operation_id: int | None) -> str | None:
-    row = env.store.conn.execute("SELECT machine_id FROM operations WHERE id = ?", (operation_id,)).fetchone()
-    return row[0] if row else None
-
-
 def _all_registrations_done(env: Environment, machine_id: str) -> bool:
     rows = operations_of_machine(env.store.conn, machine_id)
     register = [row for row in rows if row.type == OperationType.RegisterFile.value]
@@ -50,7 +45,7 @@ def on_operation_done(env: Environment, op: Operation, fired: dict[str, MachineR
         fired: the upload rows stored so far in the caller's transaction, by id: a transition fires from
             the row there instead of loading it again, and stores its result there.
     """
-    machine_id = _machine_of(env, op.operation_id)
+    machine_id = op.machine_id
     if machine_id is None or op.type not in _ON_DONE:
         return
     trigger = _ON_DONE[op.type]

@@ -24,8 +24,8 @@ Deliberate differences:
   DIRAC's view;
 - malformed documents raise :class:`~failover.errors.InvalidRequest` naming the field
   (``Operations[0].Files[2].Status``) where DIRAC raises a bare ``TypeError`` or ``ValueError``;
-- failover's own ``Operation.idempotency_key`` and ``File.errors`` history are not carried: DIRAC has
-  no place for them. Sub-second parts of times are dropped, as DIRAC's format has none.
+- failover's own ``Operation.idempotency_key``, ``Operation.machine_id`` and ``File.errors`` history are
+  not carried: DIRAC has no place for them. Sub-second parts of times are dropped, as DIRAC's format has none.
 """
 
 from __future__ import annotations

@@ -156,6 +156,8 @@ class Operation:
         files: the files to act on.
         operation_id: the store's id, ``None`` until stored.
         idempotency_key: failover's key that makes emitting this operation idempotent (not carried by DIRAC).
+        machine_id: the upload whose transition emitted it (failover's, not carried by DIRAC); ``None`` for
+            an operation made by hand.
         creation_time: when it was created (UTC).
         submit_time: when it was submitted (UTC).
         last_update: when its status last changed (UTC).
@@ -172,6 +174,7 @@ class Operation:
     files: list[File] = field(default_factory=list)
     operation_id: int | None = None
     idempotency_key: str | None = None
+    machine_id: str | None = None
     creation_time: datetime = field(default_factory=utc_now)
     submit_time: datetime = field(default_factory=utc_now)
     last_update: datetime | None = field(default_factory=utc_now)
