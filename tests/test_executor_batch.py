@@ -142,6 +142,36 @@ def test_a_request_with_two_files_keeps_the_one_at_a_time_order_in_rounds(
     assert _states(client_env, [first, second]) == [UploadState.CLEANED] * 2
 
 
+@pytest.mark.parametrize("files_per_job", [1, 2], ids=["released", "kept-for-the-next-round"])
+def test_a_lease_taken_over_during_the_removals_records_nothing_for_that_request(
+    client_env: Environment, injector: RecordingInjector, tmp_path: Path, files_per_job: int
+) -> None:
+    """
+    Another executor takes request 1 after the round's lease check: its release (or, when the round
+    keeps it, its renewal) finds the lease gone, so none of its outcomes is recorded; request 2 is.
+    """
+    taken, other = _jobs(client_env, tmp_path, 2, files_per_job=files_per_job)
+
+    def take_over(lfn: str | None) -> None:
+        if lfn == taken[0]:
+            client_env.store.conn.execute("UPDATE requests SET lease_owner = 'thief' WHERE id = 1")
+
+    injector.probe[("FAIL-1", "remove")] = take_over
+
+    Executor(client_env, POLICY).run_once()
+
+    request = client_env.requests.load(1)
+    assert client_env.store.conn.execute("SELECT lease_owner FROM requests WHERE id = 1").fetchone() == (
+        "thief",
+    )
+    assert [f.status for op in request.operations for f in op.files] == [FileStatus.Waiting] * (
+        2 * files_per_job
+    )
+    assert _states(client_env, taken) == [UploadState.FAILED_OVER] * files_per_job
+    assert _states(client_env, other) == [UploadState.CLEANED] * files_per_job
+    assert client_env.requests.load(2).status is RequestStatus.Done
+
+
 def test_a_round_checks_each_thing_once_and_trusts_the_copy_it_just_verified(
     client_env: Environment, injector: RecordingInjector, tmp_path: Path
 ) -> None:

@@ -72,8 +72,9 @@ __all__ = ["Pair", "current_pair", "run_pairs"]
 log = logging.getLogger("failover.executor")
 T = TypeVar("T")
 
-#: Releases a request (with its retry time, if any) inside the recording transaction.
-Release = Callable[[Lease, Request, "datetime | None"], object]
+#: Releases a request (with its retry time, if any) inside the recording transaction; False (nothing
+#: written) when the lease was no longer held.
+Release = Callable[[Lease, Request, "datetime | None"], bool]
 
 
 @dataclass
@@ -312,21 +313,24 @@ def _record(
     """
     Record every pair in one transaction, each in a savepoint. A request is released when it ended, must
     wait or the executor stops; one whose next operations are another pair keeps its lease for the next
-    round; any other is handed back.
+    round; any other is handed back. Either the release or, for a request kept, the lease renewal checks
+    the lease is still held: one write per request, and a lost lease undoes the request's savepoint.
     """
     recorded: list[Pair] = []
     with env.store.transaction():
         for pair in pairs:
             try:
-                with env.store.transaction():  # a savepoint: each request all or nothing
+                with env.store.transaction() as conn:  # a savepoint: each request all or nothing
                     retry_at = _record_pair(env, pair)
-                    if pair.handed_back:
-                        pass
-                    elif pair.request.status.is_final or retry_at is not None or stopping():
-                        release(pair.lease, pair.request, retry_at)
+                    if pair.handed_back or not (
+                        pair.request.status.is_final or retry_at is not None or stopping()
+                    ):
+                        pair.lease.renew(conn, env.clock())
+                        pair.handed_back = pair.handed_back or current_pair(pair.request) is None
+                    elif release(pair.lease, pair.request, retry_at):
                         pair.released = True
-                    elif current_pair(pair.request) is None:
-                        pair.handed_back = True
+                    else:
+                        raise LeaseLost(f"request {pair.lease.request_id}: lease of {pair.lease.owner} lost")
             except LeaseLost:
                 log.warning("lost the lease of request %d", pair.lease.request_id)
                 continue
@@ -342,9 +346,9 @@ def _record_pair(env: Environment, pair: Pair) -> datetime | None:
     retries = []
     ordered = sorted(pair.outcomes, key=lambda item: order[id(item[0])])
     fired: dict[str, MachineRow] = {}  # an upload moved on by the replication moves on from there
-    for index, (op, outcome) in enumerate(ordered):
-        # One lease renewal per request: the records that follow share its savepoint.
-        record_outcome(env, pair.lease, op, outcome, renew=index == 0, fired=fired)
+    for op, outcome in ordered:
+        # The lease is checked once, by _record, in the same savepoint.
+        record_outcome(env, pair.lease, op, outcome, renew=False, fired=fired)
         outcome.apply(op)
         if outcome.retry_at is not None:
             retries.append(outcome.retry_at)

@@ -199,9 +199,9 @@ class Executor:
             log.warning("%s: lost the lease of request %d", self.name, lease.request_id)
             return RequestStatus.Assigned
         with self.env.store.transaction() as conn:
-            status = self._release(conn, lease, request, retry_at)
+            self._release(conn, lease, request, retry_at)
         crash_point("after-release")
-        return status
+        return self._status_on_release(request)
 
     def _load(self, request_id: int) -> Request:
         request = self.env.requests.load(request_id)
@@ -241,13 +241,21 @@ class Executor:
             record_outcome(self.env, lease, op, outcome)
         return (min(retries) if retries else None), reshaped, False
 
+    @staticmethod
+    def _status_on_release(request: Request) -> RequestStatus:
+        """The status a request is given back with."""
+        if not request.operations:
+            return RequestStatus.Done  # nothing to do; left Waiting it would be taken again at once
+        return request.status if request.status.is_final else RequestStatus.Waiting
+
     def _release(
         self, conn: sqlite3.Connection, lease: Lease, request: Request, retry_at: datetime | None = None
-    ) -> RequestStatus:
-        """Give the request back with its status, inside the caller's transaction; return that status."""
-        status = request.status if request.status.is_final else RequestStatus.Waiting
-        if not request.operations:
-            status = RequestStatus.Done  # nothing to do; left Waiting it would be taken again at once
+    ) -> bool:
+        """
+        Give the request back with its status, inside the caller's transaction; False (nothing written)
+        when the lease was no longer ours.
+        """
+        status = self._status_on_release(request)
         now = self.env.clock()
         not_before = format_time(retry_at) if retry_at is not None and not status.is_final else None
         released = release_request(
@@ -262,4 +270,4 @@ class Executor:
         if released and status in (RequestStatus.Failed, RequestStatus.Canceled):
             on_request_failed(self.env, lease.request_id, _failure_reason(request))
         crash_point("before-release")
-        return status
+        return released
