@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,7 +39,7 @@ from persistence.db import Store
 from persistence.emitted import insert_emitted
 from persistence.errors import ConcurrentUpdate, NotFound
 from persistence.journal import append_journal
-from persistence.machines import insert_machine, load_machine, update_machine
+from persistence.machines import insert_machine, load_machine, load_machines, update_machine
 from persistence.rows import JournalRow, MachineRow
 
 # transitions logs every callback at INFO; an application logging at INFO would drown in it.
@@ -215,6 +215,10 @@ class Engine:
             NotFound: no such instance.
         """
         return load_machine(self.store.conn, machine_id)
+
+    def load_many(self, machine_ids: Collection[str]) -> dict[str, MachineRow]:
+        """Load the instances that exist among ``machine_ids``, by id; runs no callback."""
+        return load_machines(self.store.conn, machine_ids)
 
     def find(self, machine_id: str) -> MachineRow | None:
         """Load an instance, or return None when there is none."""

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from persistence.codec import dumps, loads
 from persistence.errors import AlreadyExists, ConcurrentUpdate, NotFound
 from persistence.rows import MachineRow
 
-__all__ = ["count_by_state", "insert_machine", "iter_machines", "load_machine", "update_machine"]
+__all__ = [
+    "count_by_state",
+    "insert_machine",
+    "iter_machines",
+    "load_machine",
+    "load_machines",
+    "update_machine",
+]
 
 _COLUMNS = "id, kind, state, version, data, created_at, updated_at"
 _INSERT = f"INSERT INTO machines ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _LOAD = f"SELECT {_COLUMNS} FROM machines WHERE id = ?"
+#: Ids per ``IN (...)`` list: well below SQLite's limit on bound parameters.
+_IDS_PER_QUERY = 500
 _UPDATE = (
     "UPDATE machines SET state = ?, data = ?, version = version + 1, updated_at = ? "
     "WHERE id = ? AND version = ?"
@@ -53,6 +62,17 @@ def load_machine(conn: sqlite3.Connection, machine_id: str) -> MachineRow:
     if values is None:
         raise NotFound(f"no machine {machine_id!r}")
     return _row(values)
+
+
+def load_machines(conn: sqlite3.Connection, machine_ids: Collection[str]) -> dict[str, MachineRow]:
+    """Load the instances that exist among ``machine_ids``, by id (one query per 500 ids)."""
+    ids = list(dict.fromkeys(machine_ids))
+    rows: dict[str, MachineRow] = {}
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start : start + _IDS_PER_QUERY]
+        query = f"SELECT {_COLUMNS} FROM machines WHERE id IN ({', '.join('?' * len(chunk))})"
+        rows.update((row.id, row) for row in map(_row, conn.execute(query, chunk)))
+    return rows
 
 
 def update_machine(

@@ -173,6 +173,7 @@ def test_create_stores_the_initial_state_and_the_creation_journal_row(
         {"count": 0, "limit": 3},
     )
     assert counter_engine.load("m1") == row
+    assert counter_engine.load_many(["m1", "missing"]) == {"m1": row}
     assert read_journal(store.conn, "m1") == [
         JournalRow("m1", 0, row.created_at, CREATE_TRIGGER, None, "Idle", {"data": {"count": 0, "limit": 3}})
     ]

@@ -19,7 +19,14 @@ from persistence import (
     open_store,
 )
 from persistence.errors import ConstraintViolation
-from persistence.machines import count_by_state, insert_machine, iter_machines, load_machine, update_machine
+from persistence.machines import (
+    count_by_state,
+    insert_machine,
+    iter_machines,
+    load_machine,
+    load_machines,
+    update_machine,
+)
 from persistence.migrations import MIGRATIONS, schema_version
 
 
@@ -255,6 +262,19 @@ def test_insert_and_load_machine_refuse_a_duplicate_and_a_missing_id(store: Stor
     with pytest.raises(NotFound):
         load_machine(store.conn, "m2")
     assert load_machine(store.conn, "m1").state == "Idle"
+
+
+def test_load_machines_returns_the_ones_that_exist_however_many_are_asked(store: Store) -> None:
+    with store.transaction() as conn:
+        for n in range(1_200):
+            insert_machine(conn, _machine(f"m{n}", state=f"S{n % 3}"))
+    wanted = [f"m{n}" for n in range(0, 2_400, 2)]  # 600 that exist, 600 that do not, past one query's ids
+
+    rows = load_machines(store.conn, [*wanted, "m0"])
+
+    assert sorted(rows) == sorted(f"m{n}" for n in range(0, 1_200, 2))
+    assert all(rows[mid] == load_machine(store.conn, mid) for mid in rows)
+    assert load_machines(store.conn, []) == {}
 
 
 def test_machines_are_listed_and_counted_by_kind_and_state(store: Store) -> None:

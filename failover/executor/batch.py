@@ -318,10 +318,18 @@ def _record(
     """
     recorded: list[Pair] = []
     with env.store.transaction():
+        # The round's uploads, loaded at once; a request's transitions fire from there (compare-and-swap
+        # on the version), and what a request stored is seen by the next only once its savepoint holds.
+        uploads = env.uploads.load_many(
+            [op.machine_id for pair in pairs for op in (pair.replicate, pair.remove) if op.machine_id]
+        )
         for pair in pairs:
+            fired = {
+                mid: uploads[mid] for op in (pair.replicate, pair.remove) if (mid := op.machine_id) in uploads
+            }
             try:
                 with env.store.transaction() as conn:  # a savepoint: each request all or nothing
-                    retry_at = _record_pair(env, pair)
+                    retry_at = _record_pair(env, pair, fired)
                     if pair.handed_back or not (
                         pair.request.status.is_final or retry_at is not None or stopping()
                     ):
@@ -334,18 +342,21 @@ def _record(
             except LeaseLost:
                 log.warning("lost the lease of request %d", pair.lease.request_id)
                 continue
+            uploads.update(fired)
             recorded.append(pair)
         crash_point("before-commit:executor:batch")
     crash_point("after-commit:executor:batch")
     return recorded
 
 
-def _record_pair(env: Environment, pair: Pair) -> datetime | None:
-    """Record a pair's outcomes in the order of its operations; return the earliest retry time, if any."""
+def _record_pair(env: Environment, pair: Pair, fired: dict[str, MachineRow]) -> datetime | None:
+    """
+    Record a pair's outcomes in the order of its operations; return the earliest retry time, if any.
+    ``fired`` holds its uploads' rows as stored, and is kept up to date.
+    """
     order = {id(pair.replicate): 0, id(pair.remove): 1}
     retries = []
     ordered = sorted(pair.outcomes, key=lambda item: order[id(item[0])])
-    fired: dict[str, MachineRow] = {}  # an upload moved on by the replication moves on from there
     for op, outcome in ordered:
         # The lease is checked once, by _record, in the same savepoint.
         record_outcome(env, pair.lease, op, outcome, renew=False, fired=fired)
