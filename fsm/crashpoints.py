@@ -10,6 +10,11 @@ the point is armed, by the environment or by :func:`arm`:
 - ``FAILOVER_CRASH_LOG=file`` appends every point hit, one per line (``name``), so a dry run lists
   the points a scenario meets, in order; a crash matrix is generated from that list.
 
+The environment is read once, at the first crash point a process meets, and again at the first one a
+forked child meets (so a child may set its own variables right after ``fork``); hits count from there.
+Crash points sit on every hot path, and reading the environment costs more than the rest of a hit.
+Within a running process, arm with :func:`arm`.
+
 Names: ``before-commit:<machine>:<trigger>`` / ``after-commit:<machine>:<trigger>`` around each
 transition's commit, ``before-<effect>`` / ``after-<effect>`` around each side effect (``put``,
 ``register``, ``copy``, ``register-replica``, ``remove-catalog-replica``, ``remove-replica``,
@@ -32,7 +37,8 @@ CRASH_EXIT_CODE = 86
 
 _armed: dict[str, int] = {}
 _hits: Counter[str] = Counter()
-_from_env: str | None = None
+_env_read = False
+_log: str | None = None
 
 
 def _parse(spec: str) -> dict[str, int]:
@@ -59,24 +65,30 @@ def hits() -> Counter[str]:
     return Counter(_hits)
 
 
-def _env_armed() -> dict[str, int]:
-    global _from_env
-    spec = os.environ.get(CRASH_AT, "")
-    if spec != _from_env:
-        _from_env = spec
-        # Count from now, like arm(): a forked child inherits its parent's hit counts.
-        for name, nth in _parse(spec).items():
-            _armed[name] = _hits[name] + nth
-    return _armed
+def _read_env() -> None:
+    global _env_read, _log
+    _env_read = True
+    _log = os.environ.get(CRASH_LOG) or None
+    # Count from now, like arm(): a forked child inherits its parent's hit counts.
+    for name, nth in _parse(os.environ.get(CRASH_AT, "")).items():
+        _armed[name] = _hits[name] + nth
+
+
+def _forget_env() -> None:
+    global _env_read
+    _env_read = False
+
+
+os.register_at_fork(after_in_child=_forget_env)
 
 
 def crash_point(name: str) -> None:
     """Mark a durability boundary; kill the process here if this hit of ``name`` is armed."""
-    armed = _env_armed()  # before counting this hit, so a point armed just now fires at its first hit
+    if not _env_read:
+        _read_env()  # before counting this hit, so a point armed just now fires at its first hit
     _hits[name] += 1
-    log = os.environ.get(CRASH_LOG)
-    if log:
-        with open(log, "a", encoding="utf-8") as stream:
+    if _log is not None:
+        with open(_log, "a", encoding="utf-8") as stream:
             stream.write(name + "\n")
-    if armed.get(name) == _hits[name]:
+    if _armed.get(name) == _hits[name]:
         os._exit(CRASH_EXIT_CODE)
