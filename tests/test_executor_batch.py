@@ -172,6 +172,26 @@ def test_a_lease_taken_over_during_the_removals_records_nothing_for_that_request
     assert client_env.requests.load(2).status is RequestStatus.Done
 
 
+def test_an_upload_moved_by_one_request_of_a_round_is_loaded_again_by_the_next_that_names_it(
+    client_env: Environment, tmp_path: Path
+) -> None:
+    """
+    Request 1 fails (its source is gone), which makes its upload Stuck; request 2, in the same round,
+    names that upload too (edited in by hand). Request 2 must see the upload as request 1 left it, not
+    as the round loaded it: its transitions do not apply to a Stuck upload, and the round goes through.
+    """
+    (first,), (second,) = _jobs(client_env, tmp_path, 2)
+    client_env.store.conn.execute("UPDATE operations SET machine_id = ? WHERE request_id = 2", (first,))
+    assert client_env.se("FAIL-1").remove(first)
+
+    assert Executor(client_env, POLICY).run_once() == 2
+
+    assert client_env.requests.load(1).status is RequestStatus.Failed
+    assert client_env.requests.load(2).status is RequestStatus.Done
+    assert _states(client_env, [first]) == [UploadState.STUCK]
+    assert client_env.se("SE-A").exists(second) and not client_env.se("FAIL-1").exists(second)
+
+
 def test_a_round_checks_each_thing_once_and_trusts_the_copy_it_just_verified(
     client_env: Environment, injector: RecordingInjector, tmp_path: Path
 ) -> None:

@@ -319,7 +319,8 @@ def _record(
     recorded: list[Pair] = []
     with env.store.transaction():
         # The round's uploads, loaded at once; a request's transitions fire from there (compare-and-swap
-        # on the version), and what a request stored is seen by the next only once its savepoint holds.
+        # on the version). An upload a recorded request moved is loaded again by any later request that
+        # names it (the release of a failed request moves its uploads too).
         uploads = env.uploads.load_many(
             [op.machine_id for pair in pairs for op in (pair.replicate, pair.remove) if op.machine_id]
         )
@@ -342,7 +343,8 @@ def _record(
             except LeaseLost:
                 log.warning("lost the lease of request %d", pair.lease.request_id)
                 continue
-            uploads.update(fired)
+            for machine_id in fired:
+                uploads.pop(machine_id, None)
             recorded.append(pair)
         crash_point("before-commit:executor:batch")
     crash_point("after-commit:executor:batch")
