@@ -18,7 +18,7 @@ from failover.driver import drive_upload
 from failover.environment import Environment
 from failover.errors import InvalidInput, UploadFailed
 from failover.request_store import REQUEST_KEY, header_data
-from failover.validation import UploadInput, parse_name_list, validate_ses, validate_upload
+from failover.validation import UploadInput, parse_name_list, validate_upload
 from persistence.requests import OperationRow, RequestHeader, operations_of_machine
 from persistence.rows import MachineRow
 from states import UploadState, new_upload_data
@@ -201,8 +201,8 @@ def plan_upload(
         "master_only": master_only,
         "default_checksum_type": default_checksum_type,
     }
+    # Every name of the three lists is checked against the configured SEs here, once.
     checked = _validate(env, local_path, lfn, [*dest, *fail, *aims], **options)
-    dest, fail, aims = (list(validate_ses(names, env.storage)) for names in (dest, fail, aims))
     latest, next_id = _latest(env, checked.lfn)
     if latest is not None and latest.state != UploadState.FAILED:
         _check_same_upload(latest, checked)

@@ -61,6 +61,17 @@ def test_bad_input_fails_only_that_file(tmp_path: Path, env: Environment) -> Non
     assert [type(r).__name__ for r in (results[0], results[2])] == ["UploadResult", "UploadResult"]
 
 
+@pytest.mark.parametrize("lists", [{"failovers": ["NOPE"]}, {"targets": ["DEST, NOPE"]}])
+def test_an_unknown_failover_or_target_se_is_refused_before_anything_is_stored(
+    tmp_path: Path, env: Environment, lists: dict[str, list[str]]
+) -> None:
+    results = upload_many(env, _files(tmp_path, 2), destinations=["DEST"], request=REQUEST, **lists)
+    assert [type(r).__name__ for r in results] == ["UnknownStorageElement"] * 2
+    assert [getattr(r, "se", None) for r in results] == ["NOPE"] * 2
+    assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (0,)
+    assert list(env.se("DEST").list_lfns()) == []
+
+
 def test_a_failing_first_se_takes_the_one_file_path_to_the_failover(tmp_path: Path, env: Environment) -> None:
     faults = FaultInjector()
     wrapped = faults.wrap(env)
