@@ -331,15 +331,15 @@ def _record(
             try:
                 with env.store.transaction() as conn:  # a savepoint: each request all or nothing
                     retry_at = _record_pair(env, pair, fired)
-                    if pair.handed_back or not (
-                        pair.request.status.is_final or retry_at is not None or stopping()
-                    ):
-                        pair.lease.renew(conn, env.clock())
-                        pair.handed_back = pair.handed_back or current_pair(pair.request) is None
-                    elif release(pair.lease, pair.request, retry_at):
+                    done = pair.request.status.is_final or retry_at is not None or stopping()
+                    if done and not pair.handed_back:
+                        if not release(pair.lease, pair.request, retry_at):
+                            lease = pair.lease
+                            raise LeaseLost(f"request {lease.request_id}: lease of {lease.owner} lost")
                         pair.released = True
                     else:
-                        raise LeaseLost(f"request {pair.lease.request_id}: lease of {pair.lease.owner} lost")
+                        pair.lease.renew(conn, env.clock())
+                        pair.handed_back = pair.handed_back or current_pair(pair.request) is None
             except LeaseLost:
                 log.warning("lost the lease of request %d", pair.lease.request_id)
                 continue
