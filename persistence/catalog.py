@@ -26,8 +26,8 @@ __all__ = [
     "delete_catalog_file",
     "delete_catalog_replica",
     "find_catalog_guid",
-    "insert_catalog_file",
-    "insert_catalog_replica",
+    "insert_new_catalog_file",
+    "insert_new_catalog_replica",
     "load_catalog_file",
     "load_catalog_replica",
     "load_catalog_replicas",
@@ -104,12 +104,18 @@ def find_catalog_guid(conn: sqlite3.Connection, guid: str) -> str | None:
     return None if values is None else str(values[0])
 
 
-def insert_catalog_file(conn: sqlite3.Connection, row: CatalogFileRow) -> None:
-    """Insert a file; the LFN primary key and the GUID unique constraint refuse duplicates."""
-    conn.execute(
-        f"INSERT INTO catalog_files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+def insert_new_catalog_file(conn: sqlite3.Connection, row: CatalogFileRow) -> bool:
+    """
+    Insert a file unless its LFN or GUID is registered already; return whether it was inserted.
+
+    A duplicate is skipped, not raised (``ON CONFLICT DO NOTHING`` covers the uniqueness constraints
+    only: a missing value still raises), so the usual case, a new file, costs one statement.
+    """
+    cursor = conn.execute(
+        f"INSERT INTO catalog_files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (row.lfn, row.size, row.checksum, row.checksum_type, row.guid, row.created_at),
     )
+    return cursor.rowcount == 1
 
 
 def delete_catalog_file(conn: sqlite3.Connection, lfn: str) -> bool:
@@ -132,9 +138,17 @@ def load_catalog_replica(conn: sqlite3.Connection, lfn: str, se: str) -> Catalog
     return None if values is None else CatalogReplicaRow(*values)
 
 
-def insert_catalog_replica(conn: sqlite3.Connection, row: CatalogReplicaRow) -> None:
-    """Insert a replica; the file must be registered (foreign key) and the (LFN, SE) pair new."""
-    conn.execute("INSERT INTO catalog_replicas (lfn, se, pfn) VALUES (?, ?, ?)", (row.lfn, row.se, row.pfn))
+def insert_new_catalog_replica(conn: sqlite3.Connection, row: CatalogReplicaRow) -> bool:
+    """
+    Insert a replica unless the file has one at that SE already; return whether it was inserted.
+
+    The file must be registered (the foreign key still raises).
+    """
+    cursor = conn.execute(
+        "INSERT INTO catalog_replicas (lfn, se, pfn) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        (row.lfn, row.se, row.pfn),
+    )
+    return cursor.rowcount == 1
 
 
 def delete_catalog_replica(conn: sqlite3.Connection, lfn: str, se: str) -> bool:

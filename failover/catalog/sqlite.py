@@ -24,8 +24,8 @@ from persistence.catalog import (
     delete_catalog_file,
     delete_catalog_replica,
     find_catalog_guid,
-    insert_catalog_file,
-    insert_catalog_replica,
+    insert_new_catalog_file,
+    insert_new_catalog_replica,
     load_catalog_file,
     load_catalog_replica,
     load_catalog_replicas,
@@ -165,30 +165,29 @@ class SQLiteCatalog:
             return self._add_replica(conn, replica) or added
 
     def _add_file(self, conn: sqlite3.Connection, wanted: FileEntry) -> bool:
-        row = load_catalog_file(conn, wanted.lfn)
-        if row is not None:
-            field = conflicting_field(_entry(row), wanted)
-            if field is not None:
-                old, new = getattr(row, field), getattr(wanted, field)
-                raise self._refuse(wanted.lfn, f"registered with {field} {old!r}, not {new!r}")
-            return False
-        holder = find_catalog_guid(conn, wanted.guid)
-        if holder is not None:
-            raise self._refuse(wanted.lfn, f"guid {wanted.guid!r} is already used by {holder}")
         at = format_time(self.clock())
         row = CatalogFileRow(wanted.lfn, wanted.size, wanted.checksum, wanted.checksum_type, wanted.guid, at)
-        insert_catalog_file(conn, row)
-        return True
+        # The usual case, a new file, is one statement; only a duplicate is looked at.
+        if insert_new_catalog_file(conn, row):
+            return True
+        registered = load_catalog_file(conn, wanted.lfn)
+        if registered is None:
+            holder = find_catalog_guid(conn, wanted.guid)
+            raise self._refuse(wanted.lfn, f"guid {wanted.guid!r} is already used by {holder}")
+        field = conflicting_field(_entry(registered), wanted)
+        if field is not None:
+            old, new = getattr(registered, field), getattr(wanted, field)
+            raise self._refuse(wanted.lfn, f"registered with {field} {old!r}, not {new!r}")
+        return False
 
     def _add_replica(self, conn: sqlite3.Connection, replica: Replica) -> bool:
+        if insert_new_catalog_replica(conn, CatalogReplicaRow(replica.lfn, replica.se, replica.pfn)):
+            return True
         row = load_catalog_replica(conn, replica.lfn, replica.se)
-        if row is not None:
-            if row.pfn != replica.pfn:
-                reason = f"replica at {replica.se} registered with pfn {row.pfn!r}, not {replica.pfn!r}"
-                raise self._refuse(replica.lfn, reason)
-            return False
-        insert_catalog_replica(conn, CatalogReplicaRow(replica.lfn, replica.se, replica.pfn))
-        return True
+        if row is not None and row.pfn != replica.pfn:
+            reason = f"replica at {replica.se} registered with pfn {row.pfn!r}, not {replica.pfn!r}"
+            raise self._refuse(replica.lfn, reason)
+        return False
 
     def register_replica(self, replica: Replica) -> bool:
         """
