@@ -35,6 +35,7 @@ from fsm.clock import Clock, format_time, utc_now
 from fsm.crashpoints import crash_point
 from fsm.errors import TransitionNotAllowed, UndeclaredEmission
 from fsm.spec import Decision, Emission, MachineSpec, Transition, TransitionContext
+from persistence.codec import dumps_one_key
 from persistence.db import Store
 from persistence.emitted import insert_emitted
 from persistence.errors import ConcurrentUpdate, NotFound
@@ -194,10 +195,9 @@ class Engine:
         row = MachineRow(machine_id, self.spec.name, str(self.spec.initial), 0, dict(data), at, at)
         outermost = not self.store.conn.in_transaction
         with self.store.transaction() as conn:
-            insert_machine(conn, row)
-            append_journal(
-                conn, JournalRow(machine_id, 0, at, CREATE_TRIGGER, None, row.state, {"data": row.data})
-            )
+            data_text = insert_machine(conn, row)
+            journal = JournalRow(machine_id, 0, at, CREATE_TRIGGER, None, row.state, {"data": row.data})
+            append_journal(conn, journal, payload_text=dumps_one_key("data", data_text))
             self._crash_point("before", CREATE_TRIGGER, outermost)
         self._crash_point("after", CREATE_TRIGGER, outermost)
         return row

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "dumps_one_key", "loads"]
 
 # ``json.dumps`` with options builds a new encoder on every call, which costs about as much as
 # encoding a small payload; the encoder is stateless, so one shared instance is thread-safe.
@@ -15,6 +15,14 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
 def dumps(value: Any) -> str:
     """Encode ``value`` as canonical JSON text."""
     return _ENCODER.encode(value)
+
+
+def dumps_one_key(key: str, encoded: str) -> str:
+    """
+    Encode ``{key: value}`` from ``value``'s text as :func:`dumps` gave it: equal to ``dumps({key: value})``
+    without encoding ``value`` a second time.
+    """
+    return "{" + _ENCODER.encode(key) + ":" + encoded + "}"
 
 
 def loads(text: str) -> Any:

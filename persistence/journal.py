@@ -10,11 +10,17 @@ from persistence.rows import JournalRow
 __all__ = ["append_journal", "read_journal"]
 
 
-def append_journal(conn: sqlite3.Connection, row: JournalRow) -> None:
-    """Append one journal row; the (machine, seq) key makes a duplicate impossible."""
+def append_journal(conn: sqlite3.Connection, row: JournalRow, *, payload_text: str | None = None) -> None:
+    """
+    Append one journal row; the (machine, seq) key makes a duplicate impossible.
+
+    ``payload_text``, when given, is ``row.payload`` already encoded by :func:`~persistence.codec.dumps`
+    (stored as is).
+    """
+    payload = dumps(row.payload) if payload_text is None else payload_text
     conn.execute(
         "INSERT INTO journal (machine_id, seq, at, trigger, src, dst, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (row.machine_id, row.seq, row.at, row.trigger, row.src, row.dst, dumps(row.payload)),
+        (row.machine_id, row.seq, row.at, row.trigger, row.src, row.dst, payload),
     )
 
 

@@ -35,20 +35,20 @@ def _row(values: tuple[Any, ...]) -> MachineRow:
     return MachineRow(mid, kind, state, version, loads(data), created_at, updated_at)
 
 
-def insert_machine(conn: sqlite3.Connection, row: MachineRow) -> None:
+def insert_machine(conn: sqlite3.Connection, row: MachineRow) -> str:
     """
-    Insert a new instance.
+    Insert a new instance; return its data as stored (JSON text).
 
     Raises:
         AlreadyExists: an instance with that id exists.
     """
+    data = dumps(row.data)
     try:
-        conn.execute(
-            _INSERT,
-            (row.id, row.kind, row.state, row.version, dumps(row.data), row.created_at, row.updated_at),
-        )
+        values = (row.id, row.kind, row.state, row.version, data, row.created_at, row.updated_at)
+        conn.execute(_INSERT, values)
     except sqlite3.IntegrityError as exc:
         raise AlreadyExists(f"machine {row.id!r} exists already") from exc
+    return data
 
 
 def load_machine(conn: sqlite3.Connection, machine_id: str) -> MachineRow:
