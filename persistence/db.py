@@ -10,6 +10,7 @@ that transactions are exactly the ones we open: :meth:`Store.transaction` issues
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +26,27 @@ __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "Durability", "Store", "Transaction", "ope
 
 #: How long a writer waits for another writer's lock before giving up.
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
+
+
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """
+    Put the database in WAL mode (a no-op when it is already).
+
+    Several processes opening a new database at once race to switch it: SQLite then answers "database
+    is locked" at once, without waiting through the busy timeout (it cannot wait there without risking
+    a deadlock). The switch is tried again, with growing pauses, until the busy timeout has passed.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 class Durability(StrEnum):
@@ -63,7 +85,7 @@ class Store:
         self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
         self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if self.path != ":memory:":
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(self.conn, busy_timeout_ms)
         self.conn.execute(f"PRAGMA synchronous = {self.durability.value}")
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.db = sqlite_utils.Database(self.conn)
