@@ -30,6 +30,7 @@ from failover.errors import (
     UnknownCatalog,
     UnknownStorageElement,
     UploadFailed,
+    UploadInterrupted,
 )
 from failover.executor import Executor, ExecutorPolicy
 from failover.fsck import FsckReport, fsck
@@ -69,6 +70,7 @@ __all__ = [
     "UnknownCatalog",
     "UnknownStorageElement",
     "UploadFailed",
+    "UploadInterrupted",
     "UploadResult",
     "__version__",
     "cancel_request",

@@ -27,7 +27,7 @@ from persistence.db import Store
 from persistence.requests import RequestHeader
 from states import DIRAC_PUT_RETRY, UPLOAD_MACHINE, RetryPolicy
 
-__all__ = ["Environment", "default_owner"]
+__all__ = ["Environment", "default_owner", "request_owner"]
 
 
 def default_owner() -> tuple[str, str]:
@@ -38,6 +38,12 @@ def default_owner() -> tuple[str, str]:
     except KeyError:
         group = str(os.getgid())
     return user, group
+
+
+def request_owner(owner: str = "", owner_group: str = "") -> tuple[str, str]:
+    """The (owner, owner group) of new requests: the configured ones, else the login's."""
+    login, group = default_owner() if not (owner and owner_group) else ("", "")
+    return owner or login, owner_group or group
 
 
 @dataclass
@@ -67,8 +73,7 @@ class Environment:
     _owner: tuple[str, str] = field(init=False, repr=False, default=("", ""))
 
     def __post_init__(self) -> None:
-        login, group = default_owner() if not (self.owner and self.owner_group) else ("", "")
-        self._owner = (self.owner or login, self.owner_group or group)
+        self._owner = request_owner(self.owner, self.owner_group)
 
     @property
     def request_owner(self) -> tuple[str, str]:

@@ -15,7 +15,8 @@ Errors raised by failover, classified by what the caller does next.
     │   ├── StorageUnavailable     the SE cannot be reached, timed out or failed on its side
     │   ├── CatalogUnavailable     the catalog cannot be reached
     │   ├── TransferCorrupted      the SE holds other bytes than were sent (size/checksum/partial)
-    │   └── SoleReplica            a removal would delete the only verified copy: retried later
+    │   ├── SoleReplica            a removal would delete the only verified copy: retried later
+    │   └── UploadInterrupted      the process uploading a file stopped before reporting its outcome
     └── PermanentError             will not work on this SE or catalog: move on at once
         ├── PermissionDenied       the SE refuses access
         ├── StorageRefused         the SE's own refusal (name length, quota, other content)
@@ -54,6 +55,7 @@ __all__ = [
     "UnknownCatalog",
     "UnknownStorageElement",
     "UploadFailed",
+    "UploadInterrupted",
     "error_from_record",
 ]
 
@@ -204,6 +206,15 @@ class SoleReplica(TransientError):
     """Removing this replica would leave no verified, registered copy: refused now, retried later."""
 
     code = "sole_replica"
+
+
+class UploadInterrupted(TransientError):
+    """
+    The process uploading the file stopped before reporting its outcome (see :mod:`failover.parallel`):
+    an upload it left in flight is finished by ``resume``; the same upload run again continues it.
+    """
+
+    code = "upload_interrupted"
 
 
 class PermanentError(FailoverError):

@@ -1,0 +1,154 @@
+"""
+Uploading many files in several processes, to use the CPUs one Python process leaves idle.
+
+:func:`upload_in_processes` gives the files to worker processes a batch at a time, from one queue, so a
+slow batch does not hold the others back. Each worker opens its own environment with the opener it is
+given (a database connection is never shared between processes) and runs
+:func:`~failover.batch.upload_many` on each batch it takes: every upload has the guarantees it has in
+one process, and the database serialises the workers' transactions. The operations of every upload go
+to the one request the caller names.
+
+The workers are forked: they start at once, with the caller's modules already imported. Fork before
+the calling process opens anything that runs threads of its own (a remote storage client, say): the
+command line does, by opening its own environment only after the workers have finished.
+
+If a worker dies (killed, or out of memory), the files of its batch and of every batch not yet taken
+end with :class:`~failover.errors.UploadInterrupted`: an upload it left in flight is finished by
+:func:`~failover.resume.resume`, and the same upload run again continues or reports every file.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.util import Finalize
+from typing import Any
+
+from failover.batch import BatchItem, Outcome, upload_many
+from failover.environment import Environment
+from failover.errors import UploadInterrupted
+from persistence.requests import RequestHeader
+
+__all__ = ["BATCH_FILES", "MAX_AUTO_JOBS", "auto_jobs", "upload_in_processes"]
+
+#: Files per batch handed to a worker (one :func:`~failover.batch.upload_many` batch: one commit).
+BATCH_FILES = 256
+
+#: The most worker processes :func:`auto_jobs` picks.
+MAX_AUTO_JOBS = 4
+
+_worker_env: Environment | None = None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which batch systems set), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_jobs(files: int, cpus: int | None = None) -> int:
+    """
+    How many processes to upload ``files`` files with: one per batch of :data:`BATCH_FILES`, one per
+    usable CPU, at most :data:`MAX_AUTO_JOBS`; 1 means upload in this process.
+    """
+    return max(1, min(math.ceil(files / BATCH_FILES), cpus or usable_cpus(), MAX_AUTO_JOBS))
+
+
+def _close_worker_env() -> None:
+    if _worker_env is not None:
+        _worker_env.store.close()
+        for catalog in _worker_env.catalogs:
+            close = getattr(catalog, "close", None)  # not part of the FileCatalog interface
+            if callable(close):
+                close()
+
+
+def _upload_batch(
+    open_env: Callable[[], Environment],
+    batch: list[tuple[int, BatchItem]],
+    request: RequestHeader,
+    options: dict[str, Any],
+) -> list[tuple[int, Outcome]]:
+    """A worker's task: open this process's environment on first use, then upload one batch."""
+    global _worker_env
+    if _worker_env is None:
+        _worker_env = open_env()
+        Finalize(None, _close_worker_env, exitpriority=10)
+    outcomes = upload_many(
+        _worker_env, [item for _, item in batch], request=request, batch_size=len(batch), **options
+    )
+    return [(index, outcome) for (index, _), outcome in zip(batch, outcomes, strict=True)]
+
+
+def _interrupted(item: BatchItem, cause: BaseException) -> UploadInterrupted:
+    return UploadInterrupted(
+        f"the process uploading {item.local_path} stopped before reporting ({cause}): if it was in flight, "
+        "`failover resume` finishes it; running the same upload again continues or reports it",
+        lfn=item.lfn,
+    )
+
+
+def upload_in_processes(
+    open_env: Callable[[], Environment],
+    items: Sequence[BatchItem],
+    *,
+    jobs: int,
+    request: RequestHeader,
+    batch_size: int | None = None,
+    on_batch: Callable[[Sequence[tuple[BatchItem, Outcome]]], None] | None = None,
+    **options: Any,
+) -> list[Outcome]:
+    """
+    Upload many files in ``jobs`` worker processes, with the options of :func:`~failover.uploads.upload`.
+
+    Args:
+        open_env: opens an environment; called once in each worker (never in this process).
+        items: the files; no two may have the same LFN (one upload machine is one process's).
+        jobs: how many worker processes (at most one per batch is started).
+        request: the request every upload's operations go to (committed by the caller).
+        batch_size: files per batch, the unit of work a worker takes (default :data:`BATCH_FILES`).
+        on_batch: called in this process as each batch ends, with its files and outcomes.
+
+    Returns:
+        For each item in order, its :class:`~failover.uploads.UploadResult` or the error that stopped it.
+
+    Raises:
+        ValueError: ``jobs`` or ``batch_size`` is below 1, or two items have the same LFN.
+        FailoverError: a worker could not open its environment (raised as the worker raised it).
+    """
+    batch_size = BATCH_FILES if batch_size is None else batch_size
+    if jobs < 1 or batch_size < 1:
+        raise ValueError(f"jobs and batch_size must be at least 1, not {jobs} and {batch_size}")
+    if len({item.lfn for item in items}) != len(items):
+        raise ValueError("two files have the same LFN: one process must upload both")
+    indexed = list(enumerate(items))
+    batches = [indexed[start : start + batch_size] for start in range(0, len(indexed), batch_size)]
+    outcomes: dict[int, Outcome] = {}
+    workers = min(jobs, len(batches))
+    if not workers:
+        return []
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures: dict[Future[list[tuple[int, Outcome]]], list[tuple[int, BatchItem]]] = {
+            pool.submit(_upload_batch, open_env, batch, request, options): batch for batch in batches
+        }
+        for future in as_completed(futures):
+            batch = futures[future]
+            try:
+                done = future.result()
+            except BrokenProcessPool as lost:
+                done = [(index, _interrupted(item, lost)) for index, item in batch]
+            except BaseException:
+                for pending in futures:
+                    pending.cancel()
+                raise
+            outcomes.update(done)
+            if on_batch is not None:
+                on_batch([(items[index], outcomes[index]) for index, _ in batch])
+    return [outcomes[index] for index in range(len(items))]

@@ -1,0 +1,149 @@
+"""upload_in_processes: the files shared among forked workers, each upload done once, in one request."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+
+from failover import Environment, UploadInterrupted, UploadResult, fsck, open_workspace, resume
+from failover.batch import BatchItem
+from failover.errors import InvalidInput
+from failover.parallel import auto_jobs, upload_in_processes
+from fsm.crashpoints import CRASH_AT
+from persistence.requests import RequestHeader
+from states import UploadState
+
+SES = ("DEST", "FAIL")
+
+
+def _files(tmp_path: Path, count: int, lfn_dir: str = "/vo/par") -> list[BatchItem]:
+    folder = tmp_path / "out"
+    folder.mkdir(exist_ok=True)
+    items = []
+    for i in range(count):
+        path = folder / f"f{i}"
+        path.write_bytes(bytes([i % 256]) * (100 + i))
+        items.append(BatchItem(path, f"{lfn_dir}/f{i}"))
+    return items
+
+
+def _open_noting_pid(home: Path, notes: Path) -> Environment:
+    """The workers' opener: notes the process it runs in, then opens the workspace."""
+    (notes / str(os.getpid())).touch()
+    return open_workspace(home, ses=SES)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "ws"
+    open_workspace(home, ses=SES).store.close()  # created here, so the test can read it afterwards
+    return home
+
+
+@pytest.fixture
+def notes(tmp_path: Path) -> Path:
+    notes = tmp_path / "opened-in"
+    notes.mkdir()
+    return notes
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus", "jobs"),
+    [(0, 4, 1), (1, 8, 1), (256, 8, 1), (257, 8, 2), (2000, 2, 2), (2000, 1, 1), (5000, 16, 4)],
+)
+def test_auto_jobs_is_one_per_batch_and_per_cpu_at_most_four(files: int, cpus: int, jobs: int) -> None:
+    assert auto_jobs(files, cpus) == jobs
+
+
+def test_every_file_is_uploaded_once_by_the_workers_in_order(tmp_path: Path, home: Path, notes: Path) -> None:
+    items = _files(tmp_path, 12)
+    opener = functools.partial(_open_noting_pid, home, notes)
+    header = RequestHeader("parallel-test")
+
+    results = upload_in_processes(opener, items, jobs=3, batch_size=4, request=header, destinations=["DEST"])
+
+    assert [r.lfn for r in results] == [i.lfn for i in items]  # type: ignore[union-attr]
+    assert {r.state for r in results} == {UploadState.REGISTERED}  # type: ignore[union-attr]
+    opened_in = {int(name.name) for name in notes.iterdir()}
+    assert os.getpid() not in opened_in and 1 <= len(opened_in) <= 3
+    env = open_workspace(home, ses=SES)
+    assert sorted(env.se("DEST").list_lfns()) == sorted(i.lfn for i in items)
+    assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (12,)
+    assert fsck(env).ok
+
+
+def test_a_bad_file_fails_alone_in_its_place(tmp_path: Path, home: Path) -> None:
+    items = _files(tmp_path, 5)
+    items[2] = BatchItem(tmp_path / "missing", "/vo/par/missing")
+    opener = functools.partial(open_workspace, home, ses=SES)
+
+    results = upload_in_processes(
+        opener, items, jobs=2, batch_size=2, request=RequestHeader("bad"), destinations=["DEST"]
+    )
+
+    assert isinstance(results[2], InvalidInput) and "does not exist" in str(results[2])
+    assert [type(r) for i, r in enumerate(results) if i != 2] == [UploadResult] * 4
+
+
+def test_operations_of_every_worker_go_to_the_one_request(tmp_path: Path, home: Path) -> None:
+    """DEST refuses all under /blocked: each upload fails over, its operations in the caller's request."""
+    (home / "se" / "DEST").mkdir(parents=True, exist_ok=True)
+    (home / "se" / "DEST" / "blocked").write_text("a file where a directory would go")
+    items = _files(tmp_path, 6, lfn_dir="/blocked/par")
+    opener = functools.partial(open_workspace, home, ses=SES)
+    header = RequestHeader("one-request")
+
+    results = upload_in_processes(
+        opener, items, jobs=3, batch_size=2, request=header, destinations=["DEST"], failovers=["FAIL"]
+    )
+
+    assert {r.state for r in results} == {UploadState.FAILED_OVER}  # type: ignore[union-attr]
+    env = open_workspace(home, ses=SES)
+    request = env.requests.find(header.client_key)
+    assert request is not None
+    assert env.store.conn.execute("SELECT COUNT(*) FROM requests").fetchone() == (1,)
+    lfns = {f.lfn for op in env.requests.load(request.id).operations for f in op.files}
+    assert lfns == {i.lfn for i in items}
+
+
+def test_a_worker_killed_mid_batch_leaves_nothing_that_resume_and_a_rerun_do_not_finish(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Each worker dies right after committing its first batch's machines (before any put): every file
+    is reported interrupted; resume finishes the ones in flight, the same upload again does the rest,
+    and every file ends with one machine, one replica and one catalog entry.
+    """
+    items = _files(tmp_path, 8)
+    opener = functools.partial(open_workspace, home, ses=SES)
+    options = {"request": RequestHeader("killed"), "destinations": ["DEST"]}
+    monkeypatch.setenv(CRASH_AT, "after-commit:batch:create")
+
+    results = upload_in_processes(opener, items, jobs=2, batch_size=2, **options)  # type: ignore[arg-type]
+
+    assert {type(r) for r in results} == {UploadInterrupted}
+    assert all(r.lfn == i.lfn for r, i in zip(results, items, strict=True))  # type: ignore[union-attr]
+    monkeypatch.delenv(CRASH_AT)
+    env = open_workspace(home, ses=SES)
+    in_flight = env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone()[0]
+    assert in_flight >= 2
+    assert len(resume(env).finished) == in_flight
+
+    again = upload_in_processes(opener, items, jobs=2, batch_size=2, **options)  # type: ignore[arg-type]
+
+    assert {r.state for r in again} == {UploadState.REGISTERED}  # type: ignore[union-attr]
+    assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (8,)
+    assert sorted(env.se("DEST").list_lfns()) == sorted(i.lfn for i in items)
+    assert fsck(env).ok
+
+
+def test_two_files_with_one_lfn_are_refused_before_any_worker_starts(tmp_path: Path, home: Path) -> None:
+    items = _files(tmp_path, 2)
+    twice = [items[0], BatchItem(items[1].local_path, items[0].lfn)]
+    with pytest.raises(ValueError, match="same LFN"):
+        upload_in_processes(
+            functools.partial(open_workspace, home), twice, jobs=2, request=RequestHeader("x")
+        )
