@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from failover import parallel
 from failover.cli import app, cli
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -144,6 +145,35 @@ def test_failed_over_uploads_end_cleaned_after_the_executor_runs(
     fsck = failover(home, "fsck")
     assert fsck.exit_code == 0, fsck.output
     assert "ok" in fsck.stdout
+
+
+def test_upload_in_worker_processes_reports_each_file_in_place(
+    home: Path, outputs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--jobs 2, one file per batch: the same report, in the order given, as in one process."""
+    monkeypatch.setattr(parallel, "BATCH_FILES", 1)
+    files = [str(outputs[0]), str(tmp_path / "job" / "missing.root"), str(outputs[1])]
+    result = failover(home, "upload", *files, "--lfn-prefix", "/vo/run42", "--jobs", "2", "--json")
+    assert result.exit_code == 1
+    uploads = json.loads(result.stdout)["uploads"]
+    assert [u["file"] for u in uploads] == files
+    assert [u["state"] for u in uploads] == ["Registered", "Failed", "Registered"]
+    assert result.stderr.startswith(f"{files[1]}: InvalidInput: ")
+
+
+def test_failed_over_in_worker_processes_ends_cleaned_with_one_request(
+    home: Path, outputs: list[Path], blocked: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers fail the files over: one request holds both uploads' operations; the executor ends it."""
+    monkeypatch.setattr(parallel, "BATCH_FILES", 1)
+    result = failover(home, "upload", *map(str, outputs), "--lfn-prefix", BLOCKED, "--jobs", "2", "--json")
+    report = as_json(result)
+    assert [u["state"] for u in report["uploads"]] == ["FailedOver", "FailedOver"]
+    assert report["request"] == 1
+    blocked.unlink()
+    assert as_json(failover(home, "executor", "--once", "--json"))["requests"] == 1
+    counts = as_json(failover(home, "status", "--json"))
+    assert (counts["uploads"]["Cleaned"], counts["total"], counts["requests"]) == (2, 2, {"Done": 1})
 
 
 def test_status_of_one_lfn_gives_attempts_failures_and_operations(home: Path, failed_over: list[str]) -> None:

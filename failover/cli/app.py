@@ -25,7 +25,7 @@ import click
 from rich.console import Console
 
 from failover.config import Config, UploadDefaults, load_config
-from failover.environment import Environment
+from failover.environment import Environment, request_owner
 from failover.errors import FailoverError, InvalidInput, UploadFailed
 from failover.executor import ExecutorPolicy
 from failover.uploads import latest_upload
@@ -169,9 +169,19 @@ class Workspace:
     def env(self) -> Environment:
         """The environment, opened (and the database created) on first use."""
         if self._env is None:
-            config = self.config
-            self._env = config.open() if config is not None else open_workspace(self.home)
+            self._env = self.opener()()
         return self._env
+
+    def opener(self) -> Callable[[], Environment]:
+        """Opens a new environment like :attr:`env` does, in any process (it pickles)."""
+        config = self.config
+        return config.open if config is not None else functools.partial(open_workspace, self.home)
+
+    @property
+    def request_owner(self) -> tuple[str, str]:
+        """The (owner, owner group) of new requests, known without opening the environment."""
+        config = self.config
+        return request_owner(config.owner, config.owner_group) if config is not None else request_owner()
 
     @property
     def policy(self) -> ExecutorPolicy:

@@ -35,6 +35,7 @@ from failover.cli.app import (
 )
 from failover.environment import Environment
 from failover.errors import FailoverError, UploadFailed
+from failover.parallel import BATCH_FILES, MAX_AUTO_JOBS, auto_jobs, upload_in_processes
 from failover.validation import parse_name_list
 from persistence.requests import RequestHeader
 
@@ -106,28 +107,52 @@ def _size(file: Path) -> int:
 
 @contextmanager
 def _progress(files: Sequence[Path], quiet: bool) -> Iterator[Progress]:
-    """A bar in bytes over all files, on stderr, shown for many files or a big one, on a terminal only."""
+    """
+    A bar in bytes over all files, on stderr, shown for many files or a big one, on a terminal only.
+
+    It is redrawn when it moves, by the thread that moves it: no refresh thread runs while upload
+    workers are forked (a child could inherit the console's lock held).
+    """
     console = stderr()
     show = not quiet and console.is_terminal and (len(files) > 1 or sum(map(_size, files)) >= BIG_FILE)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not show) as progress:
+    options: dict[str, Any] = {"console": console, "transient": True, "disable": not show}
+    with Progress(*columns, auto_refresh=False, **options) as progress:
         yield progress
 
 
 def _upload_all(
-    env: Environment, pairs: list[tuple[Path, str]], header: RequestHeader, progress: Progress, **where: Any
+    workspace: Workspace,
+    pairs: list[tuple[Path, str]],
+    header: RequestHeader,
+    progress: Progress,
+    jobs: int,
+    **where: Any,
 ) -> list[FileOutcome]:
+    """Upload every file, in this process or in ``jobs`` worker processes; the bar moves per batch."""
     task = progress.add_task("uploading", total=sum(_size(file) for file, _ in pairs) or None)
     done = 0
 
-    def advance(item: BatchItem, outcome: object) -> None:
+    def advance(item: BatchItem, _: object = None) -> None:
         nonlocal done
         done += 1
         progress.update(task, advance=_size(Path(item.local_path)), description=f"{done}/{len(pairs)} files")
+        progress.refresh()
+
+    def advance_batch(finished: Sequence[tuple[BatchItem, object]]) -> None:
+        for item, _ in finished:
+            advance(item)
 
     items = [BatchItem(file, lfn) for file, lfn in pairs]
-    # upload_many's batches (256 files per commit): the progress bar moves once per batch.
-    results = upload_many(env, items, request=header, on_result=advance, **where)
+    if jobs == 1:
+        # upload_many's batches (256 files per commit): the progress bar moves once per batch.
+        results = upload_many(workspace.env, items, request=header, on_result=advance, **where)
+    else:
+        # Nothing is opened here before the workers are forked: they open their own environments.
+        opener = workspace.opener()
+        results = upload_in_processes(
+            opener, items, jobs=jobs, request=header, on_batch=advance_batch, **where
+        )
     return [
         FileOutcome(file, lfn, error=result)
         if isinstance(result, FailoverError)
@@ -178,6 +203,14 @@ def _print_table(outcomes: list[FileOutcome], request_id: int | None) -> None:
 @click.option("--catalog", "catalogs", multiple=True, help="Catalogs to register in [default: all].")
 @click.option("--master-only", is_flag=True, help="Register in the master catalogs only.")
 @click.option("--retry-upload", is_flag=True, help="With one SE, retry transient failures with waits.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help=f"Upload in N processes [default: one per {BATCH_FILES} files and per usable CPU, "
+    f"at most {MAX_AUTO_JOBS}; 1 uploads in this process].",
+)
 @output_options
 @workspace_options
 def upload(
@@ -192,6 +225,7 @@ def upload(
     catalogs: tuple[str, ...],
     master_only: bool,
     retry_upload: bool,
+    jobs: int | None,
 ) -> None:
     """
     Upload FILES: destination SEs in order, then failover SEs; register them or defer registration.
@@ -222,12 +256,12 @@ def upload(
         "master_only": master_only or defaults.master_only,
         "retry_upload": retry_upload,
     }
-    env = workspace.env
-    owner, group = env.request_owner
+    owner, group = workspace.request_owner
     header = RequestHeader(uuid.uuid4().hex, "failover-upload", owner, group, "failover-cli")
+    pairs = list(zip(files, lfns, strict=True))
     with _progress(files, quiet=as_json) as progress:
-        outcomes = _upload_all(env, list(zip(files, lfns, strict=True)), header, progress, **where)
-    request_id = _commit(env, header)
+        outcomes = _upload_all(workspace, pairs, header, progress, jobs or auto_jobs(len(pairs)), **where)
+    request_id = _commit(workspace.env, header)
     if as_json:
         print_json({"uploads": [o.to_json() for o in outcomes], "request": request_id})
     else:
