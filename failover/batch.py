@@ -19,10 +19,10 @@ from typing import Any
 
 from failover.driver import drive_upload, landed_event, put_files, register_put
 from failover.environment import Environment
-from failover.errors import FailoverError, TransientError
+from failover.errors import FailoverError, InvalidInput, TransientError
 from failover.registration import precheck_catalogs
 from failover.storage import PutResult
-from failover.uploads import UploadResult, plan_upload, result_of
+from failover.uploads import UploadNames, UploadResult, check_names, plan_upload, result_of
 from fsm.crashpoints import crash_point
 from persistence.requests import RequestHeader
 from persistence.rows import MachineRow
@@ -67,16 +67,30 @@ def upload_many(
     """
     outcomes: list[Outcome] = []
     header = request or env.default_request
+    names = _names_once(env, options)
     for chunk in _chunks(items, batch_size):
-        for item, outcome in zip(chunk, _upload_chunk(env, chunk, header, options), strict=True):
+        for item, outcome in zip(chunk, _upload_chunk(env, chunk, header, options, names), strict=True):
             outcomes.append(outcome)
             if on_result is not None:
                 on_result(item, outcome)
     return outcomes
 
 
+def _names_once(env: Environment, options: Mapping[str, Any]) -> UploadNames | None:
+    """The call's SE lists and catalogs, checked once; None when a list cannot be parsed (each file says)."""
+    keys = ("destinations", "failovers", "targets", "catalogs", "master_only")
+    try:
+        return check_names(env, **{key: options[key] for key in keys if key in options})
+    except InvalidInput:
+        return None
+
+
 def _upload_chunk(
-    env: Environment, chunk: list[BatchItem], request: RequestHeader, options: dict[str, Any]
+    env: Environment,
+    chunk: list[BatchItem],
+    request: RequestHeader,
+    options: dict[str, Any],
+    names: UploadNames | None,
 ) -> list[Outcome]:
     outcomes: dict[int, Outcome] = {}
     fresh: dict[int, tuple[str, dict[str, Any]]] = {}
@@ -84,7 +98,13 @@ def _upload_chunk(
     for index, item in enumerate(chunk):
         try:
             machine_id, data = plan_upload(
-                env, item.local_path, item.lfn, file_meta=item.file_meta, request=request, **options
+                env,
+                item.local_path,
+                item.lfn,
+                file_meta=item.file_meta,
+                request=request,
+                names=names,
+                **options,
             )
         except FailoverError as err:
             outcomes[index] = err

@@ -18,12 +18,21 @@ from failover.driver import drive_upload
 from failover.environment import Environment
 from failover.errors import InvalidInput, UploadFailed
 from failover.request_store import REQUEST_KEY, header_data
-from failover.validation import UploadInput, parse_name_list, validate_upload
+from failover.validation import UploadInput, parse_name_list, select_catalogs, validate_ses, validate_upload
 from persistence.requests import OperationRow, RequestHeader, operations_of_machine
 from persistence.rows import MachineRow
 from states import UploadState, new_upload_data
 
-__all__ = ["UploadResult", "latest_upload", "machine_ids", "plan_upload", "result_of", "upload"]
+__all__ = [
+    "UploadNames",
+    "UploadResult",
+    "check_names",
+    "latest_upload",
+    "machine_ids",
+    "plan_upload",
+    "result_of",
+    "upload",
+]
 
 TOTAL_FAILURE = "Failed to upload output data file"
 
@@ -112,19 +121,68 @@ def result_of(env: Environment, row: MachineRow) -> UploadResult:
     )
 
 
+@dataclass(frozen=True)
+class UploadNames:
+    """
+    An upload call's SE lists and catalogs, parsed and checked once for all its files.
+
+    Attributes:
+        destinations, failovers, targets: the parsed SE lists (``targets`` defaults to the destinations).
+        ses: every SE name of the three lists, checked against the configuration; ``None`` when one is
+            not configured (each file then reports it, after its own checks, as SPEC §1 orders them).
+        catalogs: the catalogs to register in, likewise ``None`` when the choice is refused.
+    """
+
+    destinations: list[str]
+    failovers: list[str]
+    targets: list[str]
+    ses: tuple[str, ...] | None
+    catalogs: tuple[str, ...] | None
+
+
+def check_names(
+    env: Environment,
+    *,
+    destinations: str | Iterable[str] = (),
+    failovers: str | Iterable[str] = (),
+    targets: str | Iterable[str] | None = None,
+    catalogs: str | Iterable[str] | None = None,
+    master_only: bool = False,
+) -> UploadNames:
+    """
+    Parse and check an upload call's SE lists and catalogs, for :func:`plan_upload` to use for each file.
+
+    Raises:
+        InvalidInput: a list is neither a string nor strings.
+    """
+    dest, fail = parse_name_list(destinations), parse_name_list(failovers)
+    aims = parse_name_list(targets) if targets is not None else dest
+    try:
+        ses: tuple[str, ...] | None = validate_ses([*dest, *fail, *aims], list(env.storage))
+    except InvalidInput:
+        ses = None
+    try:
+        chosen: tuple[str, ...] | None = select_catalogs(catalogs, env.catalog_choices(), master_only)
+    except InvalidInput:
+        chosen = None
+    return UploadNames(dest, fail, aims, ses, chosen)
+
+
 def _validate(
-    env: Environment, local_path: str | Path, lfn: str, ses: list[str], **options: Any
+    env: Environment, local_path: str | Path, lfn: str, names: UploadNames, **options: Any
 ) -> UploadInput:
     return validate_upload(
         lfn=lfn,
         local_path=local_path,
         file_meta=options["file_meta"],
-        ses=ses,
+        ses=[*names.destinations, *names.failovers, *names.targets],
         configured_ses=list(env.storage),
         catalogs=options["catalogs"],
         configured_catalogs=env.catalog_choices(),
         master_only=options["master_only"],
         default_checksum_type=options["default_checksum_type"],
+        checked_ses=names.ses,
+        checked_catalogs=names.catalogs,
     )
 
 
@@ -183,9 +241,13 @@ def plan_upload(
     default_checksum_type: str | ChecksumType | None = "ADLER32",
     overwrite: bool = False,
     request: RequestHeader,
+    names: UploadNames | None = None,
 ) -> tuple[str, dict[str, Any] | None]:
     """
     Validate an upload and decide its machine: an existing one to continue, or a new one to create.
+
+    ``names``, from :func:`check_names` with the same lists, saves parsing and checking them again for
+    each of many files.
 
     Returns:
         The machine id, and the new machine's data (None when the LFN has an upload to continue or report).
@@ -193,25 +255,31 @@ def plan_upload(
     Raises:
         InvalidInput: bad input, or another file or GUID than the LFN's unfinished upload.
     """
-    dest, fail = parse_name_list(destinations), parse_name_list(failovers)
-    aims = parse_name_list(targets) if targets is not None else dest
+    if names is None:
+        names = check_names(
+            env,
+            destinations=destinations,
+            failovers=failovers,
+            targets=targets,
+            catalogs=catalogs,
+            master_only=master_only,
+        )
     options = {
         "file_meta": file_meta,
         "catalogs": catalogs,
         "master_only": master_only,
         "default_checksum_type": default_checksum_type,
     }
-    # Every name of the three lists is checked against the configured SEs here, once.
-    checked = _validate(env, local_path, lfn, [*dest, *fail, *aims], **options)
+    checked = _validate(env, local_path, lfn, names, **options)
     latest, next_id = _latest(env, checked.lfn)
     if latest is not None and latest.state != UploadState.FAILED:
         _check_same_upload(latest, checked)
         return latest.id, None
     data = _new_data(
         checked,
-        destinations=dest,
-        failovers=fail,
-        targets=aims,
+        destinations=names.destinations,
+        failovers=names.failovers,
+        targets=names.targets,
         retry_upload=retry_upload,
         overwrite=overwrite,
         header=request,

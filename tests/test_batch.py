@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from failover import Environment, fsck, open_workspace, resume
+from failover import Environment, fsck, open_workspace, resume, uploads
 from failover.batch import BatchItem, upload_many
 from failover.errors import InvalidInput, UploadFailed
 from failover.testing import Fault, FaultInjector
@@ -70,6 +70,27 @@ def test_an_unknown_failover_or_target_se_is_refused_before_anything_is_stored(
     assert [getattr(r, "se", None) for r in results] == ["NOPE"] * 2
     assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (0,)
     assert list(env.se("DEST").list_lfns()) == []
+
+
+def test_the_names_are_checked_once_per_call_and_still_after_each_files_own_checks(
+    tmp_path: Path, env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown SE fails every file, but a file whose LFN is bad reports its LFN first (SPEC §1 order)."""
+    checks = []
+    real = uploads.validate_ses
+    monkeypatch.setattr(uploads, "validate_ses", lambda *args: checks.append(args) or real(*args))
+    items = _files(tmp_path, 4)
+    items[2] = BatchItem(items[2].local_path, "relative/lfn")
+
+    results = upload_many(env, items, destinations=["DEST", "NOPE"], catalogs="NOCAT", request=REQUEST)
+
+    assert len(checks) == 1
+    assert [type(r).__name__ for r in results] == ["UnknownStorageElement"] * 2 + ["InvalidInput"] + [
+        "UnknownStorageElement"
+    ]
+    assert [r.lfn for r in results] == [i.lfn for i in items]  # type: ignore[union-attr]
+    good = upload_many(env, _files(tmp_path, 3), destinations=["DEST"], catalogs="NOCAT", request=REQUEST)
+    assert {type(r).__name__ for r in good} == {"UnknownCatalog"}
 
 
 def test_a_failing_first_se_takes_the_one_file_path_to_the_failover(tmp_path: Path, env: Environment) -> None:

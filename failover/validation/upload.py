@@ -76,6 +76,8 @@ def validate_upload(
     master_only: bool = False,
     default_checksum_type: str | ChecksumType | None = "ADLER32",
     guid_factory: Callable[[], str] = new_guid,
+    checked_ses: tuple[str, ...] | None = None,
+    checked_catalogs: tuple[str, ...] | None = None,
 ) -> UploadInput:
     """
     Check everything about an upload before anything is uploaded, and return it in canonical form.
@@ -94,6 +96,9 @@ def validate_upload(
         master_only: DIRAC's ``masterCatalogOnly``: register in the master catalogs only.
         default_checksum_type: used when ``ChecksumType`` is absent or empty; ``None`` means ADLER32.
         guid_factory: makes a GUID when none is given.
+        checked_ses: what :func:`validate_ses` returned for these ``ses``, to skip that check (the last
+            but one) for each of many files; ``None`` checks them here.
+        checked_catalogs: what :func:`select_catalogs` returned for these arguments, likewise.
 
     Raises:
         InvalidInput: the first violation, as one of its subclasses where one fits
@@ -108,8 +113,12 @@ def validate_upload(
         kind = validate_checksum_type(meta.get(CHECKSUM_TYPE_KEY), default_checksum_type)
         checksum = validate_checksum(meta.get(CHECKSUM_KEY), path, kind)
         validate_size(meta.get(SIZE_KEY), size)
-        se_names = validate_ses(ses, configured_ses)
-        catalog_names = select_catalogs(catalogs, configured_catalogs, master_only)
+        se_names = validate_ses(ses, configured_ses) if checked_ses is None else checked_ses
+        catalog_names = (
+            select_catalogs(catalogs, configured_catalogs, master_only)
+            if checked_catalogs is None
+            else checked_catalogs
+        )
     return UploadInput(
         lfn=checked_lfn,
         local_path=path,
