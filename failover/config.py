@@ -18,7 +18,6 @@ Top-level keys: ``database``, ``durability``, ``owner``, ``owner_group`` and the
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +193,8 @@ def load_config(path: str | Path) -> Config:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError.at(file, "", f"cannot read the configuration: {exc}") from exc
+    import tomllib  # here, not at the top: its import compiles regexes (~25 ms of every command's start)
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
