@@ -176,6 +176,27 @@ def test_failed_over_in_worker_processes_ends_cleaned_with_one_request(
     assert (counts["uploads"]["Cleaned"], counts["total"], counts["requests"]) == (2, 2, {"Done": 1})
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_on_a_terminal_a_bar_counts_the_files_and_bytes_and_json_hides_it(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str
+) -> None:
+    monkeypatch.setattr(parallel, "BATCH_FILES", 1)
+    files = []
+    for index in range(3):
+        file = tmp_path / f"part{index}.root"
+        file.write_bytes(b"x" * 1000)
+        files.append(str(file))
+    terminal = {"FAILOVER_HOME": str(home), "FAILOVER_CONFIG": None, "TTY_COMPATIBLE": "1"}
+    runner = CliRunner()
+
+    shown = runner.invoke(cli, ["upload", *files, "--lfn-prefix", "/vo/bar", "--jobs", jobs], env=terminal)
+    hidden = runner.invoke(cli, ["upload", *files, "--lfn-prefix", "/vo/bar", "--json"], env=terminal)
+
+    assert shown.exit_code == 0 and hidden.exit_code == 0, shown.output + hidden.output
+    assert "1/3 files" in shown.stderr and "3/3 files" in shown.stderr and "3.0/3.0 kB" in shown.stderr
+    assert "files" not in hidden.stderr
+
+
 def test_status_of_one_lfn_gives_attempts_failures_and_operations(home: Path, failed_over: list[str]) -> None:
     details = as_json(failover(home, "status", failed_over[0], "--json"))
     assert details["state"] == "FailedOver"

@@ -130,14 +130,18 @@ def _upload_all(
     **where: Any,
 ) -> list[FileOutcome]:
     """Upload every file, in this process or in ``jobs`` worker processes; the bar moves per batch."""
-    task = progress.add_task("uploading", total=sum(_size(file) for file, _ in pairs) or None)
+    shown = not progress.disable
+    # The sizes only feed the bar: not read at all when it is not shown (--json, no terminal).
+    size_of = {lfn: _size(file) for file, lfn in pairs} if shown else {}
+    task = progress.add_task("uploading", total=sum(size_of.values()) or None)
     done = 0
 
     def advance(item: BatchItem, _: object = None) -> None:
         nonlocal done
         done += 1
-        progress.update(task, advance=_size(Path(item.local_path)), description=f"{done}/{len(pairs)} files")
-        progress.refresh()
+        if shown:
+            progress.update(task, advance=size_of[item.lfn], description=f"{done}/{len(pairs)} files")
+            progress.refresh()
 
     def advance_batch(finished: Sequence[tuple[BatchItem, object]]) -> None:
         for item, _ in finished:
