@@ -163,7 +163,8 @@ def _drive_chunk(
 
 
 def _create_all(env: Environment, plans: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, MachineRow]:
-    with env.store.transaction():
+    # Any error ends the whole transaction: the machines' own blocks need no savepoint each.
+    with env.store.transaction(savepoints=False):
         created = {machine_id: env.uploads.create(machine_id, data) for machine_id, data in plans}
         crash_point("before-commit:batch:create")
     crash_point("after-commit:batch:create")
@@ -247,7 +248,7 @@ def _record_landed(env: Environment, landed: list[tuple[MachineRow, PutResult]])
     registered = _register_all(env, landed)
     crash_point("after-register")
     rows: dict[str, MachineRow] = {}
-    with env.store.transaction():
+    with env.store.transaction(savepoints=False):  # any error ends it all: no savepoint per outcome
         for row, put in landed:
             event = landed_event(row.data, put, *registered[row.id])
             trigger = outcome_trigger(row.data, event)

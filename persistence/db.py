@@ -19,7 +19,7 @@ from types import TracebackType
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from persistence.errors import map_sqlite_errors, store_error
+from persistence.errors import TransactionAborted, map_sqlite_errors, store_error
 from persistence.migrations import MIGRATIONS, apply_migrations
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "Durability", "Store", "Transaction", "open_store"]
@@ -89,6 +89,8 @@ class Store:
         self.conn.execute(f"PRAGMA synchronous = {self.durability.value}")
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.db = sqlite_utils.Database(self.conn)
+        # Set while a transaction opened with savepoints=False runs: whether a block inside it failed.
+        self._unit_failed: bool | None = None
 
     def close(self) -> None:
         """Close the connection."""
@@ -100,14 +102,20 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transaction(self) -> Transaction:
+    def transaction(self, *, savepoints: bool = True) -> Transaction:
         """
         Run the block in one write transaction (``BEGIN IMMEDIATE``), or a savepoint when nested.
 
         The block's writes are committed together when it ends, or all rolled back if it raises; the
         original exception propagates (``sqlite3`` errors as :class:`StoreError` subclasses).
+
+        With ``savepoints=False`` (outermost block only) the blocks nested in this one take no savepoint
+        each: the whole is one unit. A nested block that raises marks it failed, and it then commits
+        nothing even if the error was caught inside: it rolls back and raises
+        :class:`~persistence.errors.TransactionAborted`. For a caller that lets any error end the whole
+        transaction anyway, and would pay two statements per nested block for nothing.
         """
-        return Transaction(self.conn, self.path)
+        return Transaction(self, savepoints)
 
     def integrity_check(self) -> list[str]:
         """Run SQLite's integrity and foreign-key checks; return the problems found (empty when sound)."""
@@ -128,40 +136,59 @@ class Transaction(AbstractContextManager[sqlite3.Connection]):
     generator-based context manager costs several times as much to enter and leave.
     """
 
-    __slots__ = ("_conn", "_nested", "_path")
+    __slots__ = ("_conn", "_mode", "_path", "_savepoints", "_store")
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
-        self._conn = conn
-        self._path = path
-        self._nested = False
+    def __init__(self, store: Store, savepoints: bool = True) -> None:
+        self._store = store
+        self._conn = store.conn
+        self._path = store.path
+        self._savepoints = savepoints
+        self._mode = ""
 
     def __enter__(self) -> sqlite3.Connection:
-        self._nested = self._conn.in_transaction
-        # One savepoint name for all: savepoints nest strictly, and RELEASE / ROLLBACK TO act on the
-        # innermost of that name. A fixed text also keeps the statement in sqlite3's cache.
-        self._run("SAVEPOINT sp" if self._nested else "BEGIN IMMEDIATE")
+        if not self._conn.in_transaction:
+            self._mode = "outer"
+            self._run("BEGIN IMMEDIATE")
+            self._store._unit_failed = None if self._savepoints else False
+        elif self._store._unit_failed is not None:
+            self._mode = "in-unit"
+        else:
+            self._mode = "savepoint"
+            # One savepoint name for all: savepoints nest strictly, and RELEASE / ROLLBACK TO act on
+            # the innermost of that name. A fixed text also keeps the statement in sqlite3's cache.
+            self._run("SAVEPOINT sp")
         return self._conn
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc is None:
-            self._finish()
-            return
-        # An error may already have destroyed the whole transaction, savepoint included.
-        if self._conn.in_transaction:
-            if self._nested:
-                self._run("ROLLBACK TO SAVEPOINT sp")
-                self._run("RELEASE SAVEPOINT sp")
-            else:
+        if self._mode == "in-unit":
+            if exc is not None:
+                self._store._unit_failed = True
+        elif self._mode == "savepoint":
+            self._leave_savepoint(exc)
+        else:
+            failed = self._store._unit_failed
+            self._store._unit_failed = None
+            if exc is None and failed:
+                self._run("ROLLBACK")
+                message = f"{self._path}: a block inside the transaction failed; nothing committed"
+                raise TransactionAborted(message)
+            if exc is None:
+                self._commit()
+            elif self._conn.in_transaction:  # an error may already have ended the transaction
                 self._run("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
             raise store_error(self._path, exc) from exc
 
-    def _finish(self) -> None:
-        if self._nested:
+    def _leave_savepoint(self, exc: BaseException | None) -> None:
+        if exc is None:
             self._run("RELEASE SAVEPOINT sp")
-            return
+        elif self._conn.in_transaction:  # an error may already have destroyed the savepoint
+            self._run("ROLLBACK TO SAVEPOINT sp")
+            self._run("RELEASE SAVEPOINT sp")
+
+    def _commit(self) -> None:
         try:
             self._run("COMMIT")
         except BaseException:

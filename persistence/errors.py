@@ -28,6 +28,7 @@ __all__ = [
     "SchemaTooNew",
     "StoreError",
     "StoreUnavailable",
+    "TransactionAborted",
     "map_sqlite_errors",
     "store_error",
 ]
@@ -67,6 +68,12 @@ class ConstraintViolation(StoreError):
     """A write broke one of the database's constraints; nothing of the transaction was stored."""
 
     code = "constraint_violation"
+
+
+class TransactionAborted(StoreError):
+    """A block inside a savepoint-less transaction failed, so the transaction committed nothing."""
+
+    code = "transaction_aborted"
 
 
 class StoreUnavailable(StoreError):

@@ -19,7 +19,7 @@ from persistence import (
     Store,
     open_store,
 )
-from persistence.errors import ConstraintViolation
+from persistence.errors import ConstraintViolation, TransactionAborted
 from persistence.machines import (
     count_by_state,
     insert_machine,
@@ -243,6 +243,49 @@ def test_savepoints_nested_three_deep_roll_back_to_the_failed_level_only(store: 
         conn.execute("INSERT INTO scratch VALUES (6)")
 
     assert store.conn.execute("SELECT x FROM scratch ORDER BY x").fetchall() == [(1,), (2,), (4,), (6,)]
+
+
+def test_a_transaction_without_savepoints_runs_its_nested_blocks_as_one_unit(store: Store) -> None:
+    store.conn.execute("CREATE TABLE scratch (x INTEGER)")
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    with store.transaction(savepoints=False) as conn:
+        for x in (1, 2):
+            with store.transaction():
+                conn.execute(f"INSERT INTO scratch VALUES ({x})")
+    store.conn.set_trace_callback(None)
+
+    assert [s for s in statements if not s.startswith("INSERT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+    assert store.conn.execute("SELECT x FROM scratch ORDER BY x").fetchall() == [(1,), (2,)]
+
+
+def test_a_unit_whose_nested_block_failed_commits_nothing_even_if_the_error_was_caught(store: Store) -> None:
+    store.conn.execute("CREATE TABLE scratch (x INTEGER)")
+    with pytest.raises(TransactionAborted), store.transaction(savepoints=False) as conn:
+        conn.execute("INSERT INTO scratch VALUES (1)")
+        with pytest.raises(Oops), store.transaction():
+            conn.execute("INSERT INTO scratch VALUES (2)")
+            raise Oops
+        conn.execute("INSERT INTO scratch VALUES (3)")
+
+    assert not store.conn.in_transaction
+    assert store.conn.execute("SELECT x FROM scratch").fetchall() == []
+    with store.transaction() as conn:  # the next transaction nests savepoints again
+        conn.execute("INSERT INTO scratch VALUES (4)")
+        with pytest.raises(Oops), store.transaction():
+            conn.execute("INSERT INTO scratch VALUES (5)")
+            raise Oops
+    assert store.conn.execute("SELECT x FROM scratch").fetchall() == [(4,)]
+
+
+def test_an_error_leaving_a_unit_rolls_it_back_and_passes_through(store: Store) -> None:
+    store.conn.execute("CREATE TABLE scratch (x INTEGER)")
+    with pytest.raises(Oops), store.transaction(savepoints=False) as conn:
+        with store.transaction():
+            conn.execute("INSERT INTO scratch VALUES (1)")
+        raise Oops
+
+    assert store.conn.execute("SELECT x FROM scratch").fetchall() == []
 
 
 def test_a_sqlite_error_in_the_block_rolls_back_and_arrives_as_a_store_error(store: Store) -> None:
