@@ -285,3 +285,34 @@ def test_every_webdav4_exception_is_decided() -> None:
     assert classes == left_unavailable | mapped
     for status in HTTP_ERRNOS:
         assert 400 <= status < 600
+
+
+class _SilentHandle:
+    """An XRootD file handle whose writes are sent but never answered (a lost server, say)."""
+
+    class Status:
+        ok = True
+
+    def write(self, chunk: bytes, offset: int, size: int, timeout: int, callback: Any) -> Any:
+        return self.Status()
+
+    def close(self, timeout: int) -> tuple[Any, None]:
+        return self.Status(), None
+
+
+def test_an_xrootd_write_never_answered_ends_in_a_timeout_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes in flight fill up; the next one, and close, give up after the timeout and its grace."""
+    from failover.storage import xrootd_fs
+
+    monkeypatch.setattr(xrootd_fs, "_ANSWER_GRACE", 0.05)
+    writer = xrootd_fs.XRootDWriter(_SilentHandle(), "root://host//f", timeout=0)
+    for _ in range(xrootd_fs._WRITES_IN_FLIGHT):
+        writer.write(b"chunk")
+    with pytest.raises(OSError) as caught:
+        writer.write(b"one too many")
+    assert caught.value.errno == errno.ETIMEDOUT and "no answer to a write" in str(caught.value)
+    with pytest.raises(OSError):
+        writer.close()
+    assert writer.closed
+    with pytest.raises(StorageUnavailable), map_storage_errors("SE-X", "/vo/f"):
+        raise caught.value

@@ -37,6 +37,9 @@ __all__ = ["DEFAULT_TIMEOUT", "XRootDFileSystem", "XRootDWriter"]
 DEFAULT_TIMEOUT = 60
 # Chunks written ahead of the server's acknowledgements (CHUNK_SIZE each).
 _WRITES_IN_FLIGHT = 4
+# Seconds past a write's own timeout that its answer may still take: the client reports the timeout
+# itself; this only bounds the wait for an answer that never comes (seen once, a server killed mid-put).
+_ANSWER_GRACE = 30.0
 # Fail fast on a server that is down, so that failover moves on (the client's defaults retry a connection
 # 5 times within 120 s windows), and try it again one second after a failure (by default the client
 # refuses to reconnect for 30 minutes, which would keep a long-running executor off a server that came
@@ -136,7 +139,7 @@ class XRootDWriter(io.RawIOBase):
             OSError: this write, or an earlier one, failed (built by ``xrootd_os_error``).
         """
         chunk, offset = bytes(data), self._offset
-        self._slots.acquire()
+        self._take_slot()
         if self._failures:
             self._slots.release()  # so that discard() can still drain
             self._raise_failure()
@@ -153,11 +156,21 @@ class XRootDWriter(io.RawIOBase):
         self._offset += len(chunk)
         return len(chunk)
 
+    def _take_slot(self) -> None:
+        """Wait for a write in flight to be answered (bounded: see ``_ANSWER_GRACE``)."""
+        waited = self._timeout + _ANSWER_GRACE
+        if not self._slots.acquire(timeout=waited):
+            raise OSError(errno.ETIMEDOUT, f"no answer to a write within {waited:g} s", self._path)
+
     def _drain(self) -> None:
-        for _ in range(_WRITES_IN_FLIGHT):
-            self._slots.acquire()
-        for _ in range(_WRITES_IN_FLIGHT):
-            self._slots.release()
+        taken = 0
+        try:
+            for _ in range(_WRITES_IN_FLIGHT):
+                self._take_slot()
+                taken += 1
+        finally:
+            for _ in range(taken):
+                self._slots.release()
         self._raise_failure()
 
     def sync(self) -> None:
