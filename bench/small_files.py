@@ -225,8 +225,8 @@ def run_rounds(
     Time every side once per round, rotating the order; each run gets a fresh destination, kept to the end.
 
     Nothing is deleted between runs: on ext4 without a journal (this benchmark's usual disk), a create skips
-    every inode freed in the last 30 s, reading each one's on-disk record, so a side run right after another
-    side's 2,000 files were deleted paid up to 0.5 ms more per file for the benchmark's own clean-up.
+    every inode freed in the last minute or more, looking up each one's record, so a side run right after
+    another side's 2,000 files were deleted paid up to 0.5 ms more per file for the benchmark's clean-up.
     """
     names = list(chosen)
     times: dict[str, list[float]] = {name: [] for name in names}
