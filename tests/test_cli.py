@@ -341,6 +341,20 @@ def test_a_configuration_file_replaces_the_embedded_default(tmp_path: Path, outp
     assert "UnknownStorageElement: " in unknown.stderr
 
 
+def test_workers_open_the_configuration_given(
+    tmp_path: Path, outputs: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "BATCH_FILES", 1)
+    config = tmp_path / "failover.toml"
+    config.write_text('[storage.SE-A]\nurl = "se-a"\n[catalogs.Main]\nmaster = true\n')
+    args = ["upload", *map(str, outputs), "--lfn-prefix", "/vo/c", "--dest", "SE-A", "--jobs", "2"]
+    result = failover(tmp_path / "unused", *args, "--config", str(config), "--json")
+    assert [u["se"] for u in as_json(result)["uploads"]] == ["SE-A", "SE-A"]
+    stored = sorted(path.name for path in (tmp_path / "se-a" / "vo" / "c").iterdir())
+    assert stored == sorted(output.name for output in outputs)
+    assert not (tmp_path / "unused").exists()
+
+
 def test_demo_ends_with_every_upload_cleaned(home: Path, tmp_path: Path) -> None:
     result = failover(home, "demo", "--dir", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
