@@ -16,8 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from failover.environment import Environment
 from failover.errors import InvalidInput
@@ -32,6 +31,9 @@ from persistence.machines import count_by_state
 from persistence.requests import RequestHeader
 from persistence.rows import JournalRow
 from states import UPLOAD_MACHINE, UploadState
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["DEMO_FILES", "DemoReport", "run_demo"]
 

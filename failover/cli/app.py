@@ -19,10 +19,9 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from failover.config import Config, UploadDefaults, load_config
 from failover.environment import Environment, request_owner
@@ -35,6 +34,10 @@ from fsm.errors import FsmError
 from persistence.errors import StoreError
 from persistence.rows import MachineRow
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
 __all__ = [
     "FailoverGroup",
     "HANDLED_ERRORS",
@@ -43,6 +46,7 @@ __all__ = [
     "cli",
     "error_line",
     "find_upload",
+    "new_table",
     "output_options",
     "print_json",
     "stderr",
@@ -67,11 +71,22 @@ _PIPE_WIDTH = 200
 
 def stdout() -> Console:
     """The console for results (stdout)."""
+    from rich.console import Console  # here: rich loads in ~50 ms, which --json output never needs
+
     return Console(width=None if sys.stdout.isatty() else _PIPE_WIDTH, highlight=False)
+
+
+def new_table(*headers: str) -> Table:
+    """A rich table with these column headers (rich is loaded on first use)."""
+    from rich.table import Table
+
+    return Table(*headers)
 
 
 def stderr() -> Console:
     """The console for progress, narrative and errors (stderr)."""
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 

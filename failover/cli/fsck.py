@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
-from failover.cli.app import Workspace, output_options, print_json, stderr, stdout, workspace_options
+from failover.cli.app import (
+    Workspace,
+    new_table,
+    output_options,
+    print_json,
+    stderr,
+    stdout,
+    workspace_options,
+)
 from failover.fsck import fsck as check_consistency
 
 __all__ = ["fsck"]
@@ -34,7 +41,7 @@ def fsck(workspace: Workspace, as_json: bool) -> None:
     else:
         checked = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in report.checked.items())
         if report.problems:
-            table = Table("Problem", "Subject", "Message")
+            table = new_table("Problem", "Subject", "Message")
             for problem in report.problems:
                 table.add_row(problem.code, problem.subject, problem.message)
             stdout().print(table)

@@ -14,9 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
-from failover.cli.app import FailoverGroup, Workspace, output_options, print_json, stdout, workspace_options
+from failover.cli.app import (
+    FailoverGroup,
+    Workspace,
+    new_table,
+    output_options,
+    print_json,
+    stdout,
+    workspace_options,
+)
 from failover.environment import Environment
 from failover.errors import InvalidRequest
 from failover.request import (
@@ -88,7 +95,7 @@ def list_command(workspace: Workspace, as_json: bool, status: str | None) -> Non
     if as_json:
         print_json(summaries)
         return
-    table = Table("ID", "Name", "Status", "Committed", "Operations", "Error")
+    table = new_table("ID", "Name", "Status", "Committed", "Operations", "Error")
     for s in summaries:
         committed = "yes" if s["committed"] else "draft"
         table.add_row(str(s["id"]), s["name"], s["status"], committed, ", ".join(s["operations"]), s["error"])

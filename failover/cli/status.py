@@ -9,14 +9,14 @@ They read the store only: :func:`persistence.machines.count_by_state`, the uploa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
 from failover.cli.app import (
     Workspace,
     find_upload,
+    new_table,
     output_options,
     print_json,
     stderr,
@@ -31,6 +31,9 @@ from persistence.machines import count_by_state
 from persistence.requests import operations_of_machine
 from persistence.rows import JournalRow, MachineRow
 from states import UPLOAD_MACHINE, UploadState
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["explain", "history", "journal_table", "path_of", "status", "summarize"]
 
@@ -75,7 +78,7 @@ def _details(env: Environment, row: MachineRow) -> dict[str, Any]:
 
 
 def _print_counts(counts: dict[str, Any]) -> None:
-    table = Table("Upload state", "Count")
+    table = new_table("Upload state", "Count")
     for state, count in counts["uploads"].items():
         table.add_row(state, str(count))
     table.add_row("[bold]total[/bold]", f"[bold]{counts['total']}[/bold]")
@@ -150,7 +153,7 @@ def summarize(row: JournalRow) -> str:
 
 def journal_table(journal: list[JournalRow]) -> Table:
     """The journal as a table: seq, time, trigger, source → destination, payload summary."""
-    table = Table("Seq", "At", "Trigger", "Move", "Details")
+    table = new_table("Seq", "At", "Trigger", "Move", "Details")
     for row in journal:
         table.add_row(str(row.seq), row.at, row.trigger, f"{row.src or '∅'} → {row.dst}", summarize(row))
     return table

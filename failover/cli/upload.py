@@ -16,17 +16,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from failover import uploads
 from failover.batch import BatchItem, upload_many
 from failover.cli.app import (
     Workspace,
     error_line,
+    new_table,
     output_options,
     print_json,
     stderr,
@@ -38,6 +37,9 @@ from failover.errors import FailoverError, UploadFailed
 from failover.parallel import BATCH_FILES, MAX_AUTO_JOBS, auto_jobs, upload_in_processes
 from failover.validation import parse_name_list
 from persistence.requests import RequestHeader
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["FileOutcome", "upload"]
 
@@ -106,18 +108,22 @@ def _size(file: Path) -> int:
 
 
 @contextmanager
-def _progress(files: Sequence[Path], quiet: bool) -> Iterator[Progress]:
+def _progress(files: Sequence[Path], quiet: bool) -> Iterator[Progress | None]:
     """
-    A bar in bytes over all files, on stderr, shown for many files or a big one, on a terminal only.
+    A bar in bytes over all files, on stderr, shown for many files or a big one, on a terminal only
+    (None otherwise: rich is then not even loaded).
 
     It is redrawn when it moves, by the thread that moves it: no refresh thread runs while upload
     workers are forked (a child could inherit the console's lock held).
     """
-    console = stderr()
-    show = not quiet and console.is_terminal and (len(files) > 1 or sum(map(_size, files)) >= BIG_FILE)
+    console = None if quiet else stderr()
+    if console is None or not console.is_terminal or (len(files) == 1 and _size(files[0]) < BIG_FILE):
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    options: dict[str, Any] = {"console": console, "transient": True, "disable": not show}
-    with Progress(*columns, auto_refresh=False, **options) as progress:
+    with Progress(*columns, console=console, transient=True, auto_refresh=False) as progress:
         yield progress
 
 
@@ -125,21 +131,20 @@ def _upload_all(
     workspace: Workspace,
     pairs: list[tuple[Path, str]],
     header: RequestHeader,
-    progress: Progress,
+    progress: Progress | None,
     jobs: int,
     **where: Any,
 ) -> list[FileOutcome]:
     """Upload every file, in this process or in ``jobs`` worker processes; the bar moves per batch."""
-    shown = not progress.disable
     # The sizes only feed the bar: not read at all when it is not shown (--json, no terminal).
-    size_of = {lfn: _size(file) for file, lfn in pairs} if shown else {}
-    task = progress.add_task("uploading", total=sum(size_of.values()) or None)
+    size_of = {lfn: _size(file) for file, lfn in pairs} if progress is not None else {}
+    task = progress.add_task("uploading", total=sum(size_of.values()) or None) if progress else None
     done = 0
 
     def advance(item: BatchItem, _: object = None) -> None:
         nonlocal done
         done += 1
-        if shown:
+        if progress is not None and task is not None:
             progress.update(task, advance=size_of[item.lfn], description=f"{done}/{len(pairs)} files")
             progress.refresh()
 
@@ -182,7 +187,7 @@ def _registration(result: uploads.UploadResult | None) -> str:
 
 
 def _print_table(outcomes: list[FileOutcome], request_id: int | None) -> None:
-    table = Table("LFN", "State", "SE", "Registration")
+    table = new_table("LFN", "State", "SE", "Registration")
     for outcome in outcomes:
         result = outcome.result
         state = str(result.state) if result else "[red]Failed[/red]"
