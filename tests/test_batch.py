@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from batch_support import batch_files
 
 from failover import Environment, fsck, open_workspace, resume, uploads
 from failover.batch import BatchItem, upload_many
@@ -18,17 +19,6 @@ from states import UploadState
 REQUEST = RequestHeader("batch-test")
 
 
-def _files(tmp_path: Path, count: int) -> list[BatchItem]:
-    folder = tmp_path / "out"
-    folder.mkdir(exist_ok=True)
-    items = []
-    for i in range(count):
-        path = folder / f"f{i}"
-        path.write_bytes(bytes([i % 256]) * (100 + i))
-        items.append(BatchItem(path, f"/vo/batch/f{i}"))
-    return items
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> Environment:
     """A workspace with a destination and a failover SE, faults scriptable through ``env.faults``."""
@@ -36,7 +26,7 @@ def env(tmp_path: Path) -> Environment:
 
 
 def test_every_file_is_registered_with_one_result_each(tmp_path: Path, env: Environment) -> None:
-    items = _files(tmp_path, 7)
+    items = batch_files(tmp_path, 7)
     results = upload_many(env, items, destinations=["DEST"], request=REQUEST, batch_size=3)
     assert [r.lfn for r in results] == [i.lfn for i in items]  # type: ignore[union-attr]
     assert {r.state for r in results} == {UploadState.REGISTERED}  # type: ignore[union-attr]
@@ -48,13 +38,13 @@ def test_a_batch_commits_its_machines_and_outcomes_once(tmp_path: Path, env: Env
     """Four uploads in one batch: 3 transactions for the machines and outcomes, not 2 per file."""
     commits = []
     env.store.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
-    upload_many(env, _files(tmp_path, 4), destinations=["DEST"], request=REQUEST)
+    upload_many(env, batch_files(tmp_path, 4), destinations=["DEST"], request=REQUEST)
     env.store.conn.set_trace_callback(None)
     assert len(commits) == 2
 
 
 def test_bad_input_fails_only_that_file(tmp_path: Path, env: Environment) -> None:
-    items = _files(tmp_path, 3)
+    items = batch_files(tmp_path, 3)
     items[1] = BatchItem(items[1].local_path, "relative/lfn")
     results = upload_many(env, items, destinations=["DEST"], request=REQUEST)
     assert isinstance(results[1], InvalidInput)
@@ -65,7 +55,7 @@ def test_bad_input_fails_only_that_file(tmp_path: Path, env: Environment) -> Non
 def test_an_unknown_failover_or_target_se_is_refused_before_anything_is_stored(
     tmp_path: Path, env: Environment, lists: dict[str, list[str]]
 ) -> None:
-    results = upload_many(env, _files(tmp_path, 2), destinations=["DEST"], request=REQUEST, **lists)
+    results = upload_many(env, batch_files(tmp_path, 2), destinations=["DEST"], request=REQUEST, **lists)
     assert [type(r).__name__ for r in results] == ["UnknownStorageElement"] * 2
     assert [getattr(r, "se", None) for r in results] == ["NOPE"] * 2
     assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (0,)
@@ -79,7 +69,7 @@ def test_the_names_are_checked_once_per_call_and_still_after_each_files_own_chec
     checks = []
     real = uploads.validate_ses
     monkeypatch.setattr(uploads, "validate_ses", lambda *args: checks.append(args) or real(*args))
-    items = _files(tmp_path, 4)
+    items = batch_files(tmp_path, 4)
     items[2] = BatchItem(items[2].local_path, "relative/lfn")
 
     results = upload_many(env, items, destinations=["DEST", "NOPE"], catalogs="NOCAT", request=REQUEST)
@@ -89,8 +79,9 @@ def test_the_names_are_checked_once_per_call_and_still_after_each_files_own_chec
         "UnknownStorageElement"
     ]
     assert [r.lfn for r in results] == [i.lfn for i in items]  # type: ignore[union-attr]
-    good = upload_many(env, _files(tmp_path, 3), destinations=["DEST"], catalogs="NOCAT", request=REQUEST)
-    assert {type(r).__name__ for r in good} == {"UnknownCatalog"}
+    items = batch_files(tmp_path, 3)
+    refused = upload_many(env, items, destinations=["DEST"], catalogs="NOCAT", request=REQUEST)
+    assert {type(r).__name__ for r in refused} == {"UnknownCatalog"}
 
 
 def test_a_failing_first_se_takes_the_one_file_path_to_the_failover(tmp_path: Path, env: Environment) -> None:
@@ -98,7 +89,7 @@ def test_a_failing_first_se_takes_the_one_file_path_to_the_failover(tmp_path: Pa
     wrapped = faults.wrap(env)
     faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
     results = upload_many(
-        wrapped, _files(tmp_path, 3), destinations=["DEST"], failovers=["FAIL"], request=REQUEST
+        wrapped, batch_files(tmp_path, 3), destinations=["DEST"], failovers=["FAIL"], request=REQUEST
     )
     assert {r.state for r in results} == {UploadState.FAILED_OVER}  # type: ignore[union-attr]
     assert faults.calls[("DEST", "put")] == 3, "each file tried DEST exactly once"
@@ -109,12 +100,12 @@ def test_total_failure_is_reported_per_file(tmp_path: Path, env: Environment) ->
     faults = FaultInjector()
     wrapped = faults.wrap(env)
     faults.inject("DEST", Fault.PUT_ERROR, times=None)
-    results = upload_many(wrapped, _files(tmp_path, 2), destinations=["DEST"], request=REQUEST)
+    results = upload_many(wrapped, batch_files(tmp_path, 2), destinations=["DEST"], request=REQUEST)
     assert all(isinstance(r, UploadFailed) and "DEST" in r.errors for r in results)
 
 
 def test_running_the_same_batch_again_continues_and_puts_nothing(tmp_path: Path, env: Environment) -> None:
-    items = _files(tmp_path, 5)
+    items = batch_files(tmp_path, 5)
     upload_many(env, items, destinations=["DEST"], request=REQUEST)
     faults = FaultInjector()
     again = upload_many(faults.wrap(env), items, destinations=["DEST"], request=REQUEST)
@@ -130,7 +121,7 @@ def test_running_the_same_batch_again_continues_and_puts_nothing(tmp_path: Path,
 def test_a_crash_mid_batch_loses_nothing_and_copies_nothing_twice(tmp_path: Path, point: str) -> None:
     """Kill a real process inside the batch; resume finishes every upload, each file put once."""
     home = tmp_path / "ws"
-    items = _files(tmp_path, 4)
+    items = batch_files(tmp_path, 4)
     pid = os.fork()
     if pid == 0:  # the child uploads with the crash point armed, and dies there
         os.environ[CRASH_AT] = point

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from batch_support import batch_files
 
 from failover import Environment, UploadInterrupted, UploadResult, fsck, open_workspace, resume
 from failover.batch import BatchItem
@@ -17,17 +18,6 @@ from persistence.requests import RequestHeader
 from states import UploadState
 
 SES = ("DEST", "FAIL")
-
-
-def _files(tmp_path: Path, count: int, lfn_dir: str = "/vo/par") -> list[BatchItem]:
-    folder = tmp_path / "out"
-    folder.mkdir(exist_ok=True)
-    items = []
-    for i in range(count):
-        path = folder / f"f{i}"
-        path.write_bytes(bytes([i % 256]) * (100 + i))
-        items.append(BatchItem(path, f"{lfn_dir}/f{i}"))
-    return items
 
 
 def _open_noting_pid(home: Path, notes: Path) -> Environment:
@@ -59,7 +49,7 @@ def test_auto_jobs_is_one_per_batch_and_per_cpu_at_most_four(files: int, cpus: i
 
 
 def test_every_file_is_uploaded_once_by_the_workers_in_order(tmp_path: Path, home: Path, notes: Path) -> None:
-    items = _files(tmp_path, 12)
+    items = batch_files(tmp_path, 12, lfn_dir="/vo/par")
     opener = functools.partial(_open_noting_pid, home, notes)
     header = RequestHeader("parallel-test")
 
@@ -76,7 +66,7 @@ def test_every_file_is_uploaded_once_by_the_workers_in_order(tmp_path: Path, hom
 
 
 def test_a_bad_file_fails_alone_in_its_place(tmp_path: Path, home: Path) -> None:
-    items = _files(tmp_path, 5)
+    items = batch_files(tmp_path, 5, lfn_dir="/vo/par")
     items[2] = BatchItem(tmp_path / "missing", "/vo/par/missing")
     opener = functools.partial(open_workspace, home, ses=SES)
 
@@ -92,7 +82,7 @@ def test_operations_of_every_worker_go_to_the_one_request(tmp_path: Path, home: 
     """DEST refuses all under /blocked: each upload fails over, its operations in the caller's request."""
     (home / "se" / "DEST").mkdir(parents=True, exist_ok=True)
     (home / "se" / "DEST" / "blocked").write_text("a file where a directory would go")
-    items = _files(tmp_path, 6, lfn_dir="/blocked/par")
+    items = batch_files(tmp_path, 6, lfn_dir="/blocked/par")
     opener = functools.partial(open_workspace, home, ses=SES)
     header = RequestHeader("one-request")
 
@@ -117,7 +107,7 @@ def test_a_worker_killed_mid_batch_leaves_nothing_that_resume_and_a_rerun_do_not
     is reported interrupted; resume finishes the ones in flight, the same upload again does the rest,
     and every file ends with one machine, one replica and one catalog entry.
     """
-    items = _files(tmp_path, 8)
+    items = batch_files(tmp_path, 8, lfn_dir="/vo/par")
     opener = functools.partial(open_workspace, home, ses=SES)
     options = {"request": RequestHeader("killed"), "destinations": ["DEST"]}
     monkeypatch.setenv(CRASH_AT, "after-commit:batch:create")
@@ -141,7 +131,7 @@ def test_a_worker_killed_mid_batch_leaves_nothing_that_resume_and_a_rerun_do_not
 
 
 def test_two_files_with_one_lfn_are_refused_before_any_worker_starts(tmp_path: Path, home: Path) -> None:
-    items = _files(tmp_path, 2)
+    items = batch_files(tmp_path, 2, lfn_dir="/vo/par")
     twice = [items[0], BatchItem(items[1].local_path, items[0].lfn)]
     with pytest.raises(ValueError, match="same LFN"):
         upload_in_processes(
