@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from failover import parallel
 from failover.cli import app, cli
+from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 #: An LFN directory that the ``blocked`` fixture makes unwritable on LOCAL-DISK.
@@ -37,9 +38,11 @@ def as_json(result: Result) -> Any:
     return json.loads(result.stdout)
 
 
-def run_process(home: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_process(
+    home: Path, *args: str, timeout: float = 30, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m failover.cli ARGS`` in a subprocess, as a user would from a shell."""
-    env = {**os.environ, "FAILOVER_HOME": str(home)}
+    env = {**os.environ, "FAILOVER_HOME": str(home), **(env_extra or {})}
     env.pop("FAILOVER_CONFIG", None)
     command = [sys.executable, "-m", "failover.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=home.parent)
@@ -294,7 +297,22 @@ def test_a_stuck_upload_is_retried_or_given_up(home: Path, failed_over: list[str
 
 
 def test_resume_with_nothing_to_do(home: Path) -> None:
-    assert as_json(failover(home, "resume", "--json")) == {"finished": [], "failed": {}, "committed": []}
+    report = as_json(failover(home, "resume", "--json"))
+    assert report == {"finished": [], "failed": {}, "committed": [], "temporary_removed": 0}
+
+
+def test_resume_after_a_put_killed_before_publishing_can_remove_what_it_left(
+    home: Path, outputs: list[Path]
+) -> None:
+    """The kill leaves a temporary file (fsck says so); resume --remove-temporary deletes it and ends it."""
+    killed = run_process(
+        home, "upload", str(outputs[0]), "--lfn", "/vo/k/hits.root", env_extra={CRASH_AT: "before-publish"}
+    )
+    assert killed.returncode == CRASH_EXIT_CODE
+    assert "temporary-file" in failover(home, "fsck", "--json").stdout
+    report = as_json(failover(home, "resume", "--remove-temporary", "--json"))
+    assert (report["temporary_removed"], [u["state"] for u in report["finished"]]) == (1, ["Registered"])
+    assert failover(home, "fsck").exit_code == 0
 
 
 def test_diagram_check_passes_on_the_committed_diagrams(home: Path) -> None:

@@ -66,9 +66,15 @@ def executor(workspace: Workspace, as_json: bool, mode: str, poll: float | None,
 
 @click.command()
 @click.option("--no-commit", is_flag=True, help="Leave draft requests alone (clients may still be running).")
+@click.option(
+    "--remove-temporary",
+    is_flag=True,
+    help="First delete the temporary files interrupted puts left on the SEs (only while nothing else "
+    "uploads to them: a running put's temporary file looks the same).",
+)
 @output_options
 @workspace_options
-def resume(workspace: Workspace, as_json: bool, no_commit: bool) -> None:
+def resume(workspace: Workspace, as_json: bool, no_commit: bool, remove_temporary: bool) -> None:
     """
     After a crash: drive every unfinished upload on, and commit the requests left as drafts.
 
@@ -77,14 +83,16 @@ def resume(workspace: Workspace, as_json: bool, no_commit: bool) -> None:
     \b
     Example:
         failover resume
+        failover resume --remove-temporary   # nothing else uploading: clean what crashed puts left
     """
-    report = resume_uploads(workspace.env, commit_drafts=not no_commit)
+    report = resume_uploads(workspace.env, commit_drafts=not no_commit, remove_temporary=remove_temporary)
     if as_json:
         print_json(
             {
                 "finished": [{"lfn": r.lfn, "state": str(r.state), "se": r.se} for r in report.finished],
                 "failed": {upload: error_line(err) for upload, err in report.failed.items()},
                 "committed": report.committed,
+                "temporary_removed": report.temporary_removed,
             }
         )
         return
@@ -94,9 +102,9 @@ def resume(workspace: Workspace, as_json: bool, no_commit: bool) -> None:
     for upload, err in report.failed.items():
         console.print(f"{upload}: [red]{error_line(err)}[/red]")
     committed = ", ".join(map(str, report.committed)) or "none"
-    console.print(
-        f"resumed {len(report.finished) + len(report.failed)} uploads; committed requests: {committed}"
-    )
+    resumed = len(report.finished) + len(report.failed)
+    removed = f"; temporary files removed: {report.temporary_removed}" if remove_temporary else ""
+    console.print(f"resumed {resumed} uploads; committed requests: {committed}{removed}")
 
 
 @click.command()
