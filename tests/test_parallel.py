@@ -99,18 +99,28 @@ def test_operations_of_every_worker_go_to_the_one_request(tmp_path: Path, home: 
     assert lfns == {i.lfn for i in items}
 
 
-def test_a_worker_killed_mid_batch_leaves_nothing_that_resume_and_a_rerun_do_not_finish(
-    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "point",
+    [
+        "after-commit:batch:create",
+        "after-publish",
+        "after-register",
+        "before-commit:batch:outcomes",
+        "after-commit:batch:outcomes",
+    ],
+)
+def test_workers_killed_at_any_step_leave_nothing_that_resume_and_a_rerun_do_not_finish(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, point: str
 ) -> None:
     """
-    Each worker dies right after committing its first batch's machines (before any put): every file
-    is reported interrupted; resume finishes the ones in flight, the same upload again does the rest,
-    and every file ends with one machine, one replica and one catalog entry.
+    Each worker dies at ``point`` in its first batch (a real kill: no cleanup): every file is reported
+    interrupted; resume finishes the uploads in flight, the same upload again does the rest, and every
+    file ends with one machine, one replica and one catalog entry.
     """
     items = batch_files(tmp_path, 8, lfn_dir="/vo/par")
     opener = functools.partial(open_workspace, home, ses=SES)
     options = {"request": RequestHeader("killed"), "destinations": ["DEST"]}
-    monkeypatch.setenv(CRASH_AT, "after-commit:batch:create")
+    monkeypatch.setenv(CRASH_AT, point)
 
     results = upload_in_processes(opener, items, jobs=2, batch_size=2, **options)  # type: ignore[arg-type]
 
@@ -118,15 +128,16 @@ def test_a_worker_killed_mid_batch_leaves_nothing_that_resume_and_a_rerun_do_not
     assert all(r.lfn == i.lfn for r, i in zip(results, items, strict=True))  # type: ignore[union-attr]
     monkeypatch.delenv(CRASH_AT)
     env = open_workspace(home, ses=SES)
-    in_flight = env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone()[0]
-    assert in_flight >= 2
-    assert len(resume(env).finished) == in_flight
+    in_flight = env.store.conn.execute("SELECT COUNT(*) FROM machines WHERE state = 'Uploading'").fetchone()
+    assert len(resume(env, remove_temporary=True).finished) == in_flight[0]
 
     again = upload_in_processes(opener, items, jobs=2, batch_size=2, **options)  # type: ignore[arg-type]
 
     assert {r.state for r in again} == {UploadState.REGISTERED}  # type: ignore[union-attr]
     assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (8,)
     assert sorted(env.se("DEST").list_lfns()) == sorted(i.lfn for i in items)
+    catalog = env.catalogs.get(env.catalog_choices()[0].name)
+    assert sorted(entry.lfn for entry, _ in catalog.iter_files()) == sorted(i.lfn for i in items)  # type: ignore[attr-defined]
     assert fsck(env).ok
 
 
