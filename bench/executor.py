@@ -74,13 +74,6 @@ class Copy:
     target_pfn: str
 
 
-def _close(env: Environment) -> None:
-    """Close the database and the catalog, so the workspace can be copied whole."""
-    env.store.close()
-    for catalog in env.catalogs:
-        catalog.close()  # type: ignore[attr-defined]
-
-
 def _lfn(n: int) -> str:
     return f"/vo/bench/run1/dir{n // FILES_PER_DIRECTORY:03d}/out_{n:05d}.root"
 
@@ -97,7 +90,7 @@ def build(home: Path, uploads: int, scratch: Path) -> float:
         result = client.transferAndRegisterFileFailover(local.name, str(local), _lfn(n), "SE-A", "FAIL-1", {})
         assert result["OK"] and result["Value"]["uploadedSE"] == "FAIL-1", result
         assert client.commitRequest()["OK"]
-    _close(env)
+    env.close()
     return time.perf_counter() - started
 
 
@@ -114,7 +107,7 @@ def run_engine(home: Path, durability: Durability, profile: bool = False) -> tup
         profiler.disable()
     seconds = time.perf_counter() - started
     done = _check_engine(env)
-    _close(env)
+    env.close()
     if profiler is not None:
         print(f"\ncProfile of the engine side ({durability.value}), top 25 by own time:")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
@@ -146,7 +139,7 @@ def _plan(home: Path) -> list[Copy]:
         source, target = env.se("FAIL-1"), env.se("SE-A")
         paths = (source.root.rstrip("/") + lfn, target.root.rstrip("/") + lfn)
         copies.append(Copy(lfn, size, checksum, *paths, target.pfn(lfn)))
-    _close(env)
+    env.close()
     return copies
 
 

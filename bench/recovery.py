@@ -75,12 +75,6 @@ def _lfn(n: int) -> str:
     return f"/vo/bench/recovery/dir{n // FILES_PER_DIRECTORY:04d}/out_{n:07d}.dat"
 
 
-def _close(env: Environment) -> None:
-    env.store.close()
-    for catalog in env.catalogs:
-        catalog.close()  # type: ignore[attr-defined]
-
-
 def _local_file(scratch: Path, n: int, shared: bool) -> Path:
     path = scratch / ("shared.dat" if shared else f"{n // FILES_PER_DIRECTORY:04d}/out_{n:07d}.dat")
     if not path.exists():
@@ -112,7 +106,7 @@ def build(home: Path, scratch: Path, uploads: int, *, shared_file: bool) -> floa
                 env.uploads.create(machine_id, data)
                 if not shared_file:
                     _place_object(env, local, _lfn(n))
-    _close(env)
+    env.close()
     return time.perf_counter() - started
 
 
@@ -130,7 +124,7 @@ def time_find(home: Path, durability: Durability, expected: int) -> tuple[float,
     ).fetchall()
     bare = time.perf_counter() - started
     assert len(ids) == expected
-    _close(env)
+    env.close()
     return opening, seconds, bare
 
 
@@ -146,7 +140,7 @@ def drive_engine(home: Path, durability: Durability, expected: int, profile: boo
         profiler.disable()
     seconds = time.perf_counter() - started
     states = env.store.conn.execute("SELECT state, COUNT(*) FROM machines GROUP BY state").fetchall()
-    _close(env)
+    env.close()
     assert not report.failed and len(report.finished) == expected, (len(report.finished), report.failed)
     assert states == [("Registered", expected)], states
     if profiler is not None:
@@ -162,7 +156,7 @@ def profile_find(home: Path, durability: Durability) -> None:
     env = open_workspace(home, durability=durability)
     profiler = cProfile.Profile()
     profiler.runcall(unfinished_upload_ids, env)
-    _close(env)
+    env.close()
     print("\ncProfile of unfinished_upload_ids(), top 10 by own time:")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(10)
 

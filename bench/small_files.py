@@ -95,12 +95,6 @@ def _commit(env: Environment, header: RequestHeader) -> None:
         env.requests.commit(row.id)
 
 
-def _close(env: Environment) -> None:
-    env.store.close()
-    for catalog in env.catalogs:
-        catalog.close()  # type: ignore[attr-defined]
-
-
 def run_api(home: Path, sources: list[Path], _: Path) -> None:
     """``upload_many`` on a fresh full-durability workspace, then the request commit."""
     env = open_workspace(home)
@@ -108,7 +102,7 @@ def run_api(home: Path, sources: list[Path], _: Path) -> None:
     items = [BatchItem(path, f"{LFN_DIR}/{path.name}") for path in sources]
     outcomes = upload_many(env, items, request=header, destinations=[DEST], failovers=[FAILOVER])
     _commit(env, header)
-    _close(env)
+    env.close()
     failed = [o for o in outcomes if isinstance(o, FailoverError)]
     assert not failed and all(o.state == "Registered" for o in outcomes), failed[:3]  # type: ignore[union-attr]
 
@@ -124,7 +118,7 @@ def run_api_processes(home: Path, sources: list[Path], _: Path) -> None:
     )
     env = opener()
     _commit(env, header)
-    _close(env)
+    env.close()
     failed = [o for o in outcomes if isinstance(o, FailoverError)]
     assert not failed and all(o.state == "Registered" for o in outcomes), failed[:3]  # type: ignore[union-attr]
 
@@ -139,7 +133,7 @@ def run_api_per_file(home: Path, sources: list[Path], _: Path) -> None:
         )
         assert result.state == "Registered", result
     _commit(env, header)
-    _close(env)
+    env.close()
 
 
 def run_cli(home: Path, sources: list[Path], _: Path) -> None:

@@ -96,6 +96,15 @@ class Environment:
         """The request store."""
         return RequestStore(self.store, clock=self.clock)
 
+    def close(self) -> None:
+        """Close the database and the connections of the catalogs that hold one (the next call reopens a
+        catalog; the store stays closed)."""
+        self.store.close()
+        for catalog in self.catalogs:
+            close = getattr(catalog, "close", None)  # not part of the FileCatalog interface
+            if callable(close):
+                close()
+
     def se(self, name: str) -> StorageElement:
         """
         A configured storage element by name.

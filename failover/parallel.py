@@ -33,7 +33,7 @@ from failover.environment import Environment
 from failover.errors import UploadInterrupted
 from persistence.requests import RequestHeader
 
-__all__ = ["BATCH_FILES", "MAX_AUTO_JOBS", "auto_jobs", "upload_in_processes"]
+__all__ = ["BATCH_FILES", "MAX_AUTO_JOBS", "auto_jobs", "upload_in_processes", "usable_cpus"]
 
 #: Files per batch handed to a worker (one :func:`~failover.batch.upload_many` batch: one commit).
 BATCH_FILES = 256
@@ -60,15 +60,6 @@ def auto_jobs(files: int, cpus: int | None = None) -> int:
     return max(1, min(math.ceil(files / BATCH_FILES), cpus or usable_cpus(), MAX_AUTO_JOBS))
 
 
-def _close_worker_env() -> None:
-    if _worker_env is not None:
-        _worker_env.store.close()
-        for catalog in _worker_env.catalogs:
-            close = getattr(catalog, "close", None)  # not part of the FileCatalog interface
-            if callable(close):
-                close()
-
-
 def _upload_batch(
     open_env: Callable[[], Environment],
     batch: list[tuple[int, BatchItem]],
@@ -79,7 +70,7 @@ def _upload_batch(
     global _worker_env
     if _worker_env is None:
         _worker_env = open_env()
-        Finalize(None, _close_worker_env, exitpriority=10)
+        Finalize(None, _worker_env.close, exitpriority=10)
     outcomes = upload_many(
         _worker_env, [item for _, item in batch], request=request, batch_size=len(batch), **options
     )

@@ -129,8 +129,8 @@ class Store:
 
 class Transaction(AbstractContextManager[sqlite3.Connection]):
     """
-    What :meth:`Store.transaction` returns: entered, it opens a transaction or a savepoint; left, it
-    commits (releases) or rolls back.
+    What :meth:`Store.transaction` returns: entered, it opens a transaction or a savepoint (nothing
+    inside a transaction opened with ``savepoints=False``); left, it commits (releases) or rolls back.
 
     A class rather than a generator: the executor and uploads enter several per file, and a
     generator-based context manager costs several times as much to enter and leave.

@@ -6,6 +6,7 @@ the file, the key path and what is wrong.
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,12 @@ def test_an_opened_configuration_uploads(tmp_path: Path) -> None:
         assert (result.se, result.registered) == ("SE-A", ("Main", "Mirror"))
         assert (tmp_path / "se-a" / "vo" / "out.root").is_file()
     finally:
-        env.store.close()
+        env.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed: the database and each catalog's connection
+        env.store.conn.execute("SELECT 1")
+    assert all(catalog._store is None for catalog in env.catalogs)  # type: ignore[attr-defined]
+    assert env.catalogs.get("Main").get_file("/vo/out.root") is not None  # a catalog opens again on use
+    env.close()  # closing twice is harmless
 
 
 def test_the_smallest_configuration_uses_the_defaults(tmp_path: Path) -> None:

@@ -218,11 +218,7 @@ class Workspace:
     def close(self) -> None:
         """Close the database and the catalogs' connections if they were opened."""
         if self._env is not None:
-            self._env.store.close()
-            for catalog in self._env.catalogs:
-                close = getattr(catalog, "close", None)  # not part of the FileCatalog interface
-                if callable(close):
-                    close()
+            self._env.close()
 
 
 def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:

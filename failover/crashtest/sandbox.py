@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from failover.catalog import SQLiteCatalog
 from failover.environment import Environment
 from failover.testing import FaultInjector
 from failover.workspace import DEFAULT_CATALOG, open_workspace
@@ -45,10 +44,7 @@ class Sandbox:
 
     def close(self) -> None:
         """Close the database and catalog connections."""
-        self.raw.store.close()
-        for catalog in self.raw.catalogs:
-            if isinstance(catalog, SQLiteCatalog):
-                catalog.close()
+        self.raw.close()
 
 
 def open_sandbox(home: str | Path, *, faults: FaultInjector | None = None) -> Sandbox:
