@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.util import Finalize
+from pathlib import Path
 from typing import Any
 
 from failover.batch import BatchItem, Outcome, upload_many
@@ -33,7 +34,7 @@ from failover.environment import Environment
 from failover.errors import UploadInterrupted
 from persistence.requests import RequestHeader
 
-__all__ = ["BATCH_FILES", "MAX_AUTO_JOBS", "auto_jobs", "upload_in_processes", "usable_cpus"]
+__all__ = ["BATCH_FILES", "MAX_AUTO_JOBS", "auto_jobs", "cpu_quota", "upload_in_processes", "usable_cpus"]
 
 #: Files per batch handed to a worker (one :func:`~failover.batch.upload_many` batch: one commit).
 BATCH_FILES = 256
@@ -44,12 +45,39 @@ MAX_AUTO_JOBS = 4
 _worker_env: Environment | None = None
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, which batch systems set), at least 1."""
+def usable_cpus(cgroup_root: str = "/sys/fs/cgroup", own_cgroup: str = "/proc/self/cgroup") -> int:
+    """
+    The CPUs this process may use, at least 1: those it may run on (its affinity), and no more than its
+    control group's CPU quota allows (a container or batch slot limited to one CPU sees them all).
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cpu_quota(cgroup_root, own_cgroup)
+    return max(1, min(cpus, math.ceil(quota)) if quota is not None else cpus)
+
+
+def cpu_quota(cgroup_root: str = "/sys/fs/cgroup", own_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """
+    The CPUs' worth of time this process's control group may use (``cpu.max`` in cgroup v2,
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` in v1), or None when it is not limited or cannot tell.
+    """
+    try:
+        with open(own_cgroup, encoding="utf-8") as lines:
+            groups = [line.rstrip("\n").split(":", 2) for line in lines]
+        for _, controllers, path in groups:
+            relative = path.lstrip("/")
+            if controllers == "":  # v2: one hierarchy
+                limit = Path(cgroup_root, relative, "cpu.max").read_text().split()
+                return None if limit[0] == "max" else int(limit[0]) / int(limit[1])
+            if "cpu" in controllers.split(","):
+                folder = Path(cgroup_root, controllers, relative)
+                quota = int((folder / "cpu.cfs_quota_us").read_text())
+                return None if quota < 0 else quota / int((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError, IndexError, ZeroDivisionError):
+        return None
+    return None
 
 
 def auto_jobs(files: int, cpus: int | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from batch_support import batch_files
 from failover import Environment, UploadInterrupted, UploadResult, fsck, open_workspace, resume
 from failover.batch import BatchItem
 from failover.errors import InvalidInput
-from failover.parallel import auto_jobs, upload_in_processes
+from failover.parallel import auto_jobs, cpu_quota, upload_in_processes, usable_cpus
 from fsm.crashpoints import CRASH_AT
 from persistence.requests import RequestHeader
 from states import UploadState
@@ -46,6 +47,43 @@ def notes(tmp_path: Path) -> Path:
 )
 def test_auto_jobs_is_one_per_batch_and_per_cpu_at_most_four(files: int, cpus: int, jobs: int) -> None:
     assert auto_jobs(files, cpus) == jobs
+
+
+@pytest.mark.parametrize(
+    ("own", "files", "quota"),
+    [
+        ("0::/job.slice/job42\n", {"job.slice/job42/cpu.max": "150000 100000\n"}, 1.5),
+        ("0::/\n", {"cpu.max": "max 100000\n"}, None),
+        (
+            "4:memory:/x\n3:cpu,cpuacct:/slot1\n0::/\n",
+            {
+                "cpu,cpuacct/slot1/cpu.cfs_quota_us": "50000\n",
+                "cpu,cpuacct/slot1/cpu.cfs_period_us": "100000\n",
+            },
+            0.5,
+        ),
+        (
+            "3:cpu,cpuacct:/\n",
+            {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "cpu,cpuacct/cpu.cfs_period_us": "100000"},
+            None,
+        ),
+        ("0::/gone\n", {}, None),
+        ("0::/\n", {"cpu.max": "garbage\n"}, None),
+    ],
+)
+def test_the_cpu_quota_of_the_process_control_group_is_read_for_v1_and_v2(
+    tmp_path: Path, own: str, files: dict[str, str], quota: float | None
+) -> None:
+    (tmp_path / "self-cgroup").write_text(own)
+    for name, text in files.items():
+        (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / name).write_text(text)
+
+    assert cpu_quota(str(tmp_path / "fs"), str(tmp_path / "self-cgroup")) == quota
+    cpus = usable_cpus(str(tmp_path / "fs"), str(tmp_path / "self-cgroup"))
+    assert cpus == (
+        min(len(os.sched_getaffinity(0)), math.ceil(quota)) if quota else len(os.sched_getaffinity(0))
+    )
 
 
 def test_every_file_is_uploaded_once_by_the_workers_in_order(tmp_path: Path, home: Path, notes: Path) -> None:
