@@ -97,8 +97,7 @@ class Environment:
         return RequestStore(self.store, clock=self.clock)
 
     def close(self) -> None:
-        """Close the database and the connections of the catalogs that hold one (the next call reopens a
-        catalog; the store stays closed)."""
+        """Close the database and the catalogs' connections (a catalog reopens on its next call)."""
         self.store.close()
         for catalog in self.catalogs:
             close = getattr(catalog, "close", None)  # not part of the FileCatalog interface

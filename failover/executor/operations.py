@@ -128,7 +128,8 @@ def record_outcome(
     Store one file's outcome, all in one transaction: the file, its operation's status, follow-up
     operations, the lease renewal, the upload transitions the operation's completion causes, and
     whatever ``then`` writes last (the executor releases a finished request there). ``renew=False``
-    skips the lease renewal, for a caller that renewed it earlier in the same transaction. ``fired``
+    skips the lease renewal, for a caller that checks the lease itself in the same transaction (the
+    batch executor releases or renews each request once, after its records). ``fired``
     carries the upload rows stored earlier in the caller's transaction (see
     :func:`~failover.executor.upload_hooks.on_operation_done`).
 
