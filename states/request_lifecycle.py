@@ -51,6 +51,7 @@ REQUEST_MACHINE = MachineSpec(
         Transition(T.FAIL, ("Assigned",), "Failed", doc="an operation failed: nothing after it runs"),
         Transition(T.CANCEL, ("Waiting", "Scheduled", "Assigned"), "Canceled", doc="an operator cancels it"),
     ),
+    checked="a40d8ec3b6a6373c0c67e2f6591f4471a0df66f59e9da6765b76aa62009db3a7",  # see UPLOAD_MACHINE
 )
 
 OPERATION_MACHINE = MachineSpec(
@@ -74,6 +75,7 @@ OPERATION_MACHINE = MachineSpec(
             T.CANCEL, ("Queued", "Waiting", "Scheduled", "Assigned"), "Canceled", doc="its request canceled"
         ),
     ),
+    checked="e94e74bfc1a6d0c114b95e22cd640d0e3708681868645f1d30db19b1e4472cb7",  # see UPLOAD_MACHINE
 )
 
 FILE_MACHINE = MachineSpec(
@@ -87,4 +89,5 @@ FILE_MACHINE = MachineSpec(
         Transition(T.DONE, ("Waiting", "Scheduled"), "Done", doc="the handler's effect is there"),
         Transition(T.FAIL, ("Waiting", "Scheduled"), "Failed", doc="non-retryable, or max attempts reached"),
     ),
+    checked="944157673fbf7836ed532d947528a8b7a7b50dffa03f989bdce62537e3909c6e",  # see UPLOAD_MACHINE
 )

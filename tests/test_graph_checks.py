@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+import fsm
+import fsm.graph
 from fsm.errors import InvalidMachine
 from fsm.graph import check_spec, scenario_paths, spec_graph
-from fsm.spec import Decision, MachineSpec, Transition, TransitionContext
+from fsm.spec import Decision, MachineSpec, Obligation, Transition, TransitionContext
 from states import MACHINES, UPLOAD_MACHINE
 from states.names import UploadState as S
 
@@ -89,6 +94,90 @@ def test_the_real_machines_pass_their_checks(name: str) -> None:
     graph = spec_graph(spec)
     assert set(graph.nodes) == set(spec.states)
     assert all(graph.out_degree(final) == 0 for final in spec.finals)
+
+
+@pytest.mark.parametrize("name", sorted(MACHINES))
+def test_each_shipped_machine_carries_the_fingerprint_of_its_passed_checks(name: str) -> None:
+    """The stamp lets an import skip the checks: it must be today's fingerprint of a spec that passes."""
+    spec = MACHINES[name]
+    check_spec(spec)
+    assert spec.checked == spec.fingerprint(), (
+        f"the {name} machine changed: after checking it, set checked={spec.fingerprint()!r}"
+    )
+
+
+def _refusing_checks(spec: MachineSpec) -> None:
+    raise InvalidMachine(f"checked {spec.name}")
+
+
+def test_a_spec_with_its_current_fingerprint_is_not_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fsm.graph, "check_spec", _refusing_checks)
+    stamped = replace(BRANCHING, checked=BRANCHING.fingerprint())
+    assert stamped == BRANCHING  # the stamp takes no part in equality
+    with pytest.raises(InvalidMachine, match="checked branching"):
+        replace(BRANCHING, checked="")
+    with pytest.raises(InvalidMachine, match="checked branching"):
+        replace(BRANCHING, checked=UPLOAD_MACHINE.checked)
+
+
+def test_a_stamp_left_on_an_edited_machine_does_not_let_it_through() -> None:
+    """``registering_stuck`` is the upload machine with two more edges: it keeps the stamp, and is refused."""
+    machine = UPLOAD_MACHINE
+    assert machine.checked
+    with pytest.raises(InvalidMachine, match=r"no path to a final state: \['Failed'\]"):
+        replace(machine, finals=machine.finals - {S.FAILED})
+    with pytest.raises(InvalidMachine, match="a path reaches Cleaned without emitting RemoveReplica"):
+        _import_broken("registering_stuck")
+
+
+def _edited(spec: MachineSpec, index: int, **changes: object) -> MachineSpec:
+    transitions = list(spec.transitions)
+    transitions[index] = replace(transitions[index], **changes)  # type: ignore[arg-type]
+    return replace(spec, transitions=tuple(transitions))
+
+
+def test_the_fingerprint_follows_everything_the_checks_read_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fsm.graph, "check_spec", lambda spec: None)  # some variants would be refused
+    base = BRANCHING.fingerprint()
+    read_by_checks = [
+        replace(BRANCHING, name="other"),
+        replace(BRANCHING, states=("Start", "Right", "Left", "Done")),
+        replace(BRANCHING, states=(*BRANCHING.states, "Extra"), finals=frozenset({"Done", "Extra"})),
+        replace(BRANCHING, finals=frozenset({"Done", "Left"}), transitions=BRANCHING.transitions[:2]),
+        _edited(BRANCHING, 2, dest="Left", sources=("Right",)),
+        _edited(BRANCHING, 2, trigger="end"),
+        _edited(BRANCHING, 2, emits=("Invoice",)),
+        _edited(BRANCHING, 2, guard=_always),
+        replace(BRANCHING, obligations=(Obligation("Done", "Invoice"),)),
+    ]
+    prints = [spec.fingerprint() for spec in read_by_checks]
+    assert base not in prints and len(set(prints)) == len(prints)
+    not_read = [_edited(BRANCHING, 2, doc="finishes"), _edited(BRANCHING, 0, decide=None)]
+    assert {spec.fingerprint() for spec in not_read} == {base}
+
+
+def test_fsm_hands_out_the_graph_functions_on_first_use() -> None:
+    assert (fsm.check_spec, fsm.scenario_paths, fsm.spec_graph) == (check_spec, scenario_paths, spec_graph)
+    with pytest.raises(AttributeError, match="module 'fsm' has no attribute 'check_specs'"):
+        _ = fsm.check_specs  # type: ignore[attr-defined]
+
+
+def test_the_fingerprint_does_not_depend_on_the_hash_seed() -> None:
+    """Final states are a frozenset: their order changes with ``PYTHONHASHSEED``, the stamp must not."""
+    script = "from states import MACHINES; print(sorted((n, m.fingerprint()) for n, m in MACHINES.items()))"
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1 and UPLOAD_MACHINE.checked in outputs.pop()
 
 
 def test_the_upload_machine_graph_has_one_edge_per_transition_source() -> None:
