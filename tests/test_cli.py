@@ -8,6 +8,7 @@ from __future__ import annotations
 import doctest
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -412,6 +414,42 @@ def test_the_console_script_freezes_what_it_loaded_before_running_the_command(ho
     env = {**os.environ, "FAILOVER_HOME": str(home)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
     assert int(done.stdout.strip().splitlines()[-1]) > 10_000, done.stderr
+
+
+def test_an_upload_loads_neither_the_other_commands_nor_networkx(home: Path, outputs: list[Path]) -> None:
+    """
+    Commands are imported when run, and the shipped machines' stamps spare their graph checks: an upload
+    never loads networkx (a tenth of a second of each start) nor the diagram renderer.
+    """
+    script = "import sys, failover.cli\ntry:\n    failover.cli.main(sys.argv[1:])\nfinally:\n"
+    script += "    print(sorted(m for m in sys.modules if m.split('.')[0] == 'networkx' or m.startswith("
+    script += "('fsm.graph', 'fsm.diagram', 'failover.cli.')))) "
+    command = [sys.executable, "-c", script, "upload", str(outputs[0]), "--lfn", "/vo/a/hits.root", "--json"]
+    env = {**os.environ, "FAILOVER_HOME": str(home)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    *report, loaded = done.stdout.splitlines()
+    assert json.loads("\n".join(report))["uploads"][0]["state"] == "Registered"
+    assert loaded == "['failover.cli.app', 'failover.cli.upload']"
+
+
+def test_every_command_is_listed_in_order_and_an_unknown_one_is_refused(home: Path) -> None:
+    commands = failover(home, "--help").output.split("Commands:")[1].splitlines()
+    listed = [line.split()[0] for line in commands if line]
+    assert listed[:3] == ["upload", "status", "history"] and listed[-2:] == ["diagram", "demo"]
+    assert len(listed) == len(cli.lazy_commands)
+    result = failover(home, "uplaod")
+    assert result.exit_code == 2 and "No such command 'uplaod'" in result.output
+
+
+def test_a_lazy_command_needs_a_module_and_a_command() -> None:
+    group = app.FailoverGroup()
+    with pytest.raises(ValueError, match=re.escape("'failover.cli.upload' is not 'module:attribute'")):
+        group.add_lazy_command("upload", "failover.cli.upload")
+    group.add_lazy_command("oops", "failover.cli.app:error_line")
+    not_a_command = re.escape("lazy command 'oops': failover.cli.app:error_line is not a command")
+    with pytest.raises(TypeError, match=not_a_command):
+        group.get_command(click.Context(group), "oops")
 
 
 def test_usage_errors_exit_2_in_a_real_process(home: Path) -> None:

@@ -10,27 +10,27 @@ from __future__ import annotations
 import gc
 from collections.abc import Sequence
 
-from failover.cli import demo, diagram, executor, fsck, requests, status, upload
 from failover.cli.app import cli
 
 __all__ = ["cli", "main"]
 
-# In the order a user meets them; `failover --help` lists them so.
-for _command in (
-    upload.upload,
-    status.status,
-    status.history,
-    status.explain,
-    requests.requests,
-    executor.executor,
-    executor.resume,
-    executor.retry,
-    executor.cancel,
-    fsck.fsck,
-    diagram.diagram,
-    demo.demo,
+# In the order a user meets them; `failover --help` lists them so. Each module is imported when its
+# command runs (or is listed), not at every start.
+for _name, _path in (
+    ("upload", "failover.cli.upload:upload"),
+    ("status", "failover.cli.status:status"),
+    ("history", "failover.cli.status:history"),
+    ("explain", "failover.cli.status:explain"),
+    ("requests", "failover.cli.requests:requests"),
+    ("executor", "failover.cli.executor:executor"),
+    ("resume", "failover.cli.executor:resume"),
+    ("retry", "failover.cli.executor:retry"),
+    ("cancel", "failover.cli.executor:cancel"),
+    ("fsck", "failover.cli.fsck:fsck"),
+    ("diagram", "failover.cli.diagram:diagram"),
+    ("demo", "failover.cli.demo:demo"),
 ):
-    cli.add_command(_command)
+    cli.add_lazy_command(_name, _path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -11,6 +11,7 @@ the traceback.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 import sqlite3
@@ -117,11 +118,43 @@ def error_line(err: BaseException) -> str:
 
 
 class FailoverGroup(click.Group):
-    """A command group that reports the errors of its commands as one line and exits with status 1."""
+    """
+    A command group that reports the errors of its commands as one line and exits with status 1.
+
+    Commands may be registered by import path (:meth:`add_lazy_command`): a command's module, and what
+    only it needs (the diagram renderer and networkx for ``status``, say), is imported when that
+    command is run or listed, not at every start (click's "lazily loading subcommands" pattern).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Command name -> ``"module:attribute"``, in the order they were added.
+        self.lazy_commands: dict[str, str] = {}
+
+    def add_lazy_command(self, name: str, import_path: str) -> None:
+        """
+        Register the command ``name`` found at ``import_path`` (``"package.module:attribute"``).
+
+        Raises:
+            ValueError: ``import_path`` has no ``:``.
+        """
+        if ":" not in import_path:
+            raise ValueError(f"lazy command {name!r}: import path {import_path!r} is not 'module:attribute'")
+        self.lazy_commands[name] = import_path
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """The commands in the order they were added (a user's path through them), not alphabetically."""
-        return list(self.commands)
+        return [*self.lazy_commands, *(name for name in self.commands if name not in self.lazy_commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, importing its module on first use; None for an unknown name."""
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            module_name, attribute = self.lazy_commands[cmd_name].split(":", 1)
+            command = getattr(importlib.import_module(module_name), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"lazy command {cmd_name!r}: {self.lazy_commands[cmd_name]} is not a command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; a handled error becomes one line on stderr (with ``--verbose``, a traceback)."""
