@@ -222,9 +222,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per profile (medians taken)")
     parser.add_argument("--profile", action="store_true", help="cProfile the engine side once more")
     parser.add_argument("--dir", type=Path, help="where the workspaces go (default: a temporary directory)")
+    parser.add_argument("--keep", action="store_true", help="leave the files for the caller to delete")
     args = parser.parse_args()
     profiles: list[Durability] = args.profiles
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+    tmp = tempfile.mkdtemp(dir=args.dir)
+    try:
         directory = Path(tmp)
         print(
             f"sqlite {sqlite3.sqlite_version}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
@@ -245,7 +247,8 @@ def main() -> None:
                     os.sync()  # untimed: no side pays for the writeback of the copy or of the side before
                     seconds, ops = run(home, durability)
                     rates[side].append(ops / seconds)
-                    shutil.rmtree(home)
+                    # Kept to the end: a side run just after the other's files were deleted would pay
+                    # for their deletion (see bench/README.md).
             for side in ("engine", "plain"):
                 rate = statistics.median(rates[side])
                 each = " ".join(f"{r:,.0f}" for r in rates[side])
@@ -264,6 +267,9 @@ def main() -> None:
             home = directory / "profiled"
             shutil.copytree(directory / "base", home)
             run_engine(home, profiles[0], profile=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":

@@ -260,10 +260,12 @@ def main() -> None:
     parser.add_argument("--durability", type=Durability, default=Durability.FULL, help="FULL or NORMAL")
     parser.add_argument("--profile", action="store_true", help="cProfile find and resume() once more")
     parser.add_argument("--dir", type=Path, help="where the workspaces go (default: a temporary directory)")
+    parser.add_argument("--keep", action="store_true", help="leave the files for the caller to delete")
     parser.add_argument("--summary", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     drive = args.drive if args.drive is not None else args.uploads
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+    tmp = tempfile.mkdtemp(dir=args.dir)
+    try:
         work = Path(tmp)
         print(
             f"sqlite {sqlite3.sqlite_version}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
@@ -281,13 +283,16 @@ def main() -> None:
                 shutil.copytree(work / "drive", home)
                 run = drive_engine if side == "engine" else drive_plain
                 drives[side].append(run(home, args.durability, drive))
-                shutil.rmtree(home)
+                # Kept to the end: the next side's creates would pay for this deletion (bench/README.md).
         rows = report(args.uploads, finds, drive, drives)
         if args.profile:
             profile_find(work / "find", args.durability)
             home = work / "profiled"
             shutil.copytree(work / "drive", home)
             drive_engine(home, args.durability, drive, profile=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp)
     if args.summary:
         args.summary.write_text(json.dumps(rows))
 

@@ -54,6 +54,10 @@ QUICK_ARGS: dict[str, list[str]] = {
 }
 #: Benchmarks that write ``--summary`` JSON; the others are read from their output.
 SUMMARISED = ("small_files", "big_file", "recovery", "memory")
+#: Benchmarks that create thousands of files: they leave them (``--keep``) for this script to delete at the
+#: end, since on ext4 without a journal every file created in the minutes after a mass deletion pays for it
+#: (see bench/README.md), and the next benchmark would.
+KEEPING = ("small_files", "recovery", "executor")
 
 Row = dict[str, str]
 
@@ -125,6 +129,8 @@ def run_bench(name: str, arguments: list[str], work: Path) -> tuple[list[Row], f
     if name in SUMMARISED:
         command += ["--summary", str(summary)]
     command += ["--dir", str(work)]
+    if name in KEEPING:
+        command.append("--keep")
     print(f"\n=== {name}: {' '.join(arguments)}", flush=True)
     started = time.perf_counter()
     lines = []

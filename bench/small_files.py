@@ -302,9 +302,11 @@ def main() -> None:
     parser.add_argument("--per-file", action="store_true", help="also time upload() file by file")
     parser.add_argument("--profile", action="store_true", help="cProfile the api side once more")
     parser.add_argument("--dir", type=Path, help="where the files go (default: a temporary directory)")
+    parser.add_argument("--keep", action="store_true", help="leave the files for the caller to delete")
     parser.add_argument("--summary", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+    tmp = tempfile.mkdtemp(dir=args.dir)
+    try:
         work = Path(tmp)
         sources = make_sources(work / "src", args.files, args.size)
         chosen = sides(args.per_file)
@@ -319,6 +321,9 @@ def main() -> None:
         rows = report(run_rounds(work, sources, chosen, args.rounds), args.files)
         if args.profile:
             profile_api(work, sources)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp)
     if args.summary:
         args.summary.write_text(json.dumps(rows))
 
