@@ -5,6 +5,7 @@ error contract (one line on stderr, no traceback, exit status 1; 2 for usage err
 
 from __future__ import annotations
 
+import ast
 import doctest
 import json
 import os
@@ -416,21 +417,38 @@ def test_the_console_script_freezes_what_it_loaded_before_running_the_command(ho
     assert int(done.stdout.strip().splitlines()[-1]) > 10_000, done.stderr
 
 
-def test_an_upload_loads_neither_the_other_commands_nor_networkx(home: Path, outputs: list[Path]) -> None:
-    """
-    Commands are imported when run, and the shipped machines' stamps spare their graph checks: an upload
-    never loads networkx (a tenth of a second of each start) nor the diagram renderer.
-    """
+def _run_and_list_modules(home: Path, *args: str) -> tuple[str, list[str]]:
+    """Run ``failover ARGS`` in a fresh interpreter; its stdout, and the networkx, graph, diagram and CLI
+    modules it loaded."""
     script = "import sys, failover.cli\ntry:\n    failover.cli.main(sys.argv[1:])\nfinally:\n"
     script += "    print(sorted(m for m in sys.modules if m.split('.')[0] == 'networkx' or m.startswith("
-    script += "('fsm.graph', 'fsm.diagram', 'failover.cli.')))) "
-    command = [sys.executable, "-c", script, "upload", str(outputs[0]), "--lfn", "/vo/a/hits.root", "--json"]
+    script += "('fsm.graph', 'fsm.diagram', 'failover.cli.'))))"
     env = {**os.environ, "FAILOVER_HOME": str(home)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=60
+    )
     assert done.returncode == 0, done.stderr
-    *report, loaded = done.stdout.splitlines()
-    assert json.loads("\n".join(report))["uploads"][0]["state"] == "Registered"
-    assert loaded == "['failover.cli.app', 'failover.cli.upload']"
+    *output, loaded = done.stdout.splitlines()
+    return "\n".join(output), ast.literal_eval(loaded)
+
+
+def test_upload_and_status_load_neither_the_other_commands_nor_networkx(
+    home: Path, outputs: list[Path]
+) -> None:
+    """
+    Commands are imported when run, and the shipped machines' stamps spare their graph checks: an upload
+    or a status never loads networkx (a tenth of a second of each start) nor the diagram renderer.
+    """
+    report, loaded = _run_and_list_modules(
+        home, "upload", str(outputs[0]), "--lfn", "/vo/a/hits.root", "--json"
+    )
+    assert json.loads(report)["uploads"][0]["state"] == "Registered"
+    assert loaded == ["failover.cli.app", "failover.cli.upload"]
+    counts, loaded = _run_and_list_modules(home, "status", "--json")
+    assert json.loads(counts)["uploads"]["Registered"] == 1
+    assert loaded == ["failover.cli.app", "failover.cli.status"]
+    diagram, loaded = _run_and_list_modules(home, "explain", "/vo/a/hits.root")
+    assert "Uploading --> Registered" in diagram and "networkx" in loaded and "fsm.diagram" in loaded
 
 
 def test_every_command_is_listed_in_order_and_an_unknown_one_is_refused(home: Path) -> None:

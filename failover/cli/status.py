@@ -24,7 +24,6 @@ from failover.cli.app import (
     workspace_options,
 )
 from failover.environment import Environment
-from fsm.diagram import Edge, render
 from fsm.engine import CREATE_TRIGGER
 from persistence.journal import read_journal
 from persistence.machines import count_by_state
@@ -34,6 +33,8 @@ from states import UPLOAD_MACHINE, UploadState
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from fsm.diagram import Edge
 
 __all__ = ["explain", "history", "journal_table", "path_of", "status", "summarize"]
 
@@ -214,6 +215,9 @@ def explain(workspace: Workspace, as_json: bool, lfn: str, fmt: str, output: Pat
         failover explain /vo/user/a/alice/run42/out.root --output path.mmd
         failover explain /vo/user/a/alice/run42/out.root --format svg -o path.svg
     """
+    # Here, not at the top: the renderer's graph brings networkx, which status and history do without.
+    from fsm.diagram import render
+
     env = workspace.env
     row = find_upload(env, lfn)
     path = path_of(read_journal(env.store.conn, row.id))
