@@ -122,7 +122,7 @@ class FailoverGroup(click.Group):
     A command group that reports the errors of its commands as one line and exits with status 1.
 
     Commands may be registered by import path (:meth:`add_lazy_command`): a command's module, and what
-    only it needs (the diagram renderer and networkx for ``status``, say), is imported when that
+    only it needs (the diagram renderer and networkx for ``diagram``, say), is imported when that
     command is run or listed, not at every start (click's "lazily loading subcommands" pattern).
     """
 
