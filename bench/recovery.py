@@ -281,6 +281,7 @@ def main() -> None:
             for side in ("engine", "plain") if r % 2 == 0 else ("plain", "engine"):
                 home = work / f"drive-{side}-{r}"
                 shutil.copytree(work / "drive", home)
+                os.sync()  # untimed: no side pays for the writeback of the copy or of the runs before
                 run = drive_engine if side == "engine" else drive_plain
                 drives[side].append(run(home, args.durability, drive))
                 # Kept to the end: the next side's creates would pay for this deletion (bench/README.md).

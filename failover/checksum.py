@@ -138,6 +138,10 @@ def checksum_file(path: str | Path, types: Iterable[ChecksumType] = (ChecksumTyp
     return summer
 
 
+_HEX_WIDTH = {ChecksumType.ADLER32: 8, ChecksumType.MD5: 32, ChecksumType.SHA1: 40}
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
 def normalize_checksum(value: str, kind: ChecksumType) -> str:
     """
     Return ``value`` in canonical form for ``kind``.
@@ -148,10 +152,10 @@ def normalize_checksum(value: str, kind: ChecksumType) -> str:
     text = value.strip().lower()
     if text.startswith("0x"):
         text = text[2:]
-    width = {ChecksumType.ADLER32: 8, ChecksumType.MD5: 32, ChecksumType.SHA1: 40}[kind]
+    width = _HEX_WIDTH[kind]
     if kind is ChecksumType.ADLER32:
         text = text.lstrip("0").rjust(width, "0")
-    if len(text) != width or any(c not in "0123456789abcdef" for c in text):
+    if len(text) != width or not _HEX_DIGITS.issuperset(text):
         raise InvalidInput(f"{value!r} is not a valid {kind.value} checksum")
     return text
 
