@@ -136,12 +136,11 @@ class Transaction(AbstractContextManager[sqlite3.Connection]):
     generator-based context manager costs several times as much to enter and leave.
     """
 
-    __slots__ = ("_conn", "_mode", "_path", "_savepoints", "_store")
+    __slots__ = ("_conn", "_mode", "_savepoints", "_store")
 
     def __init__(self, store: Store, savepoints: bool = True) -> None:
         self._store = store
         self._conn = store.conn
-        self._path = store.path
         self._savepoints = savepoints
         self._mode = ""
 
@@ -172,14 +171,14 @@ class Transaction(AbstractContextManager[sqlite3.Connection]):
             self._store._unit_failed = None
             if exc is None and failed:
                 self._run("ROLLBACK")
-                message = f"{self._path}: a block inside the transaction failed; nothing committed"
+                message = f"{self._store.path}: a block inside the transaction failed; nothing committed"
                 raise TransactionAborted(message)
             if exc is None:
                 self._commit()
             elif self._conn.in_transaction:  # an error may already have ended the transaction
                 self._run("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
-            raise store_error(self._path, exc) from exc
+            raise store_error(self._store.path, exc) from exc
 
     def _leave_savepoint(self, exc: BaseException | None) -> None:
         if exc is None:
@@ -200,7 +199,7 @@ class Transaction(AbstractContextManager[sqlite3.Connection]):
         try:
             self._conn.execute(statement)
         except sqlite3.Error as exc:
-            raise store_error(self._path, exc) from exc
+            raise store_error(self._store.path, exc) from exc
 
 
 def open_store(
