@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executor_support import failed_over_workspace, job_content, job_lfn, lease_takers
 
 from failover import fsck
-from failover.dirac import FailoverTransfer
 from failover.environment import Environment
-from failover.workspace import open_workspace
-from persistence.db import Durability
 from persistence.journal import read_journal
 from states import UploadState
 
@@ -36,49 +34,11 @@ CATALOG = "LocalCatalog"
 #: Upper bound on any wait for the workers; only reached when one hangs.
 WAIT_S = 60.0
 
-LEASE_LOG = """
-CREATE TABLE test_lease_log (
-    seq INTEGER PRIMARY KEY, request_id INTEGER, old_status TEXT, new_status TEXT,
-    old_owner TEXT, new_owner TEXT, old_expires TEXT, new_expires TEXT
-);
-CREATE TRIGGER test_log_request AFTER UPDATE ON requests BEGIN
-    INSERT INTO test_lease_log (request_id, old_status, new_status, old_owner, new_owner, old_expires,
-        new_expires)
-    VALUES (NEW.id, OLD.status, NEW.status, OLD.lease_owner, NEW.lease_owner, OLD.lease_expires,
-        NEW.lease_expires);
-END;
-CREATE TABLE test_file_log (seq INTEGER PRIMARY KEY, request_id INTEGER, file_id INTEGER, owner TEXT);
-CREATE TRIGGER test_log_file AFTER UPDATE ON files BEGIN
-    INSERT INTO test_file_log (request_id, file_id, owner)
-    SELECT r.id, NEW.id, r.lease_owner FROM operations o JOIN requests r ON r.id = o.request_id
-    WHERE o.id = NEW.operation_id;
-END;
-"""
-
-
-def _lfn(n: int) -> str:
-    return f"/vo/prod/run7/job{n:03d}/out.root"
-
-
-def _content(n: int) -> bytes:
-    return f"job {n} output\n".encode() * 50
-
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Environment]:
     """A workspace with 200 committed failover uploads, one job (request) each, and the lease log."""
-    env = open_workspace(tmp_path / "ws", ses=("SE-A", "FAIL-1"), durability=Durability.NORMAL)
-    local = tmp_path / "job"
-    local.mkdir()
-    for n in range(UPLOADS):
-        path = local / f"out{n}.root"
-        path.write_bytes(_content(n))
-        client = FailoverTransfer(environment=env)
-        assert client.transferAndRegisterFileFailover(path.name, str(path), _lfn(n), "SE-A", "FAIL-1", {})[
-            "OK"
-        ]
-        assert client.commitRequest()["OK"]
-    env.store.conn.executescript(LEASE_LOG)
+    env = failed_over_workspace(tmp_path / "ws", tmp_path / "job", UPLOADS)
     yield env
     env.store.close()
 
@@ -109,25 +69,6 @@ def _run_workers(home: Path, go_file: Path) -> list[dict[str, Any]]:
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
 
 
-def _check_leases(env: Environment) -> dict[int, str]:
-    """Every request taken once, when nobody held it, and released by its taker; return the takers."""
-    takers: dict[int, str] = {}
-    rows = env.store.conn.execute(
-        "SELECT request_id, old_status, new_status, old_owner, new_owner FROM test_lease_log ORDER BY seq"
-    )
-    for request_id, old_status, new_status, old_owner, new_owner in rows:
-        if new_status == "Assigned" and old_status != "Assigned":
-            assert old_owner is None, f"request {request_id} taken from {old_owner}"
-            assert request_id not in takers, f"request {request_id} taken twice"
-            takers[request_id] = new_owner
-        elif old_status == "Assigned" and new_status != "Assigned":
-            assert (old_owner, new_owner, new_status) == (takers[request_id], None, "Done")
-        else:
-            assert (old_status, new_status) == ("Assigned", "Assigned"), (request_id, old_status, new_status)
-            assert old_owner == new_owner == takers[request_id], f"request {request_id} changed hands"
-    return takers
-
-
 def test_three_executor_processes_run_every_upload_exactly_once(
     workspace: Environment, tmp_path: Path
 ) -> None:
@@ -136,7 +77,7 @@ def test_three_executor_processes_run_every_upload_exactly_once(
     reports = _run_workers(tmp_path / "ws", tmp_path / "go")
 
     # Every request taken by exactly one executor, and every file recorded under its taker's lease.
-    takers = _check_leases(env)
+    takers = lease_takers(env)
     assert len(takers) == UPLOADS
     assert {r["name"]: r["taken"] for r in reports} == {
         name: sum(1 for taker in takers.values() if taker == name) for name in WORKERS
@@ -165,12 +106,12 @@ def test_three_executor_processes_run_every_upload_exactly_once(
     # Storage, catalog and journal agree.
     catalog = env.catalogs.get(CATALOG)
     for n in range(UPLOADS):
-        target = env.se("SE-A").pfn(_lfn(n)).removeprefix("file://")
-        assert Path(target).read_bytes() == _content(n)
-        assert not env.se("FAIL-1").exists(_lfn(n))
-        assert [replica.se for replica in catalog.get_replicas(_lfn(n))] == ["SE-A"]
-        journal = [row.trigger for row in read_journal(env.store.conn, _lfn(n))]
+        target = env.se("SE-A").pfn(job_lfn(n)).removeprefix("file://")
+        assert Path(target).read_bytes() == job_content(n)
+        assert not env.se("FAIL-1").exists(job_lfn(n))
+        assert [replica.se for replica in catalog.get_replicas(job_lfn(n))] == ["SE-A"]
+        journal = [row.trigger for row in read_journal(env.store.conn, job_lfn(n))]
         assert journal == ["create", "failed_over", "replication_started", "cleaned"]
-        assert env.uploads.load(_lfn(n)).state == UploadState.CLEANED
+        assert env.uploads.load(job_lfn(n)).state == UploadState.CLEANED
     checked = fsck(env)
     assert checked.ok, checked.problems
