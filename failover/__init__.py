@@ -14,6 +14,7 @@ from failover.environment import Environment
 from failover.errors import (
     CatalogUnavailable,
     ChecksumMismatch,
+    ExecutorInterrupted,
     FailoverError,
     InvalidInput,
     InvalidRequest,
@@ -48,6 +49,7 @@ __all__ = [
     "ChecksumMismatch",
     "Environment",
     "Executor",
+    "ExecutorInterrupted",
     "ExecutorPolicy",
     "FailoverError",
     "FailoverTransfer",

@@ -16,7 +16,8 @@ Errors raised by failover, classified by what the caller does next.
     │   ├── CatalogUnavailable     the catalog cannot be reached
     │   ├── TransferCorrupted      the SE holds other bytes than were sent (size/checksum/partial)
     │   ├── SoleReplica            a removal would delete the only verified copy: retried later
-    │   └── UploadInterrupted      the process uploading a file stopped before reporting its outcome
+    │   ├── UploadInterrupted      the process uploading a file stopped before reporting its outcome
+    │   └── ExecutorInterrupted    an executor process stopped before finishing its pass
     └── PermanentError             will not work on this SE or catalog: move on at once
         ├── PermissionDenied       the SE refuses access
         ├── StorageRefused         the SE's own refusal (name length, quota, other content)
@@ -39,6 +40,7 @@ __all__ = [
     "CatalogUnavailable",
     "ChecksumMismatch",
     "ErrorMapping",
+    "ExecutorInterrupted",
     "FailoverError",
     "InvalidInput",
     "InvalidRequest",
@@ -215,6 +217,15 @@ class UploadInterrupted(TransientError):
     """
 
     code = "upload_interrupted"
+
+
+class ExecutorInterrupted(TransientError):
+    """
+    An executor process (see :mod:`failover.executor.processes`) stopped before finishing its pass: the
+    requests it held stay Assigned until their leases expire, then any executor takes them again.
+    """
+
+    code = "executor_interrupted"
 
 
 class PermanentError(FailoverError):

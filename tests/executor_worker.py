@@ -11,6 +11,9 @@ Usage::
         run until SIGTERM or SIGINT, polling every POLL seconds; print "ready" once the signal handlers
         are installed, "copying LFN" when a copy to SE-A starts (each takes SLOW more seconds), and
         "stopped" on the way out
+    python tests/executor_worker.py processes HOME NAME POLL SLOW JOBS
+        the same with JOBS executors in worker processes (``run_forever_in_processes``, one request per
+        take), each announcing its copies; "ready" once this process's handlers are installed
 
 The workspace at HOME has the storage elements ``SE-A`` and ``FAIL-1`` and runs with
 ``Durability.NORMAL``. Every storage and catalog call goes through a :class:`FaultInjector` (no faults
@@ -26,7 +29,9 @@ import threading
 import time
 from pathlib import Path
 
-from failover.executor import Executor
+from failover.environment import Environment
+from failover.executor import Executor, ExecutorPolicy
+from failover.executor.processes import run_forever_in_processes
 from failover.testing import FaultInjector
 from failover.workspace import open_workspace
 from persistence.db import Durability
@@ -77,9 +82,22 @@ def run_forever(home: str, name: str, poll: float, slow: float) -> None:
     print("stopped", flush=True)
 
 
+def run_processes(home: str, name: str, poll: float, slow: float, jobs: int) -> None:
+    """Poll with ``jobs`` executors in worker processes until a signal stops them all."""
+
+    def open_env() -> Environment:
+        return SlowCopies(slow).wrap(open_workspace(home, ses=SES, durability=Durability.NORMAL))
+
+    threading.Thread(target=_announce_when_handlers_installed, daemon=True).start()
+    run_forever_in_processes(open_env, jobs, poll, policy=ExecutorPolicy(batch_size=1), name=name)
+    print("stopped", flush=True)
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "once":
         run_once(args[0], args[1], args[2])
+    elif mode == "processes":
+        run_processes(args[0], args[1], float(args[2]), float(args[3]), int(args[4]))
     else:
         run_forever(args[0], args[1], float(args[2]), float(args[3]))

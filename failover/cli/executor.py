@@ -7,6 +7,7 @@ Running and steering the work: ``failover executor`` (:class:`~failover.Executor
 from __future__ import annotations
 
 import signal
+import uuid
 
 import click
 
@@ -20,6 +21,7 @@ from failover.cli.app import (
     workspace_options,
 )
 from failover.executor import Executor
+from failover.executor.processes import run_forever_in_processes, run_once_in_processes
 from failover.operator import cancel_request, cancel_upload, retry_upload
 from failover.resume import resume as resume_uploads
 
@@ -35,20 +37,36 @@ __all__ = ["cancel", "executor", "resume", "retry"]
     "--poll", type=click.FloatRange(min=0, min_open=True), help="Seconds between polls with --loop."
 )
 @click.option("--name", help="This executor's lease owner name [default: a random one].")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Run N executors in worker processes (lease owners NAME-1 to NAME-N).",
+)
 @output_options
 @workspace_options
-def executor(workspace: Workspace, as_json: bool, mode: str, poll: float | None, name: str | None) -> None:
+def executor(
+    workspace: Workspace, as_json: bool, mode: str, poll: float | None, name: str | None, jobs: int
+) -> None:
     """
     Run committed requests: replicate, register, remove temporary replicas; move uploads on.
 
-    Several executors may run at once: each request is taken under a lease. Retries and backoff
-    follow the configuration's [executor] table.
+    Several executors may run at once: each request is taken under a lease. With --jobs N, this
+    command runs N of them in worker processes, to use N CPUs. Retries and backoff follow the
+    configuration's [executor] table.
 
     \b
     Example:
         failover executor --once
+        failover executor --once --jobs 4
         failover executor --loop --poll 5
     """
+    if jobs > 1:
+        _run_workers(workspace, as_json, mode, poll, name or f"executor-{uuid.uuid4().hex[:8]}", jobs)
+        return
     runner = Executor(workspace.env, workspace.policy, name=name)
     if mode == "loop":
         # run_forever installs the same handlers; before it does, a SIGTERM must not kill us either.
@@ -57,11 +75,28 @@ def executor(workspace: Workspace, as_json: bool, mode: str, poll: float | None,
         stdout().print(f"{runner.name}: polling every {poll or workspace.poll_interval:g} s; Ctrl-C stops")
         runner.run_forever(poll or workspace.poll_interval)
         return
-    taken = runner.run_once()
+    _report(as_json, runner.name, runner.run_once(), jobs)
+
+
+def _run_workers(
+    workspace: Workspace, as_json: bool, mode: str, poll: float | None, name: str, jobs: int
+) -> None:
+    """``--jobs N``: N executors in worker processes; no environment is opened here before they fork."""
+    opener, policy = workspace.opener(), workspace.policy
+    if mode == "loop":
+        interval = poll or workspace.poll_interval
+        stdout().print(f"{name}: {jobs} executors polling every {interval:g} s; Ctrl-C stops")
+        run_forever_in_processes(opener, jobs, interval, policy=policy, name=name)
+        return
+    _report(as_json, name, run_once_in_processes(opener, jobs, policy=policy, name=name), jobs)
+
+
+def _report(as_json: bool, name: str, taken: int, jobs: int) -> None:
     if as_json:
-        print_json({"executor": runner.name, "requests": taken})
+        print_json({"executor": name, "processes": jobs, "requests": taken})
     else:
-        stdout().print(f"{runner.name}: processed {taken} request{'s' if taken != 1 else ''}")
+        workers = f" in {jobs} processes" if jobs > 1 else ""
+        stdout().print(f"{name}: processed {taken} request{'s' if taken != 1 else ''}{workers}")
 
 
 @click.command()

@@ -1,0 +1,205 @@
+"""
+Running the executor in several processes at once, to use the CPUs one Python process leaves idle.
+
+An executor spends most of its time in Python, so one process keeps one CPU busy. The functions here fork
+``jobs`` worker processes, each an :class:`~failover.executor.Executor` with its own environment (opened
+in the worker with the opener it is given: a database connection is never shared between processes) and
+a lease owner name of its own (``NAME-1`` to ``NAME-N``). The workers share nothing else: requests are
+shared out by their leases, exactly as between executors started separately, so no request is run by two
+workers at a time and every operation keeps the guarantees it has in one process.
+
+SIGTERM and SIGINT (Ctrl-C) stop every worker the way they stop one executor: each finishes its current
+file, puts its requests back and releases its leases. The caller's handlers are restored on return.
+
+Fork before the calling process opens anything that runs threads of its own (a remote storage client,
+say): the command line opens no environment in the parent when it runs several workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any
+
+from failover.environment import Environment
+from failover.errors import ExecutorInterrupted
+from failover.executor.policy import ExecutorPolicy
+from failover.executor.runner import Executor
+
+__all__ = ["run_forever_in_processes", "run_once_in_processes", "worker_names"]
+
+log = logging.getLogger("failover.executor")
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def worker_names(name: str, jobs: int) -> list[str]:
+    """The lease owner names of ``jobs`` workers started under ``name``: ``name-1`` to ``name-N``."""
+    return [f"{name}-{index}" for index in range(1, jobs + 1)]
+
+
+def run_once_in_processes(
+    open_env: Callable[[], Environment],
+    jobs: int,
+    *,
+    policy: ExecutorPolicy | None = None,
+    name: str | None = None,
+) -> int:
+    """
+    Process every request that is due now with ``jobs`` executors in worker processes, then return.
+
+    Args:
+        open_env: opens an environment; called once in each worker (never in this process).
+        jobs: how many worker processes.
+        policy: retries, backoff and lease length (default :class:`ExecutorPolicy`).
+        name: the workers' lease owner names start with it (default: a random one).
+
+    Returns:
+        How many requests the workers took, together (as :meth:`Executor.run_once` counts them).
+
+    Raises:
+        ValueError: ``jobs`` is below 1.
+        ExecutorInterrupted: a worker stopped without finishing (killed, say); the others finished.
+        FailoverError: a worker failed (raised as the worker raised it) once the others finished.
+    """
+    return _run_workers(open_env, jobs, policy, name, poll_interval=None)
+
+
+def run_forever_in_processes(
+    open_env: Callable[[], Environment],
+    jobs: int,
+    poll_interval: float,
+    *,
+    policy: ExecutorPolicy | None = None,
+    name: str | None = None,
+) -> None:
+    """
+    Run ``jobs`` executors in worker processes, each polling every ``poll_interval`` seconds, until
+    SIGTERM or SIGINT (to this process or to the workers) stops them all; return once all have stopped.
+
+    Args and Raises: as :func:`run_once_in_processes`.
+    """
+    _run_workers(open_env, jobs, policy, name, poll_interval=poll_interval)
+
+
+def _run_workers(
+    open_env: Callable[[], Environment],
+    jobs: int,
+    policy: ExecutorPolicy | None,
+    name: str | None,
+    *,
+    poll_interval: float | None,
+) -> int:
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    policy = policy or ExecutorPolicy()
+    names = worker_names(name or f"executor-{uuid.uuid4().hex[:8]}", jobs)
+    # Shared by fork: set in this process before a worker is forked, the worker starts stopped.
+    stopping = threading.Event()
+    context = multiprocessing.get_context("fork")
+    workers: list[tuple[BaseProcess, Connection]] = []
+    with _forwarding_signals(stopping, workers):
+        for seed, worker_name in enumerate(names):
+            reader, writer = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_work,
+                args=(open_env, policy, worker_name, seed, poll_interval, stopping, writer),
+                name=worker_name,
+            )
+            process.start()
+            writer.close()
+            workers.append((process, reader))
+        outcomes = [_outcome(process, reader, policy) for process, reader in workers]
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    for later in failures[1:]:
+        log.error("executor worker failed as well: %s", later)
+    if failures:
+        raise failures[0]
+    return sum(outcome for outcome in outcomes if isinstance(outcome, int))
+
+
+@contextmanager
+def _forwarding_signals(
+    stopping: threading.Event, workers: list[tuple[BaseProcess, Connection]]
+) -> Iterator[None]:
+    """While the workers run, SIGTERM and SIGINT to this process stop them (not this process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread; the workers still obey signals
+        return
+    parent = os.getpid()
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+        if os.getpid() != parent:
+            return  # a worker caught it before installing its own handlers: it stops itself
+        log.info("signal %d: stopping %d executor workers after their current file", signum, len(workers))
+        for process, _ in workers:
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    previous = {signum: signal.signal(signum, forward) for signum in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _work(
+    open_env: Callable[[], Environment],
+    policy: ExecutorPolicy,
+    name: str,
+    seed: int,
+    poll_interval: float | None,
+    stopping: threading.Event,
+    writer: Connection,
+) -> None:
+    """A worker: run one executor until it is done (or stopped), and send back what it took or raised."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, lambda *_: stopping.set())
+    result: Any
+    try:
+        env = open_env()
+        try:
+            runner = Executor(env, policy, name=name, seed=seed)
+            runner.stopping = stopping
+            if poll_interval is None:
+                result = runner.run_once()
+            else:
+                runner.run_forever(poll_interval)
+                result = 0
+        finally:
+            env.close()
+    except BaseException as exc:  # reported to the caller, which raises it
+        result = exc
+    try:
+        writer.send(result)
+    except Exception:  # an exception that does not pickle: its text still reaches the caller
+        writer.send(RuntimeError(f"{name}: {type(result).__name__}: {result}"))
+    writer.close()
+
+
+def _outcome(process: BaseProcess, reader: Connection, policy: ExecutorPolicy) -> int | BaseException:
+    """What a worker sent (requests taken, or what it raised); a worker that sent nothing was interrupted."""
+    try:
+        outcome: int | BaseException = reader.recv()
+    except EOFError:
+        process.join()
+        return ExecutorInterrupted(
+            f"executor {process.name} (pid {process.pid}) stopped with exit status {process.exitcode} "
+            f"before finishing: the requests it held are taken again once their leases expire "
+            f"(at most {policy.lease_seconds:g} s)"
+        )
+    finally:
+        reader.close()
+    process.join()
+    return outcome
