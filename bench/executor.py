@@ -7,13 +7,15 @@ Setup (not timed): 1,000 jobs each upload one 4 KiB file through the DIRAC clien
 workspace is built once and copied for every run, so each side starts from the same bytes.
 
 Engine side: ``Executor(env).run_once()`` on the workspace, timed (the product defaults: batches of 32
-requests, failover pairs run in rounds). Plain side: a script doing what the
+requests, failover pairs run in rounds). Procs side: the same work by one executor per usable CPU (at most
+4), each in a worker process (``run_once_in_processes``, what ``failover executor --once --jobs N`` runs),
+timed from the first fork to the last worker's exit. Plain side: a script doing what the
 two operations must do for the same files, without the engine: copy failover → target through a
 temporary name with adler32 computed on the way, ``fsync`` of the data and the directory, compare with
 the expected size and checksum, rename; insert the target replica in the catalog; delete the failover
 replica from the catalog; delete the failover object. Its catalog writes go to the same SQLite catalog
 file with ``sqlite3`` directly, one ``BEGIN IMMEDIATE`` transaction per write, under the same
-``synchronous`` setting. Operations = 2 per upload on both sides. Each profile runs ``--rounds`` rounds,
+``synchronous`` setting. Operations = 2 per upload on every side. Each profile runs ``--rounds`` rounds,
 the two sides back to back in alternating order, each on a fresh copy; the figures are medians, and the
 ratio is the median of the rounds' ratios.
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import os
 import platform
 import pstats
@@ -50,6 +53,8 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 from failover.dirac import FailoverTransfer
 from failover.environment import Environment
 from failover.executor import Executor
+from failover.executor.processes import run_once_in_processes
+from failover.parallel import MAX_AUTO_JOBS, usable_cpus
 from failover.workspace import open_workspace
 from persistence.db import Durability
 
@@ -60,6 +65,8 @@ CHUNK = 1 << 20
 #: The goals of issue 4.
 GOAL_OPS = 1_000
 GOAL_RATIO = 2.0
+#: Worker processes of the procs side: one per usable CPU, as ``failover upload`` picks them.
+PROCESSES = min(usable_cpus(), MAX_AUTO_JOBS)
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,18 @@ def run_engine(home: Path, durability: Durability, profile: bool = False) -> tup
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         print("top 30 by cumulative time:")
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    return seconds, done
+
+
+def run_engine_processes(home: Path, durability: Durability) -> tuple[float, int]:
+    """Run every due request once with one executor per usable CPU in worker processes."""
+    opener = functools.partial(open_workspace, home, ses=SES, durability=durability)
+    started = time.perf_counter()
+    run_once_in_processes(opener, PROCESSES, name="bench")
+    seconds = time.perf_counter() - started
+    env = opener()
+    done = _check_engine(env)
+    env.close()
     return seconds, done
 
 
@@ -212,8 +231,12 @@ def run_plain(home: Path, durability: Durability) -> tuple[float, int]:
     return seconds, 2 * len(copies)
 
 
+#: Every side, in the order of the first round.
+SIDES = {"engine": run_engine, "procs": run_engine_processes, "plain": run_plain}
+
+
 def main() -> None:
-    """Parse the arguments, build the workspace once, and time both sides per profile."""
+    """Parse the arguments, build the workspace once, and time every side per profile."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--uploads", type=int, default=1_000, help="failover uploads (jobs)")
     parser.add_argument(
@@ -233,36 +256,41 @@ def main() -> None:
             f"workspaces in {tmp}"
         )
         built = build(directory / "base", args.uploads, directory / "job")
-        print(f"setup: {args.uploads:,} failover uploads of {FILE_SIZE // 1024} KiB, {built:.1f} s\n")
+        print(
+            f"setup: {args.uploads:,} failover uploads of {FILE_SIZE // 1024} KiB, {built:.1f} s; "
+            f"procs: {PROCESSES} executor processes\n"
+        )
         print(f"{'profile':<8} {'side':<7} {'ops':>6} {'seconds':>8} {'ops/s':>8}  rounds (ops/s)")
         for durability in profiles:
-            rates: dict[str, list[float]] = {"engine": [], "plain": []}
+            rates: dict[str, list[float]] = {side: [] for side in SIDES}
             ops = 0
             for round_no in range(args.rounds):
-                # Alternate which side goes first, so neither always meets the other's writeback.
-                sides = [("engine", run_engine), ("plain", run_plain)][:: 1 if round_no % 2 == 0 else -1]
-                for side, run in sides:
+                # Rotate which side goes first, so none always meets another's writeback.
+                turn = round_no % len(SIDES)
+                order = list(SIDES)
+                for side in order[turn:] + order[:turn]:
                     home = directory / f"{durability.value}-{side}-{round_no}"
                     shutil.copytree(directory / "base", home)
                     os.sync()  # untimed: no side pays for the writeback of the copy or of the side before
-                    seconds, ops = run(home, durability)
+                    seconds, ops = SIDES[side](home, durability)
                     rates[side].append(ops / seconds)
                     # Kept to the end: a side run just after the other's files were deleted would pay
                     # for their deletion (see bench/README.md).
-            for side in ("engine", "plain"):
+            for side in SIDES:
                 rate = statistics.median(rates[side])
                 each = " ".join(f"{r:,.0f}" for r in rates[side])
                 print(f"{durability.value:<8} {side:<7} {ops:>6,} {ops / rate:>8.2f} {rate:>8,.0f}  {each}")
-            engine = statistics.median(rates["engine"])
-            ratio = statistics.median(p / e for p, e in zip(rates["plain"], rates["engine"], strict=True))
-            verdicts = (
-                "ok" if engine >= GOAL_OPS else "UNDER GOAL",
-                "ok" if ratio <= GOAL_RATIO else "OVER GOAL",
-            )
-            print(
-                f"{durability.value:<8} ratio   plain/engine ops/s {ratio:.2f}x ({verdicts[1]}, goal <= "
-                f"{GOAL_RATIO}x); engine {engine:,.0f} ops/s ({verdicts[0]}, goal >= {GOAL_OPS:,})"
-            )
+            for side in ("engine", "procs"):
+                engine = statistics.median(rates[side])
+                ratio = statistics.median(p / e for p, e in zip(rates["plain"], rates[side], strict=True))
+                verdicts = (
+                    "ok" if engine >= GOAL_OPS else "UNDER GOAL",
+                    "ok" if ratio <= GOAL_RATIO else "OVER GOAL",
+                )
+                print(
+                    f"{durability.value:<8} ratio   plain/{side} ops/s {ratio:.2f}x ({verdicts[1]}, goal <= "
+                    f"{GOAL_RATIO}x); {side} {engine:,.0f} ops/s ({verdicts[0]}, goal >= {GOAL_OPS:,})"
+                )
         if args.profile:
             home = directory / "profiled"
             shutil.copytree(directory / "base", home)

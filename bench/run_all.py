@@ -75,8 +75,8 @@ _TRANSITIONS_MEMORY = re.compile(
     re.M,
 )
 _EXECUTOR_RATIO = re.compile(
-    r"^(\w+)\s+ratio\s+plain/engine ops/s ([\d.]+x) \((ok|OVER GOAL), goal (<= [\d.]+x)\); "
-    r"engine ([\d,]+) ops/s \((ok|UNDER GOAL), goal (>= [\d,]+)\)",
+    r"^(\w+)\s+ratio\s+plain/(\w+) ops/s ([\d.]+x) \((ok|OVER GOAL), goal (<= [\d.]+x)\); "
+    r"\w+ ([\d,]+) ops/s \((ok|UNDER GOAL), goal (>= [\d,]+)\)",
     re.M,
 )
 
@@ -102,9 +102,9 @@ def parse_transitions(output: str) -> list[Row]:
 def parse_executor(output: str) -> list[Row]:
     """The closing lines of bench/executor.py as table rows."""
     rows = []
-    for profile, ratio, ok, goal, ops, ops_ok, ops_goal in _EXECUTOR_RATIO.findall(output):
-        rows.append(_row("executor", f"{profile}: engine ops/s", f"{ops}/s", f"{ops_goal}/s", ops_ok))
-        rows.append(_row("executor", f"{profile}: plain/engine ops/s", ratio, goal, ok))
+    for profile, side, ratio, ok, goal, ops, ops_ok, ops_goal in _EXECUTOR_RATIO.findall(output):
+        rows.append(_row("executor", f"{profile}: {side} ops/s", f"{ops}/s", f"{ops_goal}/s", ops_ok))
+        rows.append(_row("executor", f"{profile}: plain/{side} ops/s", ratio, goal, ok))
     return rows
 
 
