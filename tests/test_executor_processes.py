@@ -6,6 +6,8 @@ reported once the others have finished; SIGTERM and SIGINT stop every worker the
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import multiprocessing
 import os
@@ -15,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from multiprocessing.context import ForkProcess
 from pathlib import Path
 
 import pytest
@@ -27,7 +30,7 @@ from failover.cli import cli
 from failover.environment import Environment
 from failover.errors import ExecutorInterrupted, InvalidInput
 from failover.executor import Executor, ExecutorPolicy
-from failover.executor.processes import run_once_in_processes, worker_names
+from failover.executor.processes import run_forever_in_processes, run_once_in_processes, worker_names
 from failover.workspace import open_workspace
 from fsm import crashpoints
 from persistence.db import Durability
@@ -145,6 +148,52 @@ def test_an_error_in_one_worker_reaches_the_caller_once_the_others_finished(home
     env.close()
 
 
+def test_a_worker_that_cannot_start_stops_those_started_and_the_error_is_raised(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[multiprocessing.process.BaseProcess] = []
+    start = ForkProcess.start
+
+    def start_two_then_fail(process: ForkProcess) -> None:
+        if len(started) == 2:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        start(process)
+        started.append(process)
+
+    monkeypatch.setattr(ForkProcess, "start", start_two_then_fail)
+
+    with pytest.raises(OSError, match="Resource temporarily unavailable"):
+        run_forever_in_processes(_opener(home), 3, 0.05, policy=POLICY, name="loop")
+
+    assert [process.exitcode for process in started] == [0, 0]
+    env = _opener(home)()
+    assert env.store.conn.execute("SELECT COUNT(*) FROM requests WHERE status = 'Assigned'").fetchone() == (
+        0,
+    )
+    env.close()
+
+
+def test_a_polling_worker_that_fails_stops_the_others_and_its_error_is_raised(home: Path) -> None:
+    """Without this, the caller would wait on the healthy workers forever, one executor short."""
+    opener = _opener(home)
+
+    def open_env() -> Environment:
+        if multiprocessing.current_process().name == "loop-2":
+            raise InvalidInput("loop-2: the configuration names no catalog")
+        return opener()
+
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match="loop-2: the configuration names no catalog"):
+        run_forever_in_processes(open_env, 3, 0.05, policy=POLICY, name="loop")
+
+    assert time.monotonic() - started < WAIT_S
+    env = opener()
+    assert env.store.conn.execute("SELECT COUNT(*) FROM requests WHERE status = 'Assigned'").fetchone() == (
+        0,
+    )
+    env.close()
+
+
 def test_the_cli_runs_the_due_requests_in_worker_processes(home: Path) -> None:
     """``failover executor --once --jobs 2`` with a configuration naming the two SEs."""
     config = home.parent / "failover.toml"
@@ -171,11 +220,61 @@ def _children(pid: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
+    """Running (not gone, and not a zombie waiting for a parent that does not reap it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
+            return stream.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
         return False
+
+
+def _gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
     return True
+
+
+class Caller:
+    """``tests/executor_worker.py processes`` in a process of its own, with its worker processes."""
+
+    def __init__(self, home: Path, poll: float, slow: float, jobs: int) -> None:
+        command = [
+            sys.executable,
+            str(WORKER),
+            "processes",
+            str(home),
+            "loop",
+            str(poll),
+            str(slow),
+            str(jobs),
+        ]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.workers: list[int] = []
+
+    def expect(self, lines: set[str]) -> None:
+        """Read output lines until each of ``lines`` was seen (any other line fails the test)."""
+        assert self.proc.stdout is not None
+        seen: list[str] = []
+        while not lines <= set(seen):
+            seen.append(self.proc.stdout.readline().strip())
+            assert seen[-1] in lines, (seen, self.proc.stderr.read() if self.proc.stderr else "")
+
+    def started(self, jobs: int) -> list[int]:
+        """The worker processes' ids, once ``jobs`` of them are running."""
+        deadline = time.monotonic() + WAIT_S
+        while len(self.workers) < jobs and time.monotonic() < deadline:
+            self.workers = _children(self.proc.pid)
+        assert len(self.workers) == jobs, self.workers
+        return self.workers
+
+    def kill_all(self) -> None:
+        """Kill the caller and its workers (a test failing must not leave executors running)."""
+        for pid in [self.proc.pid, *self.workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -184,37 +283,34 @@ def test_a_signal_to_the_caller_stops_every_worker_after_its_current_file(
 ) -> None:
     """Two looping workers, each mid-copy: both finish the copy, release and exit; so does the caller."""
     env = failed_over_workspace(tmp_path / "ws", tmp_path / "job", 2)
-    command = [
-        sys.executable,
-        str(WORKER),
-        "processes",
-        str(tmp_path / "ws"),
-        "loop",
-        "0.05",
-        str(SLOW_COPY_S),
-        "2",
-    ]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as caller:
-        assert caller.stdout is not None
-        expected = {"ready", "copying " + job_lfn(0), "copying " + job_lfn(1)}
-        seen: list[str] = []
-        while not expected <= set(seen):
-            seen.append(caller.stdout.readline().strip())
-            assert seen[-1] in expected, seen
-        workers = _children(caller.pid)
-        assert len(workers) == 2
-        caller.send_signal(signum)
-        try:
-            out, err = caller.communicate(timeout=WAIT_S)
-        except subprocess.TimeoutExpired:
-            caller.kill()
-            pytest.fail(f"still running {WAIT_S} s after signal {signum}")
-    assert caller.returncode == 0, err
-    assert out.split()[-1:] == ["stopped"] and "copying" not in out, out
-    assert not any(_alive(pid) for pid in workers)
+    caller = Caller(tmp_path / "ws", poll=0.05, slow=SLOW_COPY_S, jobs=2)
+    try:
+        caller.expect({"ready", "copying " + job_lfn(0), "copying " + job_lfn(1)})
+        workers = caller.started(2)
+        caller.proc.send_signal(signum)
+        out, err = caller.proc.communicate(timeout=WAIT_S)
+    finally:
+        caller.kill_all()
+    assert caller.proc.returncode == 0, err
+    assert out.split() == ["stopped"], out
+    assert _gone_within(workers, 0.0)
     # Each worker finished its copy and put its request back, unleased, for the removal to come.
     assert _states(env) == [("Waiting", None)]
     assert [env.uploads.load(job_lfn(n)).state for n in range(2)] == [UploadState.REPLICATING] * 2
     assert Executor(env).run_once() == 2
     assert [env.uploads.load(job_lfn(n)).state for n in range(2)] == [UploadState.CLEANED] * 2
     env.close()
+
+
+def test_workers_stop_by_themselves_when_their_caller_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves the caller no time to stop its workers: they notice it is gone and stop."""
+    failed_over_workspace(tmp_path / "ws", tmp_path / "job", 0).close()
+    caller = Caller(tmp_path / "ws", poll=0.05, slow=0.0, jobs=2)
+    try:
+        caller.expect({"ready"})
+        workers = caller.started(2)
+        caller.proc.kill()
+        caller.proc.wait(timeout=WAIT_S)
+        assert _gone_within(workers, WAIT_S), "the workers ran on without their caller"
+    finally:
+        caller.kill_all()

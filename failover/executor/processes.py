@@ -9,7 +9,10 @@ shared out by their leases, exactly as between executors started separately, so 
 workers at a time and every operation keeps the guarantees it has in one process.
 
 SIGTERM and SIGINT (Ctrl-C) stop every worker the way they stop one executor: each finishes its current
-file, puts its requests back and releases its leases. The caller's handlers are restored on return.
+file, puts its requests back and releases its leases. The caller's handlers are restored on return. A
+polling worker that ends by itself (it failed, or was killed) stops the others too, and its error is
+raised: a service then exits for its supervisor to restart it, rather than run on short of executors.
+Workers whose caller is killed stop by themselves, after their current file.
 
 Fork before the calling process opens anything that runs threads of its own (a remote storage client,
 say): the command line opens no environment in the parent when it runs several workers.
@@ -25,7 +28,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
@@ -40,6 +43,9 @@ __all__ = ["run_forever_in_processes", "run_once_in_processes", "worker_names"]
 log = logging.getLogger("failover.executor")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+#: Seconds between two requests to stop, to workers that have not ended yet.
+_RESEND_S = 0.5
 
 
 def worker_names(name: str, jobs: int) -> list[str]:
@@ -86,7 +92,8 @@ def run_forever_in_processes(
     Run ``jobs`` executors in worker processes, each polling every ``poll_interval`` seconds, until
     SIGTERM or SIGINT (to this process or to the workers) stops them all; return once all have stopped.
 
-    Args and Raises: as :func:`run_once_in_processes`.
+    Args and Raises: as :func:`run_once_in_processes`; a worker that fails or dies stops the others at
+    once (each after its current file), and what it raised (or :class:`ExecutorInterrupted`) is raised.
     """
     _run_workers(open_env, jobs, policy, name, poll_interval=poll_interval)
 
@@ -108,17 +115,24 @@ def _run_workers(
     context = multiprocessing.get_context("fork")
     workers: list[tuple[BaseProcess, Connection]] = []
     with _forwarding_signals(stopping, workers):
-        for seed, worker_name in enumerate(names):
-            reader, writer = context.Pipe(duplex=False)
-            process = context.Process(
-                target=_work,
-                args=(open_env, policy, worker_name, seed, poll_interval, stopping, writer),
-                name=worker_name,
-            )
-            process.start()
-            writer.close()
-            workers.append((process, reader))
-        outcomes = [_outcome(process, reader, policy) for process, reader in workers]
+        try:
+            for seed, worker_name in enumerate(names):
+                reader, writer = context.Pipe(duplex=False)
+                process = context.Process(
+                    target=_work,
+                    args=(open_env, policy, worker_name, seed, poll_interval, stopping, writer),
+                    name=worker_name,
+                )
+                process.start()
+                writer.close()
+                workers.append((process, reader))
+        except BaseException:
+            # Not all could start (no memory to fork, say): those that did stop, and are waited for.
+            stopping.set()
+            _stop(workers)
+            _collect(workers, policy, stopping, looping=False)
+            raise
+        outcomes = _collect(workers, policy, stopping, looping=poll_interval is not None)
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     for later in failures[1:]:
         log.error("executor worker failed as well: %s", later)
@@ -142,9 +156,7 @@ def _forwarding_signals(
         if os.getpid() != parent:
             return  # a worker caught it before installing its own handlers: it stops itself
         log.info("signal %d: stopping %d executor workers after their current file", signum, len(workers))
-        for process, _ in workers:
-            if process.pid is not None and process.exitcode is None:
-                os.kill(process.pid, signal.SIGTERM)
+        _stop(workers)
 
     previous = {signum: signal.signal(signum, forward) for signum in _STOP_SIGNALS}
     try:
@@ -152,6 +164,47 @@ def _forwarding_signals(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _stop(workers: list[tuple[BaseProcess, Connection]]) -> None:
+    """Ask every worker still running to stop after its current file (it handles SIGTERM so)."""
+    for process, _ in workers:
+        if process.pid is not None and process.exitcode is None:
+            os.kill(process.pid, signal.SIGTERM)
+
+
+def _collect(
+    workers: list[tuple[BaseProcess, Connection]],
+    policy: ExecutorPolicy,
+    stopping: threading.Event,
+    *,
+    looping: bool,
+) -> list[int | BaseException]:
+    """
+    Each worker's outcome, in worker order, taken as each worker ends. A looping worker that ends
+    without being asked (it died or failed) stops the others: the caller hears of it at once, rather
+    than running on with fewer executors unnoticed.
+    """
+    index_of = {reader: index for index, (_, reader) in enumerate(workers)}
+    outcomes: dict[int, int | BaseException] = {}
+    while index_of:
+        ready_readers = wait(list(index_of), timeout=_RESEND_S)
+        if not ready_readers and stopping.is_set():
+            # A signal that reaches a child just after fork, before Python resets its signal state in
+            # the child, is lost: ask again until every worker has ended.
+            _stop(workers)
+        for ready in ready_readers:
+            assert isinstance(ready, Connection)
+            index = index_of.pop(ready)
+            process = workers[index][0]
+            outcomes[index] = _outcome(process, ready, policy)
+            if looping and not stopping.is_set():
+                log.error(
+                    "%s ended unasked (%s): stopping the other executors", process.name, outcomes[index]
+                )
+                stopping.set()
+                _stop(workers)
+    return [outcomes[index] for index in range(len(workers))]
 
 
 def _work(
@@ -166,6 +219,9 @@ def _work(
     """A worker: run one executor until it is done (or stopped), and send back what it took or raised."""
     for signum in _STOP_SIGNALS:
         signal.signal(signum, lambda *_: stopping.set())
+    caller = multiprocessing.parent_process()
+    if caller is not None:
+        threading.Thread(target=_stop_when_orphaned, args=(caller.sentinel, stopping), daemon=True).start()
     result: Any
     try:
         env = open_env()
@@ -186,6 +242,13 @@ def _work(
     except Exception:  # an exception that does not pickle: its text still reaches the caller
         writer.send(RuntimeError(f"{name}: {type(result).__name__}: {result}"))
     writer.close()
+
+
+def _stop_when_orphaned(caller_sentinel: int, stopping: threading.Event) -> None:
+    """In a worker: stop once the calling process is gone (killed, say), rather than run on unattended."""
+    wait([caller_sentinel])
+    log.warning("the process that started this executor is gone: stopping after the current file")
+    stopping.set()
 
 
 def _outcome(process: BaseProcess, reader: Connection, policy: ExecutorPolicy) -> int | BaseException:
