@@ -13,7 +13,7 @@ Usage::
         "stopped" on the way out
     python tests/executor_worker.py processes HOME NAME POLL SLOW JOBS
         the same with JOBS executors in worker processes (``run_forever_in_processes``, one request per
-        take), each announcing its copies; "ready" once this process's handlers are installed
+        take), each announcing its copies; "ready" once all are started
 
 The workspace at HOME has the storage elements ``SE-A`` and ``FAIL-1`` and runs with
 ``Durability.NORMAL``. Every storage and catalog call goes through a :class:`FaultInjector` (no faults
@@ -88,8 +88,14 @@ def run_processes(home: str, name: str, poll: float, slow: float, jobs: int) -> 
     def open_env() -> Environment:
         return SlowCopies(slow).wrap(open_workspace(home, ses=SES, durability=Durability.NORMAL))
 
-    threading.Thread(target=_announce_when_handlers_installed, daemon=True).start()
-    run_forever_in_processes(open_env, jobs, poll, policy=ExecutorPolicy(batch_size=1), name=name)
+    run_forever_in_processes(
+        open_env,
+        jobs,
+        poll,
+        policy=ExecutorPolicy(batch_size=1),
+        name=name,
+        on_start=lambda: print("ready", flush=True),
+    )
     print("stopped", flush=True)
 
 

@@ -487,13 +487,16 @@ def test_the_console_script_runs_the_demo_in_under_30_seconds(tmp_path: Path) ->
     assert time.monotonic() - started < 30
 
 
-def test_a_looping_executor_stops_on_sigterm(home: Path) -> None:
+@pytest.mark.parametrize(
+    ("jobs", "banner"), [("1", "polling every 0.1 s"), ("2", "2 executors polling every 0.1 s")]
+)
+def test_a_looping_executor_stops_on_sigterm(home: Path, jobs: str, banner: str) -> None:
     env = {**os.environ, "FAILOVER_HOME": str(home)}
-    command = [sys.executable, "-m", "failover.cli", "executor", "--loop", "--poll", "0.1"]
+    command = [sys.executable, "-m", "failover.cli", "executor", "--loop", "--poll", "0.1", "--jobs", jobs]
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     ) as process:
         assert process.stdout is not None
-        assert "polling every 0.1 s" in process.stdout.readline()
+        assert banner in process.stdout.readline()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

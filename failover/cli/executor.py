@@ -85,8 +85,10 @@ def _run_workers(
     opener, policy = workspace.opener(), workspace.policy
     if mode == "loop":
         interval = poll or workspace.poll_interval
-        stdout().print(f"{name}: {jobs} executors polling every {interval:g} s; Ctrl-C stops")
-        run_forever_in_processes(opener, jobs, interval, policy=policy, name=name)
+        banner = f"{name}: {jobs} executors polling every {interval:g} s; Ctrl-C stops"
+        run_forever_in_processes(
+            opener, jobs, interval, policy=policy, name=name, on_start=lambda: stdout().print(banner)
+        )
         return
     _report(as_json, name, run_once_in_processes(opener, jobs, policy=policy, name=name), jobs)
 

@@ -87,15 +87,18 @@ def run_forever_in_processes(
     *,
     policy: ExecutorPolicy | None = None,
     name: str | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> None:
     """
     Run ``jobs`` executors in worker processes, each polling every ``poll_interval`` seconds, until
     SIGTERM or SIGINT (to this process or to the workers) stops them all; return once all have stopped.
 
-    Args and Raises: as :func:`run_once_in_processes`; a worker that fails or dies stops the others at
-    once (each after its current file), and what it raised (or :class:`ExecutorInterrupted`) is raised.
+    Args and Raises: as :func:`run_once_in_processes`, and ``on_start``, called once every worker is
+    started and this process stops them on a signal (to announce it, say). A worker that fails or dies
+    stops the others at once (each after its current file), and what it raised (or
+    :class:`ExecutorInterrupted`) is raised.
     """
-    _run_workers(open_env, jobs, policy, name, poll_interval=poll_interval)
+    _run_workers(open_env, jobs, policy, name, poll_interval=poll_interval, on_start=on_start)
 
 
 def _run_workers(
@@ -105,6 +108,7 @@ def _run_workers(
     name: str | None,
     *,
     poll_interval: float | None,
+    on_start: Callable[[], None] | None = None,
 ) -> int:
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
@@ -132,6 +136,8 @@ def _run_workers(
             _stop(workers)
             _collect(workers, policy, stopping, looping=False)
             raise
+        if on_start is not None:
+            on_start()
         outcomes = _collect(workers, policy, stopping, looping=poll_interval is not None)
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     for later in failures[1:]:
