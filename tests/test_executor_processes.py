@@ -121,7 +121,7 @@ def test_a_worker_killed_holding_requests_is_reported_and_its_requests_wait_for_
 
     env = opener()
     assert _states(env) == [("Assigned", "multi-2"), ("Done", None)]
-    held = env.store.conn.execute("SELECT COUNT(*) FROM requests WHERE status = 'Assigned'").fetchone()[0]
+    held = _assigned(env)
     assert held == POLICY.batch_size
     # Not before the lease expires; after, any executor takes them.
     assert Executor(env, POLICY).run_once() == 0
@@ -131,16 +131,28 @@ def test_a_worker_killed_holding_requests_is_reported_and_its_requests_wait_for_
     env.close()
 
 
+def _failing_in(worker: str, opener: Callable[[], Environment]) -> Callable[[], Environment]:
+    """``opener``, except in the worker named ``worker``, where it raises InvalidInput."""
+
+    def open_env() -> Environment:
+        if multiprocessing.current_process().name == worker:
+            raise InvalidInput(f"{worker}: the configuration names no catalog")
+        return opener()
+
+    return open_env
+
+
+def _assigned(env: Environment) -> int:
+    return int(
+        env.store.conn.execute("SELECT COUNT(*) FROM requests WHERE status = 'Assigned'").fetchone()[0]
+    )
+
+
 def test_an_error_in_one_worker_reaches_the_caller_once_the_others_finished(home: Path) -> None:
     opener = _opener(home)
 
-    def open_env() -> Environment:
-        if multiprocessing.current_process().name == "multi-1":
-            raise InvalidInput("multi-1: the configuration names no catalog")
-        return opener()
-
     with pytest.raises(InvalidInput, match="multi-1: the configuration names no catalog"):
-        run_once_in_processes(open_env, 2, policy=POLICY, name="multi")
+        run_once_in_processes(_failing_in("multi-1", opener), 2, policy=POLICY, name="multi")
 
     env = opener()
     assert lease_takers(env) and set(lease_takers(env).values()) == {"multi-2"}
@@ -167,30 +179,21 @@ def test_a_worker_that_cannot_start_stops_those_started_and_the_error_is_raised(
 
     assert [process.exitcode for process in started] == [0, 0]
     env = _opener(home)()
-    assert env.store.conn.execute("SELECT COUNT(*) FROM requests WHERE status = 'Assigned'").fetchone() == (
-        0,
-    )
+    assert _assigned(env) == 0
     env.close()
 
 
 def test_a_polling_worker_that_fails_stops_the_others_and_its_error_is_raised(home: Path) -> None:
     """Without this, the caller would wait on the healthy workers forever, one executor short."""
     opener = _opener(home)
-
-    def open_env() -> Environment:
-        if multiprocessing.current_process().name == "loop-2":
-            raise InvalidInput("loop-2: the configuration names no catalog")
-        return opener()
-
     started = time.monotonic()
+
     with pytest.raises(InvalidInput, match="loop-2: the configuration names no catalog"):
-        run_forever_in_processes(open_env, 3, 0.05, policy=POLICY, name="loop")
+        run_forever_in_processes(_failing_in("loop-2", opener), 3, 0.05, policy=POLICY, name="loop")
 
     assert time.monotonic() - started < WAIT_S
     env = opener()
-    assert env.store.conn.execute("SELECT COUNT(*) FROM requests WHERE status = 'Assigned'").fetchone() == (
-        0,
-    )
+    assert _assigned(env) == 0
     env.close()
 
 
