@@ -23,9 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fsspec import available_protocols, registry
-from fsspec.core import split_protocol
-
 from failover.catalog import CatalogSet, SQLiteCatalog
 from failover.environment import Environment
 from failover.errors import InvalidInput
@@ -325,6 +322,11 @@ class _Checker:
             raise self.error(key, "must not be empty")
         if "://" not in text and "::" not in text:
             return self.path(text, key).absolute().as_uri()
+        if text.startswith("file://") and "::" not in text:
+            return text  # fsspec's local protocol: known without importing fsspec
+        from fsspec import available_protocols, registry
+        from fsspec.core import split_protocol
+
         # fsspec's protocols (installed or not), those registered at run time, and failover's own SE classes.
         known = set(available_protocols()) | set(registry) | set(STORAGE_CLASSES)
         for part in text.split("::"):

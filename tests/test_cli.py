@@ -418,11 +418,11 @@ def test_the_console_script_freezes_what_it_loaded_before_running_the_command(ho
 
 
 def _run_and_list_modules(home: Path, *args: str) -> tuple[str, list[str]]:
-    """Run ``failover ARGS`` in a fresh interpreter; its stdout, and the networkx, graph, diagram and CLI
-    modules it loaded."""
+    """Run ``failover ARGS`` in a fresh interpreter; its stdout, and the fsspec, networkx, graph, diagram
+    and CLI modules it loaded."""
     script = "import sys, failover.cli\ntry:\n    failover.cli.main(sys.argv[1:])\nfinally:\n"
-    script += "    print(sorted(m for m in sys.modules if m.split('.')[0] == 'networkx' or m.startswith("
-    script += "('fsm.graph', 'fsm.diagram', 'failover.cli.'))))"
+    script += "    print(sorted(m for m in sys.modules if m.split('.')[0] in ('fsspec', 'networkx')"
+    script += " or m.startswith(('fsm.graph', 'fsm.diagram', 'failover.cli.'))))"
     env = {**os.environ, "FAILOVER_HOME": str(home)}
     done = subprocess.run(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=60
@@ -432,12 +432,13 @@ def _run_and_list_modules(home: Path, *args: str) -> tuple[str, list[str]]:
     return "\n".join(output), ast.literal_eval(loaded)
 
 
-def test_upload_and_status_load_neither_the_other_commands_nor_networkx(
+def test_upload_and_status_load_neither_the_other_commands_nor_networkx_nor_fsspec(
     home: Path, outputs: list[Path]
 ) -> None:
     """
     Commands are imported when run, and the shipped machines' stamps spare their graph checks: an upload
-    or a status never loads networkx (a tenth of a second of each start) nor the diagram renderer.
+    or a status never loads networkx (a tenth of a second of each start) nor the diagram renderer. Local
+    SEs need no fsspec (a twentieth of a second).
     """
     report, loaded = _run_and_list_modules(
         home, "upload", str(outputs[0]), "--lfn", "/vo/a/hits.root", "--json"
@@ -449,6 +450,8 @@ def test_upload_and_status_load_neither_the_other_commands_nor_networkx(
     assert loaded == ["failover.cli.app", "failover.cli.status"]
     diagram, loaded = _run_and_list_modules(home, "explain", "/vo/a/hits.root")
     assert "Uploading --> Registered" in diagram and "networkx" in loaded and "fsm.diagram" in loaded
+    checked, loaded = _run_and_list_modules(home, "fsck")
+    assert "ok" in checked and "fsspec" in loaded  # listing a local SE goes through fsspec's find
 
 
 def test_every_command_is_listed_in_order_and_an_unknown_one_is_refused(home: Path) -> None:

@@ -7,10 +7,14 @@ import posixpath
 from pathlib import Path
 
 import pytest
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from failover.errors import InvalidInput
+from failover.storage import LocalBackend, StorageElement
+from failover.storage.element import plain_local_root
 from failover.storage.paths import (
     check_lfn,
     inside_real_root,
@@ -172,3 +176,27 @@ def test_real_root_follows_a_linked_root(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     os.symlink(tmp_path / "data", tmp_path / "se")
     assert inside_real_root(str(tmp_path / "se"), str(tmp_path / "se" / "x"))
+
+
+LOCAL_PATHS = st.text(alphabet="/ab.-_ %~:é", max_size=24)
+
+
+@settings(max_examples=400, deadline=None)
+@given(path=LOCAL_PATHS, scheme=st.sampled_from(["", "file://", "file:", "local://", "file:///"]))
+def test_plain_local_roots_are_those_fsspec_gives(path: str, scheme: str) -> None:
+    """The root a local SE takes without fsspec is fsspec's own; any other URL is left to fsspec."""
+    url = scheme + path
+    ours = plain_local_root(url)
+    if ours is not None:
+        assert ours == url_to_fs(url)[1]
+        assert LocalBackend().url_of(ours + "/x") == LocalFileSystem().unstrip_protocol(ours + "/x")
+    else:
+        assert not (url.removeprefix("file://").startswith("/") and "::" not in url)
+
+
+def test_a_local_se_made_without_fsspec_has_fsspecs_root_and_filesystem(tmp_path: Path) -> None:
+    url = (tmp_path / "se-a").as_uri() + "/"
+    se = StorageElement("SE-A", url)
+    assert se.root == url_to_fs(url)[1] == str(tmp_path / "se-a")
+    assert se.fs is LocalFileSystem()  # made on first use, fsspec's cached instance
+    assert se.pfn("/vo/x.root") == f"file://{tmp_path}/se-a/vo/x.root"

@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import IO, Any
 
-from fsspec.implementations.local import LocalFileSystem
-
 from failover.checksum import ChecksumType
 from failover.storage.paths import inside_real_root
 
@@ -141,6 +139,15 @@ class FsspecBackend:
         """
         return True
 
+    def url_of(self, path: str) -> str:
+        """
+        Return the full URL of ``path`` on this store (the physical file name of a replica).
+
+        Args:
+            path: an object's path.
+        """
+        return str(self.fs.unstrip_protocol(path))
+
     def reported_checksums(self, info: Mapping[str, Any]) -> dict[ChecksumType, str]:
         """
         Return the checksums the store itself reports in an ``fs.info()`` result.
@@ -171,9 +178,23 @@ class LocalBackend(FsspecBackend):
     """
     A local disk: data and directory entries are flushed to disk before a put reports success.
 
+    Every call goes to ``os`` directly, so the backend needs no fsspec filesystem.
+
     Args:
-        fs: the local filesystem.
+        fs: the local filesystem, if one was made (unused).
     """
+
+    def __init__(self, fs: Any = None) -> None:
+        super().__init__(fs)
+
+    def url_of(self, path: str) -> str:
+        """
+        Return ``file://`` and ``path``, as fsspec's local filesystem gives it (without importing fsspec).
+
+        Args:
+            path: an absolute path.
+        """
+        return "file://" + (path.rstrip("/") or "/")
 
     def make_dirs(self, directory: str) -> None:
         """
@@ -348,6 +369,8 @@ def backend_for(fs: Any) -> FsspecBackend:
     Returns:
         A backend bound to ``fs``.
     """
+    from fsspec.implementations.local import LocalFileSystem
+
     if isinstance(fs, LocalFileSystem):
         return LocalBackend(fs)
     return FsspecBackend(fs)

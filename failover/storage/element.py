@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, BinaryIO
 
-from fsspec import available_protocols, registry
-from fsspec.core import split_protocol, url_to_fs
-
 from failover.checksum import ChecksumType, MultiChecksum, parse_checksum_type
 from failover.errors import FailoverError, InvalidInput, PermissionDenied, SourceMissing, StorageRefused
 from failover.storage.backends import FsspecBackend, LocalBackend, backend_for
@@ -46,7 +43,23 @@ class _Incoming:
     source: Callable[[], Source]
 
 
+def plain_local_root(url: str) -> str | None:
+    """
+    The root path of a plain local URL (an absolute path, or ``file://`` and one), exactly as fsspec's
+    ``url_to_fs`` gives it; None for any other URL, which is left to fsspec.
+
+    A local storage element needs nothing of fsspec, and importing it is a fifth of a command's start.
+    """
+    path = url.removeprefix("file://")
+    if "::" in url or not path.startswith("/"):
+        return None
+    return path.rstrip("/") or "/"
+
+
 def _check_protocols(name: str, url: str) -> None:
+    from fsspec import available_protocols, registry
+    from fsspec.core import split_protocol
+
     # Known implementations (possibly not installed) and those registered at run time.
     known = set(available_protocols()) | set(registry)
     for part in url.split("::"):
@@ -81,7 +94,8 @@ class StorageElement(Inventory):
         options: storage options passed to the fsspec filesystem.
 
     Attributes:
-        fs: the fsspec filesystem holding the root.
+        fs: the fsspec filesystem holding the root (a local root's is made, and fsspec imported, only
+            when something asks for it: puts, reads and removals on a local disk go to ``os``).
         root: the root path, in the filesystem's own form.
 
     Raises:
@@ -95,15 +109,38 @@ class StorageElement(Inventory):
         if not self.name:
             raise InvalidInput(f"A storage element needs a name (url {url!r})")
         self.url = url
-        _check_protocols(self.name, url)
+        self._fs: Any = None
+        root = plain_local_root(url)
+        # A subclass may want its own backend (and so the filesystem) even for a local root.
+        if options or root is None or type(self)._make_backend is not StorageElement._make_backend:
+            root = None
+            _check_protocols(self.name, url)
         with map_storage_errors(self.name):
-            self.fs, self.root = url_to_fs(url, **dict(options or {}))
-            self._backend = self._make_backend(self.fs)
+            if root is None:
+                from fsspec.core import url_to_fs
+
+                self.fs, self.root = url_to_fs(url, **dict(options or {}))
+                self._backend = self._make_backend(self.fs)
+            else:
+                self.root, self._backend = root, LocalBackend()
             if self.root.strip("/"):
                 self._backend.make_dirs(self.root)
 
     def __repr__(self) -> str:
         return f"StorageElement({self.name!r}, {self.url!r})"
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem holding the root (for a plain local root, made on first use)."""
+        if self._fs is None:
+            from fsspec.implementations.local import LocalFileSystem
+
+            self._fs = LocalFileSystem()
+        return self._fs
+
+    @fs.setter
+    def fs(self, value: Any) -> None:
+        self._fs = value
 
     def _make_backend(self, fs: Any) -> FsspecBackend:
         """Return the backend for ``fs``; subclasses override this to add store-specific behaviour."""
@@ -139,7 +176,7 @@ class StorageElement(Inventory):
 
     def _pfn_at(self, path: str, lfn: str) -> str:
         with map_storage_errors(self.name, lfn):
-            return str(self.fs.unstrip_protocol(path))
+            return self._backend.url_of(path)
 
     def stat(self, lfn: str) -> ObjectInfo | None:
         """
