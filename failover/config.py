@@ -28,6 +28,7 @@ from failover.environment import Environment
 from failover.errors import InvalidInput
 from failover.executor import ExecutorPolicy
 from failover.storage.factory import STORAGE_CLASSES, storage_element
+from failover.storage.paths import local_url
 from persistence.db import Durability, open_store
 from states import DIRAC_PUT_RETRY, RetryPolicy
 
@@ -321,7 +322,7 @@ class _Checker:
         if not text:
             raise self.error(key, "must not be empty")
         if "://" not in text and "::" not in text:
-            return self.path(text, key).absolute().as_uri()
+            return local_url(self.path(text, key))
         if text.startswith("file://") and "::" not in text:
             return text  # fsspec's local protocol: known without importing fsspec
         from fsspec import available_protocols, registry

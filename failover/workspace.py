@@ -14,6 +14,7 @@ from pathlib import Path
 from failover.catalog import CatalogSet, SQLiteCatalog
 from failover.environment import Environment
 from failover.storage import StorageElement
+from failover.storage.paths import local_url
 from persistence.db import Durability, open_store
 
 __all__ = ["DEFAULT_CATALOG", "DEFAULT_SES", "open_workspace", "workspace_home"]
@@ -46,6 +47,6 @@ def open_workspace(
     root = (Path(home) if home is not None else workspace_home()).absolute()
     root.mkdir(parents=True, exist_ok=True)
     store = open_store(root / "failover.db", durability=durability)
-    storage = {name: StorageElement(name, (root / "se" / name).as_uri()) for name in ses}
+    storage = {name: StorageElement(name, local_url(root / "se" / name)) for name in ses}
     catalog = SQLiteCatalog(DEFAULT_CATALOG, root / "catalog.db", master=True, durability=durability)
     return Environment(store=store, storage=storage, catalogs=CatalogSet([catalog]))

@@ -79,7 +79,7 @@ def test_the_full_example_is_read_with_paths_relative_to_the_file(tmp_path: Path
     assert config.durability is Durability.NORMAL
     assert [(se.name, se.url) for se in config.storage] == [
         ("SE-A", "file:///tmp/ignored"),
-        ("FAILOVER-1", (tmp_path / "failover-1").as_uri()),
+        ("FAILOVER-1", f"file://{tmp_path}/failover-1"),
     ]
     assert config.storage[1].options == {"auto_mkdir": True}
     assert [(c.name, c.path, c.master) for c in config.catalogs] == [
@@ -228,3 +228,14 @@ def test_every_storage_protocol_failover_knows_is_accepted(tmp_path: Path, url: 
     """fsspec's protocols and failover's own SE classes; the client library is needed only to open it."""
     config = load_config(_write(tmp_path, f'[storage.SE-A]\nurl = "{url}"\n[catalogs.C]\n'))
     assert config.storage[0].url == url
+
+
+def test_a_plain_path_with_a_space_or_an_accent_names_that_very_directory(tmp_path: Path) -> None:
+    """Not its percent-encoded twin: fsspec takes a local URL's path as it is written."""
+    home = tmp_path / "run 42 josé"
+    home.mkdir()
+    config = load_config(_write(home, '[storage.SE-A]\nurl = "se a"\n[catalogs.Main]\nmaster = true\n'))
+    assert config.storage[0].url == f"file://{home}/se a"
+    env = config.open()
+    assert env.se("SE-A").root == f"{home}/se a"
+    env.close()

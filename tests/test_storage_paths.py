@@ -20,10 +20,12 @@ from failover.storage.paths import (
     inside_real_root,
     is_temporary,
     lfn_from_path,
+    local_url,
     object_path,
     relative_path,
     temporary_path,
 )
+from failover.workspace import open_workspace
 
 ROOTS = ["/srv/se-a", "/srv/se-a/", "/se-a", "", "bucket/prefix"]
 TEMPORARY_NAME = ".x.root.failover-tmp-" + "0123456789abcdef" * 2
@@ -200,3 +202,27 @@ def test_a_local_se_made_without_fsspec_has_fsspecs_root_and_filesystem(tmp_path
     assert se.root == url_to_fs(url)[1] == str(tmp_path / "se-a")
     assert se.fs is LocalFileSystem()  # made on first use, fsspec's cached instance
     assert se.pfn("/vo/x.root") == f"file://{tmp_path}/se-a/vo/x.root"
+
+
+def test_a_workspace_under_a_path_with_a_space_or_an_accent_keeps_its_replicas_inside(tmp_path: Path) -> None:
+    home = tmp_path / "run 42 josé"
+    env = open_workspace(home)
+    local = tmp_path / "out.root"
+    local.write_bytes(b"hits")
+    put = env.se("LOCAL-DISK").put(local, "/vo/out.root")
+    assert put.pfn == f"file://{home}/se/LOCAL-DISK/vo/out.root"
+    assert (home / "se" / "LOCAL-DISK" / "vo" / "out.root").read_bytes() == b"hits"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.root", "run 42 josé"]
+    env.close()
+
+
+def test_a_local_url_keeps_the_percent_encoded_directory_an_earlier_version_made(tmp_path: Path) -> None:
+    """Replicas stored there before the fix stay found, until the right directory exists."""
+    right = tmp_path / "run 42" / "se"
+    twin = Path(right.as_uri().removeprefix("file://"))
+    assert local_url(right) == f"file://{right}"
+    twin.mkdir(parents=True)
+    assert local_url(right) == f"file://{twin}"
+    right.mkdir(parents=True)
+    assert local_url(right) == f"file://{right}"
+    assert local_url(tmp_path / "plain") == f"file://{tmp_path}/plain"

@@ -20,10 +20,12 @@ import re
 import stat
 import unicodedata
 import uuid
+from pathlib import Path
 
 from failover.errors import InvalidInput
 
 __all__ = [
+    "local_url",
     "check_lfn",
     "inside_real_root",
     "is_temporary",
@@ -206,3 +208,22 @@ def _real_root(root: str) -> str:
 
 def _contains(real_root: str, real_path: str) -> bool:
     return os.path.commonpath([real_root, real_path]) == real_root
+
+
+def local_url(directory: Path) -> str:
+    """
+    The ``file://`` URL of a local directory, as fsspec reads it: ``file://`` and the absolute path as is.
+
+    fsspec does not percent-decode a local URL, so ``Path.as_uri()`` would name another directory when the
+    path holds a space, a ``%`` or a non-ASCII letter (``/home/josé`` becomes ``/home/jos%C3%A9``). Earlier
+    versions made that mistake: while such a directory exists and the right one does not, it is kept, so
+    the replicas already stored there stay found.
+
+    Args:
+        directory: the directory (made absolute against the working directory).
+    """
+    directory = directory.absolute()
+    quoted = directory.as_uri().removeprefix("file://")
+    if quoted != directory.as_posix() and os.path.isdir(quoted) and not directory.exists():
+        return "file://" + quoted
+    return "file://" + directory.as_posix()
