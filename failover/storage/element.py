@@ -48,7 +48,8 @@ def plain_local_root(url: str) -> str | None:
     The root path of a plain local URL (an absolute path, or ``file://`` and one), exactly as fsspec's
     ``url_to_fs`` gives it; None for any other URL, which is left to fsspec.
 
-    A local storage element needs nothing of fsspec, and importing it is a fifth of a command's start.
+    A local storage element needs nothing of fsspec, whose import (with asyncio) costs every command
+    0.03 to 0.05 s of its start.
     """
     path = url.removeprefix("file://")
     if "::" in url or not path.startswith("/"):
