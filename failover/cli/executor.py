@@ -7,7 +7,6 @@ Running and steering the work: ``failover executor`` (:class:`~failover.Executor
 from __future__ import annotations
 
 import signal
-import uuid
 
 import click
 
@@ -22,6 +21,7 @@ from failover.cli.app import (
 )
 from failover.executor import Executor
 from failover.executor.processes import run_forever_in_processes, run_once_in_processes
+from failover.executor.runner import new_executor_name
 from failover.operator import cancel_request, cancel_upload, retry_upload
 from failover.resume import resume as resume_uploads
 
@@ -65,7 +65,7 @@ def executor(
         failover executor --loop --poll 5
     """
     if jobs > 1:
-        _run_workers(workspace, as_json, mode, poll, name or f"executor-{uuid.uuid4().hex[:8]}", jobs)
+        _run_in_processes(workspace, as_json, mode, poll, name or new_executor_name(), jobs)
         return
     runner = Executor(workspace.env, workspace.policy, name=name)
     if mode == "loop":
@@ -78,7 +78,7 @@ def executor(
     _report(as_json, runner.name, runner.run_once(), jobs)
 
 
-def _run_workers(
+def _run_in_processes(
     workspace: Workspace, as_json: bool, mode: str, poll: float | None, name: str, jobs: int
 ) -> None:
     """``--jobs N``: N executors in worker processes; no environment is opened here before they fork."""

@@ -25,7 +25,6 @@ import multiprocessing
 import os
 import signal
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
@@ -36,7 +35,7 @@ from typing import Any
 from failover.environment import Environment
 from failover.errors import ExecutorInterrupted
 from failover.executor.policy import ExecutorPolicy
-from failover.executor.runner import Executor
+from failover.executor.runner import Executor, new_executor_name
 
 __all__ = ["run_forever_in_processes", "run_once_in_processes", "worker_names"]
 
@@ -113,7 +112,7 @@ def _run_workers(
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     policy = policy or ExecutorPolicy()
-    names = worker_names(name or f"executor-{uuid.uuid4().hex[:8]}", jobs)
+    names = worker_names(name or new_executor_name(), jobs)
     # Shared by fork: set in this process before a worker is forked, the worker starts stopped.
     stopping = threading.Event()
     context = multiprocessing.get_context("fork")

@@ -35,9 +35,14 @@ from fsm.clock import format_time
 from fsm.crashpoints import crash_point
 from persistence.leases import release_request, take_due_requests
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "new_executor_name"]
 
 log = logging.getLogger("failover.executor")
+
+
+def new_executor_name() -> str:
+    """A fresh lease owner name, for an executor not given one: ``executor-`` and 8 random hex digits."""
+    return f"executor-{uuid.uuid4().hex[:8]}"
 
 
 def _failure_reason(request: Request) -> str:
@@ -70,7 +75,7 @@ class Executor:
     ) -> None:
         self.env = env
         self.policy = policy or ExecutorPolicy()
-        self.name = name or f"executor-{uuid.uuid4().hex[:8]}"
+        self.name = name or new_executor_name()
         self.rng = random.Random(seed)
         self.stopping = threading.Event()
 

@@ -25,11 +25,11 @@ from pathlib import Path
 from failover.errors import InvalidInput
 
 __all__ = [
-    "local_url",
     "check_lfn",
     "inside_real_root",
     "is_temporary",
     "lfn_from_path",
+    "local_url",
     "object_path",
     "relative_path",
     "temporary_path",
