@@ -111,10 +111,10 @@ class StorageElement(Inventory):
             raise InvalidInput(f"A storage element needs a name (url {url!r})")
         self.url = url
         self._fs: Any = None
-        root = plain_local_root(url)
-        # A subclass may want its own backend (and so the filesystem) even for a local root.
-        if options or root is None or type(self)._make_backend is not StorageElement._make_backend:
-            root = None
+        # Options, or a subclass's own backend, need the filesystem even for a local root.
+        own_backend = type(self)._make_backend is not StorageElement._make_backend
+        root = None if options or own_backend else plain_local_root(url)
+        if root is None:
             _check_protocols(self.name, url)
         with map_storage_errors(self.name):
             if root is None:
