@@ -1,10 +1,10 @@
 """
-SQLite persistence for failover, through sqlite-utils.
+SQLite persistence for failover.
 
 One :class:`Store` wraps one database file: WAL mode, a busy timeout, ``synchronous=FULL`` unless the
-faster :attr:`Durability.NORMAL` profile is chosen, and ordered migrations. Writers go through
-:meth:`Store.transaction`, which issues ``BEGIN IMMEDIATE``. Hot paths use plain SQL on the
-connection; sqlite-utils serves schema, migrations and convenience queries.
+faster :attr:`Durability.NORMAL` profile is chosen, and ordered migrations (:mod:`persistence.schema`).
+Writers go through :meth:`Store.transaction`, which issues ``BEGIN IMMEDIATE``. Every query is plain
+SQL on the connection; sqlite-utils runs the migrations, and is imported only when one is pending.
 """
 
 from __future__ import annotations

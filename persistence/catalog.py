@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-from sqlite_utils import Migrations
+from persistence.schema import Schema
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = [
-    "CATALOG_MIGRATIONS",
+    "CATALOG_SCHEMA",
     "CatalogFileRow",
     "CatalogReplicaRow",
     "delete_catalog_file",
@@ -34,12 +36,9 @@ __all__ = [
     "page_catalog_files",
 ]
 
-CATALOG_MIGRATIONS = Migrations("failover-catalog")
-
 _FILE_COLUMNS = "lfn, size, checksum, checksum_type, guid, created_at"
 
 
-@CATALOG_MIGRATIONS()
 def m001_catalog_files_replicas(db: sqlite_utils.Database) -> None:
     """Registered files and their replicas."""
     # NOCASE makes the UNIQUE constraint and GUID lookups case-insensitive, as GUIDs are.
@@ -65,6 +64,10 @@ def m001_catalog_files_replicas(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID
         """
     )
+
+
+#: The catalog database's schema.
+CATALOG_SCHEMA = Schema("failover-catalog", (m001_catalog_files_replicas,))
 
 
 @dataclass(frozen=True)

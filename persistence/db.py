@@ -13,14 +13,17 @@ import sqlite3
 import time
 from contextlib import AbstractContextManager
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-
-import sqlite_utils
-from sqlite_utils import Migrations
+from typing import TYPE_CHECKING
 
 from persistence.errors import TransactionAborted, map_sqlite_errors, store_error
-from persistence.migrations import MIGRATIONS, apply_migrations
+from persistence.migrations import SCHEMA
+from persistence.schema import Schema
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "Durability", "Store", "Transaction", "open_store"]
 
@@ -88,9 +91,15 @@ class Store:
             _switch_to_wal(self.conn, busy_timeout_ms)
         self.conn.execute(f"PRAGMA synchronous = {self.durability.value}")
         self.conn.execute("PRAGMA foreign_keys = ON")
-        self.db = sqlite_utils.Database(self.conn)
         # Set while a transaction opened with savepoints=False runs: whether a block inside it failed.
         self._unit_failed: bool | None = None
+
+    @cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils' view of the connection (imported on first use: the hot paths need none of it)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         """Close the connection."""
@@ -207,7 +216,7 @@ def open_store(
     *,
     durability: Durability = Durability.FULL,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
-    migrations: Migrations = MIGRATIONS,
+    schema: Schema = SCHEMA,
 ) -> Store:
     """
     Open (creating if needed) a failover database and bring its schema up to date.
@@ -216,7 +225,7 @@ def open_store(
         path: the database file (its directory must exist), or ``":memory:"``.
         durability: the commit profile.
         busy_timeout_ms: how long to wait for another writer.
-        migrations: the migration set that defines this database's schema (the engine's by default;
+        schema: the migration set that defines this database's schema (the engine's by default;
             the embedded catalog has its own).
 
     Returns:
@@ -228,8 +237,11 @@ def open_store(
     with map_sqlite_errors(str(path)):
         store = Store(path, durability=durability, busy_timeout_ms=busy_timeout_ms)
     try:
-        with store.transaction():
-            apply_migrations(store.db, migrations)
+        # Read first, outside any write lock: a database already up to date needs neither the lock
+        # nor sqlite-utils.
+        if not schema.is_current(store.conn):
+            with store.transaction():
+                schema.apply(store.conn)
     except BaseException:
         store.close()
         raise

@@ -1,24 +1,23 @@
 """
-The schema, as ordered migrations of the ``failover`` migration set.
+The engine's schema, as the ordered migrations of the ``failover`` migration set.
 
-Migrations are append-only: a released migration is never edited, a change is a new migration.
-A database that records a migration this version does not know was written by a newer failover,
-and :func:`apply_migrations` refuses it rather than guess.
+Migrations are append-only: a released migration is never edited, a change is a new migration added
+to :data:`SCHEMA`. A database that records a migration this version does not know was written by a
+newer failover, and is refused rather than guessed at (:meth:`~persistence.schema.Schema.apply`).
 """
 
 from __future__ import annotations
 
-import sqlite_utils
-from sqlite_utils import Migrations
+from typing import TYPE_CHECKING
 
-from persistence.errors import SchemaTooNew
+from persistence.schema import Schema
 
-__all__ = ["MIGRATIONS", "apply_migrations", "schema_version"]
+if TYPE_CHECKING:
+    import sqlite_utils
 
-MIGRATIONS = Migrations("failover")
+__all__ = ["SCHEMA"]
 
 
-@MIGRATIONS()
 def m001_machines_journal_emitted(db: sqlite_utils.Database) -> None:
     """State-machine instances, their journal and what their transitions emitted."""
     db.execute(
@@ -66,7 +65,6 @@ def m001_machines_journal_emitted(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX emitted_machine ON emitted (machine_id, seq)")
 
 
-@MIGRATIONS()
 def m002_request_store(db: sqlite_utils.Database) -> None:
     """The request store: requests, their operations and the operations' files (SPEC.md §4)."""
     db.execute(
@@ -136,23 +134,5 @@ def m002_request_store(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX files_lfn ON files (lfn)")
 
 
-def schema_version(db: sqlite_utils.Database, migrations: Migrations = MIGRATIONS) -> int:
-    """Return how many migrations of the set this database has applied."""
-    return len(migrations.applied(db))
-
-
-def apply_migrations(db: sqlite_utils.Database, migrations: Migrations = MIGRATIONS) -> None:
-    """
-    Apply the set's pending migrations in order.
-
-    Raises:
-        SchemaTooNew: the database has applied migrations of this set that this version does not know.
-    """
-    known = {migration.name for migration in migrations._migrations}
-    unknown = [m.name for m in migrations.applied(db) if m.name not in known]
-    if unknown:
-        raise SchemaTooNew(
-            f"database schema is newer than this failover (unknown migrations: {', '.join(unknown)}); "
-            "upgrade failover to open it"
-        )
-    migrations.apply(db)
+#: The engine database's schema.
+SCHEMA = Schema("failover", (m001_machines_journal_emitted, m002_request_store))

@@ -28,7 +28,7 @@ from failover.errors import (
     RegistrationRefused,
     UnknownCatalog,
 )
-from persistence.catalog import CATALOG_MIGRATIONS, load_catalog_file
+from persistence.catalog import CATALOG_SCHEMA, load_catalog_file
 from persistence.db import open_store
 from persistence.errors import SchemaTooNew, StoreError, StoreUnavailable
 
@@ -93,7 +93,7 @@ def test_stored_entry_is_canonical(tmp_path: Path) -> None:
     with freeze_time("2024-05-06 07:08:09"):
         cat.register_file(FileEntry(LFN, 5, "0X62C0215", "ad", GUID.lower()), REPLICA)
     cat.close()
-    with open_store(tmp_path / "c.db", migrations=CATALOG_MIGRATIONS) as store:
+    with open_store(tmp_path / "c.db", schema=CATALOG_SCHEMA) as store:
         row = load_catalog_file(store.conn, LFN)
     assert row is not None
     assert (row.checksum, row.checksum_type, row.guid) == ("062c0215", "ADLER32", GUID)

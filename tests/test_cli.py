@@ -418,10 +418,11 @@ def test_the_console_script_freezes_what_it_loaded_before_running_the_command(ho
 
 
 def _run_and_list_modules(home: Path, *args: str) -> tuple[str, list[str]]:
-    """Run ``failover ARGS`` in a fresh interpreter; its stdout, and the fsspec, networkx, graph, diagram
-    and CLI modules it loaded."""
+    """Run ``failover ARGS`` in a fresh interpreter; its stdout, and the fsspec, networkx, sqlite-utils,
+    graph, diagram and CLI modules it loaded."""
     script = "import sys, failover.cli\ntry:\n    failover.cli.main(sys.argv[1:])\nfinally:\n"
-    script += "    print(sorted(m for m in sys.modules if m.split('.')[0] in ('fsspec', 'networkx')"
+    script += "    print(sorted(m for m in sys.modules"
+    script += " if m.split('.')[0] in ('fsspec', 'networkx', 'sqlite_utils')"
     script += " or m.startswith(('fsm.graph', 'fsm.diagram', 'failover.cli.'))))"
     env = {**os.environ, "FAILOVER_HOME": str(home)}
     done = subprocess.run(
@@ -438,15 +439,23 @@ def test_upload_and_status_load_neither_the_other_commands_nor_networkx_nor_fssp
     """
     Commands are imported when run, and the shipped machines' stamps spare their graph checks: an upload
     or a status never loads networkx (a tenth of a second of each start) nor the diagram renderer. Local
-    SEs need no fsspec (a twentieth of a second).
+    SEs need no fsspec (a twentieth of a second). sqlite-utils (a twenty-fifth) runs the migrations that
+    create the workspace, and is not loaded again once its schema is current.
     """
     report, loaded = _run_and_list_modules(
         home, "upload", str(outputs[0]), "--lfn", "/vo/a/hits.root", "--json"
     )
     assert json.loads(report)["uploads"][0]["state"] == "Registered"
+    ours = [module for module in loaded if not module.startswith("sqlite_utils")]
+    assert ours == ["failover.cli.app", "failover.cli.upload"]
+    assert "sqlite_utils" in loaded  # the new workspace's schema was made
+    report, loaded = _run_and_list_modules(
+        home, "upload", str(outputs[1]), "--lfn", "/vo/a/tracks.root", "--json"
+    )
+    assert json.loads(report)["uploads"][0]["state"] == "Registered"
     assert loaded == ["failover.cli.app", "failover.cli.upload"]
     counts, loaded = _run_and_list_modules(home, "status", "--json")
-    assert json.loads(counts)["uploads"]["Registered"] == 1
+    assert json.loads(counts)["uploads"]["Registered"] == 2
     assert loaded == ["failover.cli.app", "failover.cli.status"]
     diagram, loaded = _run_and_list_modules(home, "explain", "/vo/a/hits.root")
     assert "Uploading --> Registered" in diagram and "networkx" in loaded and "fsm.diagram" in loaded

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from persistence import (
     AlreadyExists,
@@ -28,7 +31,8 @@ from persistence.machines import (
     load_machines,
     update_machine,
 )
-from persistence.migrations import MIGRATIONS, schema_version
+from persistence.migrations import SCHEMA
+from persistence.schema import Schema
 
 
 class Oops(Exception):
@@ -56,7 +60,7 @@ def _machine(machine_id: str, state: str = "Idle", kind: str = "counter") -> Mac
 def test_open_creates_the_schema_and_records_every_migration(tmp_path: Path) -> None:
     with open_store(tmp_path / "new.db") as store:
         assert {"machines", "journal", "emitted", "_sqlite_migrations"} <= _tables(store.conn)
-        assert schema_version(store.db) == len(MIGRATIONS._migrations)
+        assert SCHEMA.applied(store.conn) == list(SCHEMA.names)
 
 
 def test_open_uses_wal_foreign_keys_and_the_default_busy_timeout(store: Store) -> None:
@@ -115,7 +119,7 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) ->
         for worker in workers:
             worker.join(timeout=60)
         assert [outcomes.get(timeout=5) for _ in workers] == ["ok"] * 4
-        assert len(_migration_rows(path)) == len(MIGRATIONS._migrations)
+        assert len(_migration_rows(path)) == len(SCHEMA.names)
 
 
 def test_reopening_applies_nothing_new(tmp_path: Path) -> None:
@@ -155,6 +159,61 @@ def test_an_unknown_migration_of_another_set_is_not_ours_to_refuse(tmp_path: Pat
         )
 
     open_store(path).close()
+
+
+def m003_notes(db: object) -> None:
+    """A migration a later version might add."""
+    assert isinstance(db, sqlite_utils.Database)
+    db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")
+
+
+def test_a_migration_added_later_is_applied_at_the_next_open_once(tmp_path: Path) -> None:
+    path = tmp_path / "db.db"
+    open_store(path).close()
+    later = Schema(SCHEMA.name, (*SCHEMA.steps, m003_notes))
+
+    with open_store(path, schema=later) as store:
+        assert "notes" in _tables(store.conn)
+        assert later.applied(store.conn) == [*SCHEMA.names, "m003_notes"]
+    rows = _migration_rows(path)
+    open_store(path, schema=later).close()
+
+    assert _migration_rows(path) == rows
+
+
+def test_the_schema_as_sqlite_utils_migrations_keeps_the_names_and_order() -> None:
+    assert [migration.name for migration in SCHEMA.migrations._migrations] == list(SCHEMA.names)
+    assert SCHEMA.names == ("m001_machines_journal_emitted", "m002_request_store")
+
+
+def test_opening_a_current_database_takes_no_write_lock(tmp_path: Path) -> None:
+    """Another writer in the middle of a transaction does not hold up an open (it did: the migration
+    check ran under BEGIN IMMEDIATE)."""
+    path = tmp_path / "db.db"
+    open_store(path).close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as writer:
+        writer.execute("BEGIN IMMEDIATE")
+
+        with open_store(path, busy_timeout_ms=50) as store:
+            assert store.conn.execute("SELECT count(*) FROM machines").fetchone() == (0,)
+
+        writer.execute("ROLLBACK")
+
+
+def _opens_loading_sqlite_utils(path: Path) -> bool:
+    script = "import sys\nfrom persistence import open_store\nopen_store(sys.argv[1]).close()\n"
+    script += "print('sqlite_utils' in sys.modules)"
+    command = [sys.executable, "-c", script, str(path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip() == "True"
+
+
+def test_sqlite_utils_is_loaded_to_migrate_only(tmp_path: Path) -> None:
+    """Creating a database runs sqlite-utils' migrations; reopening it, up to date, does not import it."""
+    path = tmp_path / "db.db"
+    assert _opens_loading_sqlite_utils(path)
+    assert not _opens_loading_sqlite_utils(path)
 
 
 def test_integrity_check_is_empty_on_a_sound_database(store: Store) -> None:

@@ -18,7 +18,7 @@ from failover.catalog.errors import map_catalog_errors
 from failover.errors import InvalidInput, RegistrationRefused
 from fsm.clock import Clock, format_time, utc_now
 from persistence.catalog import (
-    CATALOG_MIGRATIONS,
+    CATALOG_SCHEMA,
     CatalogFileRow,
     CatalogReplicaRow,
     delete_catalog_file,
@@ -101,7 +101,7 @@ class SQLiteCatalog:
                 self.path,
                 durability=self.durability,
                 busy_timeout_ms=self.busy_timeout_ms,
-                migrations=CATALOG_MIGRATIONS,
+                schema=CATALOG_SCHEMA,
             )
         return self._store
 
