@@ -3,9 +3,9 @@ A database's schema: a named migration set whose state can be read without impor
 
 Migrations run through sqlite-utils' :class:`~sqlite_utils.Migrations`, which records each applied
 migration in the ``_sqlite_migrations`` table. Importing sqlite-utils (with its plugin machinery) takes
-about 40 ms, a sixth of a CLI command's start, while a database already up to date, the common case,
-needs none of it: :meth:`Schema.is_current` reads that table with plain ``sqlite3``, and sqlite-utils
-is imported only when a migration has to run, or a database has to be refused.
+about 45 ms, a fifth of a one-file ``failover upload``, while a database already up to date, the common
+case, needs none of it: :meth:`Schema.is_current` reads that table with plain ``sqlite3``, and sqlite-utils
+is imported only when a migration has to run.
 """
 
 from __future__ import annotations
