@@ -239,7 +239,9 @@ def open_store(
     try:
         # Read first, outside any write lock: a database already up to date needs neither the lock
         # nor sqlite-utils.
-        if not schema.is_current(store.conn):
+        with map_sqlite_errors(str(path)):
+            current = schema.is_current(store.conn)
+        if not current:
             with store.transaction():
                 schema.apply(store.conn)
     except BaseException:

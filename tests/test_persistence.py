@@ -20,6 +20,7 @@ from persistence import (
     NotFound,
     SchemaTooNew,
     Store,
+    StoreError,
     open_store,
 )
 from persistence.errors import ConstraintViolation, TransactionAborted
@@ -214,6 +215,17 @@ def test_sqlite_utils_is_loaded_to_migrate_only(tmp_path: Path) -> None:
     path = tmp_path / "db.db"
     assert _opens_loading_sqlite_utils(path)
     assert not _opens_loading_sqlite_utils(path)
+
+
+def test_a_migrations_table_of_another_shape_is_a_store_error(tmp_path: Path) -> None:
+    """The first read of the schema maps sqlite3 errors like every other store call: no raw sqlite3 error."""
+    path = tmp_path / "odd.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE _sqlite_migrations (what TEXT)")
+        conn.commit()
+
+    with pytest.raises(StoreError, match=r"odd\.db.*no such column"):
+        open_store(path)
 
 
 def test_integrity_check_is_empty_on_a_sound_database(store: Store) -> None:
