@@ -39,7 +39,7 @@ FULL_ARGS: dict[str, list[str]] = {
     "big_file": ["--size", GIB, "--rounds", "5"],
     "recovery": ["--uploads", "100000", "--drive", "5000", "--rounds", "3", "--drive-rounds", "3"],
     "memory": ["--big", GIB, "--machines", "1000", "100000"],
-    "transitions": ["--rounds", "3", "--fires", "900", "--instances", "100000"],
+    "transitions": ["--rounds", "5", "--fires", "900", "--instances", "100000"],
     "executor": ["--uploads", "1000", "--rounds", "5"],
     "protocols": ["--size-mib", "256"],
 }
