@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from persistence.errors import TransactionAborted, map_sqlite_errors, store_error
 from persistence.migrations import SCHEMA
-from persistence.schema import Schema
+from persistence.schema import Schema, sqlite_utils_view
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -97,9 +97,7 @@ class Store:
     @cached_property
     def db(self) -> sqlite_utils.Database:
         """sqlite-utils' view of the connection (imported on first use: the hot paths need none of it)."""
-        import sqlite_utils
-
-        return sqlite_utils.Database(self.conn)
+        return sqlite_utils_view(self.conn)
 
     def close(self) -> None:
         """Close the connection."""

@@ -22,13 +22,26 @@ if TYPE_CHECKING:
     import sqlite_utils
     from sqlite_utils import Migrations
 
-__all__ = ["MIGRATIONS_TABLE", "Migration", "Schema"]
+__all__ = ["MIGRATIONS_TABLE", "Migration", "Schema", "sqlite_utils_view"]
 
 #: Where sqlite-utils records applied migrations (``migration_set``, ``name``, ``applied_at``).
 MIGRATIONS_TABLE = "_sqlite_migrations"
 
 #: One migration: a function that changes the schema; its name is the function's name.
 Migration = Callable[["sqlite_utils.Database"], None]
+
+
+def sqlite_utils_view(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    """
+    sqlite-utils' view of ``conn``, leaving the connection as it is (imports sqlite-utils).
+
+    sqlite-utils would otherwise turn on recursive triggers and let any installed sqlite-utils plugin
+    prepare the connection: a database's settings must not depend on whether a migration ran when it
+    was opened, nor on the plugins of the machine.
+    """
+    import sqlite_utils
+
+    return sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,4 @@ class Schema:
                 f"database schema is newer than this failover (unknown migrations: {', '.join(unknown)}); "
                 "upgrade failover to open it"
             )
-        import sqlite_utils
-
-        self.migrations.apply(sqlite_utils.Database(conn))
+        self.migrations.apply(sqlite_utils_view(conn))

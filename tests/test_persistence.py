@@ -228,6 +228,32 @@ def test_a_migrations_table_of_another_shape_is_a_store_error(tmp_path: Path) ->
         open_store(path)
 
 
+class _PreparingPlugin:
+    """A sqlite-utils plugin, as a user may have installed one, that changes every connection it sees."""
+
+    @sqlite_utils.hookimpl
+    def prepare_connection(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA foreign_keys = OFF")
+
+
+def test_the_connection_is_the_same_whether_a_migration_ran_or_not(tmp_path: Path) -> None:
+    """No recursive triggers turned on, and installed sqlite-utils plugins do not touch our connection."""
+    plugin = _PreparingPlugin()
+    sqlite_utils.plugins.pm.register(plugin)
+    try:
+        settings = []
+        for _ in range(2):  # created, then reopened current
+            with open_store(tmp_path / "db.db") as store:
+                pragmas = ("recursive_triggers", "foreign_keys")
+                settings.append([store.conn.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas])
+                store.db.execute("SELECT 1")  # sqlite-utils' view leaves it alone too
+                settings.append([store.conn.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas])
+    finally:
+        sqlite_utils.plugins.pm.unregister(plugin)
+
+    assert settings == [[0, 1]] * 4
+
+
 def test_integrity_check_is_empty_on_a_sound_database(store: Store) -> None:
     insert_machine(store.conn, _machine("m1"))
     store.conn.execute(
