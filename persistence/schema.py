@@ -91,16 +91,20 @@ class Schema:
 
     def apply(self, conn: sqlite3.Connection) -> None:
         """
-        Apply the set's pending migrations in order (imports sqlite-utils).
+        Apply the set's pending migrations in order; sqlite-utils is imported only if one is pending.
 
         Raises:
             SchemaTooNew: the database has applied migrations of this set that this version does not know.
         """
+        applied = self.applied(conn)
         known = set(self.names)
-        unknown = [name for name in self.applied(conn) if name not in known]
+        unknown = [name for name in applied if name not in known]
         if unknown:
             raise SchemaTooNew(
                 f"database schema is newer than this failover (unknown migrations: {', '.join(unknown)}); "
                 "upgrade failover to open it"
             )
-        self.migrations.apply(sqlite_utils_view(conn))
+        # Processes opening a new database together all find it out of date; all but the first find
+        # it migrated once they hold the lock, and need no sqlite-utils.
+        if sorted(applied) != sorted(self.names):
+            self.migrations.apply(sqlite_utils_view(conn))

@@ -210,6 +210,17 @@ def _opens_loading_sqlite_utils(path: Path) -> bool:
     return done.stdout.strip() == "True"
 
 
+def test_applying_to_a_database_migrated_meanwhile_needs_no_sqlite_utils(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a process that lost the race to create a database does once it holds the lock."""
+    with open_store(tmp_path / "db.db") as store:
+        monkeypatch.setitem(sys.modules, "sqlite_utils", None)  # importing it now raises ImportError
+        with store.transaction():
+            SCHEMA.apply(store.conn)
+        assert SCHEMA.applied(store.conn) == list(SCHEMA.names)
+
+
 def test_sqlite_utils_is_loaded_to_migrate_only(tmp_path: Path) -> None:
     """Creating a database runs sqlite-utils' migrations; reopening it, up to date, does not import it."""
     path = tmp_path / "db.db"
