@@ -27,6 +27,7 @@ from failover.catalog import CatalogSet, SQLiteCatalog
 from failover.environment import Environment
 from failover.errors import InvalidInput
 from failover.executor import ExecutorPolicy
+from failover.storage.element import plain_local_root
 from failover.storage.factory import STORAGE_CLASSES, storage_element
 from failover.storage.paths import local_url
 from persistence.db import Durability, open_store
@@ -323,8 +324,8 @@ class _Checker:
             raise self.error(key, "must not be empty")
         if "://" not in text and "::" not in text:
             return local_url(self.path(text, key))
-        if text.startswith("file://") and "::" not in text:
-            return text  # fsspec's local protocol: known without importing fsspec
+        if plain_local_root(text) is not None:
+            return text  # a local root, as a storage element takes it without fsspec
         from fsspec import available_protocols, registry
         from fsspec.core import split_protocol
 
