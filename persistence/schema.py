@@ -106,5 +106,5 @@ class Schema:
             )
         # Processes opening a new database together all find it out of date; all but the first find
         # it migrated once they hold the lock, and need no sqlite-utils.
-        if sorted(applied) != sorted(self.names):
+        if set(applied) != known:
             self.migrations.apply(sqlite_utils_view(conn))
