@@ -281,15 +281,15 @@ def main() -> None:
                 each = " ".join(f"{r:,.0f}" for r in rates[side])
                 print(f"{durability.value:<8} {side:<7} {ops:>6,} {ops / rate:>8.2f} {rate:>8,.0f}  {each}")
             for side in ("engine", "procs"):
-                engine = statistics.median(rates[side])
+                rate = statistics.median(rates[side])
                 ratio = statistics.median(p / e for p, e in zip(rates["plain"], rates[side], strict=True))
                 verdicts = (
-                    "ok" if engine >= GOAL_OPS else "UNDER GOAL",
+                    "ok" if rate >= GOAL_OPS else "UNDER GOAL",
                     "ok" if ratio <= GOAL_RATIO else "OVER GOAL",
                 )
                 print(
                     f"{durability.value:<8} ratio   plain/{side} ops/s {ratio:.2f}x ({verdicts[1]}, goal <= "
-                    f"{GOAL_RATIO}x); {side} {engine:,.0f} ops/s ({verdicts[0]}, goal >= {GOAL_OPS:,})"
+                    f"{GOAL_RATIO}x); {side} {rate:,.0f} ops/s ({verdicts[0]}, goal >= {GOAL_OPS:,})"
                 )
         if args.profile:
             home = directory / "profiled"
