@@ -9,7 +9,7 @@ combined table at the end lists every figure with its goal and verdict, under a 
 machine. ``protocols`` needs the test servers (``scripts/install-test-deps.sh``); without them it shows
 as crashed. Nothing here fails on a time: the exit status is 1 only if a benchmark itself crashed.
 
-Sizes: the issue's (2,000 small files, 1 GiB, 100,000 in-flight uploads, ...; about five minutes on two
+Sizes: the issue's (2,000 small files, 1 GiB, 100,000 in-flight uploads, ...; about seven minutes on two
 cores), or small ones with ``--quick`` (a smoke run of under a minute).
 
 Usage: ``python bench/run_all.py [--quick] [--only NAME ...] [--dir DIR]``
@@ -37,7 +37,7 @@ GIB = str(1 << 30)
 FULL_ARGS: dict[str, list[str]] = {
     "small_files": ["--files", "2000", "--rounds", "5"],
     "big_file": ["--size", GIB, "--rounds", "5"],
-    "recovery": ["--uploads", "100000", "--drive", "5000", "--rounds", "3", "--drive-rounds", "3"],
+    "recovery": ["--uploads", "100000", "--drive", "100000", "--rounds", "3", "--drive-rounds", "1"],
     "memory": ["--big", GIB, "--machines", "1000", "100000"],
     "transitions": ["--rounds", "5", "--fires", "900", "--instances", "100000"],
     "executor": ["--uploads", "1000", "--rounds", "5"],
