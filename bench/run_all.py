@@ -9,7 +9,7 @@ combined table at the end lists every figure with its goal and verdict, under a 
 machine. ``protocols`` needs the test servers (``scripts/install-test-deps.sh``); without them it shows
 as crashed. Nothing here fails on a time: the exit status is 1 only if a benchmark itself crashed.
 
-Sizes: the issue's (2,000 small files, 1 GiB, 100,000 in-flight uploads, ...; about seven minutes on two
+Sizes: the issue's (2,000 small files, 1 GiB, 100,000 in-flight uploads, ...; about six minutes on two
 cores), or small ones with ``--quick`` (a smoke run of under a minute).
 
 Usage: ``python bench/run_all.py [--quick] [--only NAME ...] [--dir DIR]``
