@@ -114,10 +114,9 @@ class StorageElement(Inventory):
         # Options, or a subclass's own backend, need the filesystem even for a local root.
         own_backend = type(self)._make_backend is not StorageElement._make_backend
         root = None if options or own_backend else plain_local_root(url)
-        if root is None:
-            _check_protocols(self.name, url)
-        with map_storage_errors(self.name):
+        with map_storage_errors(self.name):  # the InvalidInput of an unknown protocol passes unchanged
             if root is None:
+                _check_protocols(self.name, url)
                 from fsspec.core import url_to_fs
 
                 self.fs, self.root = url_to_fs(url, **dict(options or {}))
