@@ -3,7 +3,8 @@ The Pythonic upload API: validate, create or continue the upload's machine, driv
 
 One upload machine per (LFN, generation): calling :func:`upload` again for an LFN whose upload is
 unfinished continues that upload (same GUID, same request) instead of starting another; a finished
-one is reported as it ended. Only after a Failed upload does a new call start a new generation.
+one is reported as it ended. Once an upload has landed, a call whose local file no longer matches what
+landed (size or checksum) is refused. Only after a Failed upload does a new call start a new generation.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from failover.checksum import ChecksumType
+from failover.checksum import ChecksumType, checksum_file, parse_checksum_type
 from failover.driver import drive_upload
 from failover.environment import Environment
 from failover.errors import InvalidInput, UploadFailed
@@ -226,6 +227,34 @@ def _check_same_upload(row: MachineRow, checked: UploadInput) -> None:
         )
 
 
+def _check_same_content(row: MachineRow, checked: UploadInput) -> None:
+    """
+    A call for an LFN whose upload has landed must bring the file that landed: the same size and checksum.
+
+    Otherwise the caller would be told the new file is stored while the SE and the catalogs hold the old
+    one (SPEC §2: an LFN registered with other metadata is refused, nothing uploaded). The local file is
+    read once more to compare, unless the caller gave its checksum (already verified against the file).
+    """
+    data = row.data
+    if data.get("uploaded_se") is None:
+        return
+    kind = parse_checksum_type(data["checksum_type"])
+    if checked.size != data["size"]:
+        now, then = f"{checked.size:,} bytes", f"{data['size']:,}"
+    else:
+        given = checked.checksum if checked.checksum_type is kind else None
+        checksum = given or checksum_file(checked.local_path, [kind]).hexdigest(kind)
+        if checksum == data["checksum"]:
+            return
+        now, then = f"{kind.value} {checksum}", data["checksum"]
+    raise InvalidInput(
+        f"{checked.lfn} was already uploaded ({row.state} at {data['uploaded_se']}) from "
+        f"{data['local_path']}, whose content has changed since ({now} now, {then} then): nothing "
+        f"uploaded; give the new file another LFN",
+        lfn=checked.lfn,
+    )
+
+
 def plan_upload(
     env: Environment,
     local_path: str | Path,
@@ -253,7 +282,8 @@ def plan_upload(
         The machine id, and the new machine's data (None when the LFN has an upload to continue or report).
 
     Raises:
-        InvalidInput: bad input, or another file or GUID than the LFN's unfinished upload.
+        InvalidInput: bad input; another file or GUID than the LFN's upload; or, once that upload has
+            landed, other content than landed.
     """
     if names is None:
         names = check_names(
@@ -274,6 +304,7 @@ def plan_upload(
     latest, next_id = _latest(env, checked.lfn)
     if latest is not None and latest.state != UploadState.FAILED:
         _check_same_upload(latest, checked)
+        _check_same_content(latest, checked)
         return latest.id, None
     data = _new_data(
         checked,

@@ -139,6 +139,24 @@ def test_upload_lfn_names_a_single_file(home: Path, outputs: list[Path]) -> None
     assert "--lfn names one file" in result.stderr
 
 
+def test_a_changed_file_is_refused_under_the_lfn_it_landed_under(
+    home: Path, outputs: list[Path], failed_over: list[str]
+) -> None:
+    """Waiting on the failover SE or registered, the LFN keeps what landed; the new content is refused."""
+    first = as_json(failover(home, "upload", str(outputs[0]), "--lfn", "/vo/run42/hits.root", "--json"))
+    assert first["uploads"][0]["state"] == "Registered"
+    for path in outputs:
+        path.write_bytes(path.read_bytes() + b"one more event\n")
+    for lfn in ("/vo/run42/hits.root", failed_over[0]):
+        result = failover(home, "upload", str(outputs[0]), "--lfn", lfn, "--json")
+        assert result.exit_code == 1
+        (upload,) = json.loads(result.stdout)["uploads"]
+        assert (upload["state"], upload["error"]["type"]) == ("Failed", "InvalidInput")
+        assert f"{lfn} was already uploaded" in result.stderr and "content has changed" in result.stderr
+    states = {lfn: as_json(failover(home, "status", lfn, "--json"))["state"] for lfn in failed_over}
+    assert states == {failed_over[0]: "FailedOver", failed_over[1]: "FailedOver"}
+
+
 def test_failed_over_uploads_end_cleaned_after_the_executor_runs(
     home: Path, failed_over: list[str], blocked: Path
 ) -> None:

@@ -447,6 +447,37 @@ def test_another_process_on_the_same_database_continues_the_upload(
     assert _operation_rows(client_env) == 1
 
 
+@pytest.mark.parametrize("change", ["longer", "same-size", "same-size-checksum-given"])
+@pytest.mark.parametrize("catalog_down", [False, True], ids=["registered", "deferred"])
+def test_calling_again_after_the_file_changed_is_refused_and_nothing_uploaded(
+    client: FailoverTransfer, injector: FaultInjector, output_file: Path, change: str, catalog_down: bool
+) -> None:
+    """
+    SPEC §2: an LFN that landed with other content is refused. Reporting the first result would tell the
+    caller the new file is stored while the SE and the catalog hold the old one.
+    """
+    if catalog_down:
+        injector.inject(CATALOG, Fault.CATALOG_UNAVAILABLE, times=None)
+    original = output_file.read_bytes()
+    first = _upload(client, output_file, "SE-A")
+    assert first["OK"] is True
+    operations = _operation_rows(client.env)
+    changed = original + b"more events" if change == "longer" else bytes([original[0] ^ 1]) + original[1:]
+    output_file.write_bytes(changed)
+    meta = {"Checksum": _adler32(changed)} if change == "same-size-checksum-given" else {}
+    refused = _upload(client, output_file, "SE-A", meta=meta)
+    assert refused["OK"] is False
+    assert f"{LFN} was already uploaded" in refused["Message"]
+    expected = f"{len(changed):,} bytes now" if change == "longer" else f"ADLER32 {_adler32(changed)} now"
+    assert expected in refused["Message"]
+    assert _puts(injector) == {"SE-A": 1}
+    assert _replica(client.env, "SE-A").read_bytes() == original
+    assert _operation_rows(client.env) == operations
+    assert client.env.uploads.load(LFN).data["checksum"] == _adler32(original)
+    output_file.write_bytes(original)
+    assert _upload(client, output_file, "SE-A") == first
+
+
 def _fail_everywhere(injector: FaultInjector) -> None:
     injector.inject("SE-A", Fault.PUT_ERROR, times=None)
 
