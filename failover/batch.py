@@ -6,12 +6,15 @@ verified, fsync-ed, as always), the landed files are registered with one catalog
 catalog, and every outcome is fired in one transaction. Nothing is acknowledged before its commit, and
 every step is idempotent, so a crash anywhere leaves machines in Uploading that :func:`resume` finishes
 without a second copy. A file whose first SE fails, or that a catalog refuses, or that already has an
-upload, takes the one-file path (:func:`~failover.driver.drive_upload`) instead.
+upload, takes the one-file path (:func:`~failover.driver.drive_upload`) instead; so does an upload that
+another process created or moved on meanwhile (the same LFN uploaded twice at once), which then reports
+where that upload is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -24,6 +27,7 @@ from failover.registration import precheck_catalogs
 from failover.storage import PutResult
 from failover.uploads import UploadNames, UploadResult, check_names, plan_upload, result_of
 from fsm.crashpoints import crash_point
+from persistence.errors import AlreadyExists, ConcurrentUpdate
 from persistence.requests import RequestHeader
 from persistence.rows import MachineRow
 from states import UploadState
@@ -92,6 +96,28 @@ def _upload_chunk(
     options: dict[str, Any],
     names: UploadNames | None,
 ) -> list[Outcome]:
+    while True:
+        outcomes, fresh, slow = _plan_chunk(env, chunk, request, options, names)
+        try:
+            created = _create_all(env, fresh.values())
+        except AlreadyExists:
+            # Another process created one of these uploads since it was planned (the same LFN uploaded
+            # twice at once). Nothing was created: plan again, and that LFN's upload is one to continue.
+            continue
+        break
+    machines = {index: machine_id for index, (machine_id, _) in fresh.items()}
+    _drive_chunk(env, machines, slow, outcomes, known=created)
+    return [outcomes[index] for index in range(len(chunk))]
+
+
+def _plan_chunk(
+    env: Environment,
+    chunk: list[BatchItem],
+    request: RequestHeader,
+    options: dict[str, Any],
+    names: UploadNames | None,
+) -> tuple[dict[int, Outcome], dict[int, tuple[str, dict[str, Any]]], list[tuple[int, str]]]:
+    """Plan each file: its error, a machine to create (id and data), or an existing upload to drive."""
     outcomes: dict[int, Outcome] = {}
     fresh: dict[int, tuple[str, dict[str, Any]]] = {}
     slow: list[tuple[int, str]] = []
@@ -113,10 +139,7 @@ def _upload_chunk(
             slow.append((index, machine_id))
         else:
             fresh[index] = (machine_id, data)
-    created = _create_all(env, fresh.values())
-    machines = {index: machine_id for index, (machine_id, _) in fresh.items()}
-    _drive_chunk(env, machines, slow, outcomes, known=created)
-    return [outcomes[index] for index in range(len(chunk))]
+    return outcomes, fresh, slow
 
 
 def drive_many(env: Environment, machine_ids: Sequence[str], *, batch_size: int = 256) -> list[Outcome]:
@@ -156,8 +179,12 @@ def _drive_chunk(
     rows = _record_landed(env, landed)
     slow_indexes = {index for index, _ in slow}
     for index, machine_id in machines.items():
-        if index not in slow_indexes:
+        if index in slow_indexes:
+            continue
+        if machine_id in rows:
             outcomes[index] = _result(env, rows[machine_id])
+        else:  # landed, but another process moved it on meanwhile: the one-file path reports it
+            slow.append((index, machine_id))
     for index, machine_id in slow:
         outcomes[index] = _drive(env, machine_id)
 
@@ -217,7 +244,9 @@ def _record_failure(
     if candidate is None or err.code == "registration_refused":
         return
     failure = {"se": candidate["se"], "error": err.to_record(), "retryable": isinstance(err, TransientError)}
-    env.uploads.fire(row.id, failure_trigger(row.data, failure), failure)
+    # If another process moved it on first, nothing is fired: the one-file path goes on from where it is.
+    with suppress(ConcurrentUpdate):
+        env.uploads.fire(row.id, failure_trigger(row.data, failure), failure, known=row)
 
 
 def _register_all(
@@ -243,13 +272,22 @@ def _register_all(
 
 
 def _record_landed(env: Environment, landed: list[tuple[MachineRow, PutResult]]) -> dict[str, MachineRow]:
-    """Register the landed files, then fire every outcome in one transaction; return the rows as stored."""
+    """
+    Register the landed files, then fire every outcome in one transaction; return the rows as stored.
+
+    An upload that another process moved on since its row was loaded is left out (it has no row in the
+    result): its outcome would fail the compare-and-swap, and inside this one unit, fail every outcome.
+    """
     crash_point("before-register")
     registered = _register_all(env, landed)
     crash_point("after-register")
     rows: dict[str, MachineRow] = {}
     with env.store.transaction(savepoints=False):  # any error ends it all: no savepoint per outcome
+        # Read under the write lock: no other process can move these on between this read and the fires.
+        versions = env.uploads.versions([row.id for row, _ in landed])
         for row, put in landed:
+            if versions.get(row.id) != row.version:
+                continue
             event = landed_event(row.data, put, *registered[row.id])
             trigger = outcome_trigger(row.data, event)
             # The event was decided from this row: fire from it (a row moved on since is refused).

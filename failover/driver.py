@@ -21,6 +21,7 @@ from failover.registration import precheck_catalogs, register_everywhere
 from failover.storage import PutItem, PutResult
 from fsm.clock import parse_time
 from fsm.crashpoints import crash_point
+from persistence.errors import ConcurrentUpdate
 from persistence.rows import MachineRow
 from states import UploadState, UploadTrigger
 from states.upload_data import current_candidate
@@ -34,6 +35,11 @@ log = logging.getLogger("failover")
 def drive_upload(env: Environment, machine_id: str) -> MachineRow:
     """
     Move an upload on until it leaves Uploading; return its stored row.
+
+    Another process may drive the same upload at the same time (the same LFN uploaded twice at once, or
+    ``resume`` beside a live upload): each transition is fired from the row its decision was made on,
+    and if the other process moved the upload on first, nothing is fired and the driving goes on from
+    the stored row (every side effect being idempotent, the other's put or registration counts).
 
     Raises:
         RegistrationRefused: a catalog refuses the file before any put (the upload is then Failed).
@@ -54,7 +60,10 @@ def _precheck(env: Environment, row: MachineRow) -> MachineRow:
     try:
         precheck_catalogs(_catalogs(env, row.data), row.data)
     except RegistrationRefused as err:
-        env.uploads.fire(row.id, UploadTrigger.REFUSED, {"error": err.to_record()})
+        try:
+            env.uploads.fire(row.id, UploadTrigger.REFUSED, {"error": err.to_record()}, known=row)
+        except ConcurrentUpdate:
+            return env.uploads.load(row.id)  # another process moved it on first: go on from there
         raise
     return row
 
@@ -62,7 +71,7 @@ def _precheck(env: Environment, row: MachineRow) -> MachineRow:
 def _step(env: Environment, row: MachineRow) -> MachineRow:
     candidate = current_candidate(row.data)
     if candidate is None:
-        return env.uploads.fire(row.id, UploadTrigger.EXHAUSTED, {}).row
+        return _fire(env, row, UploadTrigger.EXHAUSTED, {})
     _wait_for_next_attempt(env, row.data)
     se_name = candidate["se"]
     try:
@@ -70,8 +79,17 @@ def _step(env: Environment, row: MachineRow) -> MachineRow:
     except FailoverError as err:
         log.info("put of %s to %s failed: %s", row.data["lfn"], se_name, err)
         failure = {"se": se_name, "error": err.to_record(), "retryable": isinstance(err, TransientError)}
-        return env.uploads.fire(row.id, failure_trigger(row.data, failure), failure).row
-    return env.uploads.fire(row.id, outcome_trigger(row.data, event), event).row
+        return _fire(env, row, failure_trigger(row.data, failure), failure)
+    return _fire(env, row, outcome_trigger(row.data, event), event)
+
+
+def _fire(env: Environment, row: MachineRow, trigger: str, event: Mapping[str, Any]) -> MachineRow:
+    """Fire what was decided from ``row``; the stored row instead if another process moved it on first."""
+    try:
+        return env.uploads.fire(row.id, trigger, event, known=row).row
+    except ConcurrentUpdate:
+        log.info("%s was moved on by another process; going on from where it is", row.id)
+        return env.uploads.load(row.id)
 
 
 def _wait_for_next_attempt(env: Environment, data: Mapping[str, Any]) -> None:

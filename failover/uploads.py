@@ -20,6 +20,7 @@ from failover.environment import Environment
 from failover.errors import InvalidInput, UploadFailed
 from failover.request_store import REQUEST_KEY, header_data
 from failover.validation import UploadInput, parse_name_list, select_catalogs, validate_ses, validate_upload
+from persistence.errors import AlreadyExists
 from persistence.requests import OperationRow, RequestHeader, operations_of_machine
 from persistence.rows import MachineRow
 from states import UploadState, new_upload_data
@@ -361,21 +362,27 @@ def upload(
         RegistrationRefused: a catalog holds the LFN with other metadata (nothing uploaded).
         UploadFailed: no SE took the file.
     """
-    machine_id, data = plan_upload(
-        env,
-        local_path,
-        lfn,
-        destinations=destinations,
-        failovers=failovers,
-        targets=targets,
-        catalogs=catalogs,
-        master_only=master_only,
-        retry_upload=retry_upload,
-        file_meta=file_meta,
-        default_checksum_type=default_checksum_type,
-        overwrite=overwrite,
-        request=request or env.default_request,
-    )
-    if data is not None:
-        env.uploads.create(machine_id, data)
+    while True:
+        machine_id, data = plan_upload(
+            env,
+            local_path,
+            lfn,
+            destinations=destinations,
+            failovers=failovers,
+            targets=targets,
+            catalogs=catalogs,
+            master_only=master_only,
+            retry_upload=retry_upload,
+            file_meta=file_meta,
+            default_checksum_type=default_checksum_type,
+            overwrite=overwrite,
+            request=request or env.default_request,
+        )
+        if data is None:
+            break
+        try:
+            env.uploads.create(machine_id, data)
+            break
+        except AlreadyExists:
+            continue  # another process created it since the plan: plan again, to continue that one
     return result_of(env, drive_upload(env, machine_id))

@@ -40,7 +40,7 @@ from persistence.db import Store
 from persistence.emitted import insert_emitted
 from persistence.errors import ConcurrentUpdate, NotFound
 from persistence.journal import append_journal
-from persistence.machines import insert_machine, load_machine, load_machines, update_machine
+from persistence.machines import insert_machine, load_machine, load_machines, load_versions, update_machine
 from persistence.rows import JournalRow, MachineRow
 
 # transitions logs every callback at INFO; an application logging at INFO would drown in it.
@@ -219,6 +219,15 @@ class Engine:
     def load_many(self, machine_ids: Collection[str]) -> dict[str, MachineRow]:
         """Load the instances that exist among ``machine_ids``, by id; runs no callback."""
         return load_machines(self.store.conn, machine_ids)
+
+    def versions(self, machine_ids: Collection[str]) -> dict[str, int]:
+        """
+        The stored version of each instance that exists among ``machine_ids``, by id.
+
+        Read inside a write transaction, it tells which rows loaded earlier are still current, so that a
+        batch fires from those only (a row that moved on would fail its compare-and-swap).
+        """
+        return load_versions(self.store.conn, machine_ids)
 
     def find(self, machine_id: str) -> MachineRow | None:
         """Load an instance, or return None when there is none."""

@@ -16,6 +16,7 @@ __all__ = [
     "iter_machines",
     "load_machine",
     "load_machines",
+    "load_versions",
     "update_machine",
 ]
 
@@ -73,6 +74,17 @@ def load_machines(conn: sqlite3.Connection, machine_ids: Collection[str]) -> dic
         query = f"SELECT {_COLUMNS} FROM machines WHERE id IN ({', '.join('?' * len(chunk))})"
         rows.update((row.id, row) for row in map(_row, conn.execute(query, chunk)))
     return rows
+
+
+def load_versions(conn: sqlite3.Connection, machine_ids: Collection[str]) -> dict[str, int]:
+    """The stored version of each instance that exists among ``machine_ids``, by id (no data decoded)."""
+    ids = list(dict.fromkeys(machine_ids))
+    versions: dict[str, int] = {}
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start : start + _IDS_PER_QUERY]
+        query = f"SELECT id, version FROM machines WHERE id IN ({', '.join('?' * len(chunk))})"
+        versions.update(conn.execute(query, chunk))
+    return versions
 
 
 def update_machine(
