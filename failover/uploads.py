@@ -3,8 +3,9 @@ The Pythonic upload API: validate, create or continue the upload's machine, driv
 
 One upload machine per (LFN, generation): calling :func:`upload` again for an LFN whose upload is
 unfinished continues that upload (same GUID, same request) instead of starting another; a finished
-one is reported as it ended. Once an upload has landed, a call whose local file no longer matches what
-landed (size or checksum) is refused. Only after a Failed upload does a new call start a new generation.
+one is reported as it ended. Once an upload has landed, a call's local file is compared with what landed
+(size and checksum): the same content is reported, wherever it is now; other content is refused. Only
+after a Failed upload does a new call start a new generation.
 """
 
 from __future__ import annotations
@@ -217,27 +218,23 @@ def _new_data(
 
 
 def _check_same_upload(row: MachineRow, checked: UploadInput) -> None:
-    """A call that continues an upload must name the same file (and GUID, when it gives one)."""
-    if row.data["local_path"] != str(checked.local_path):
-        raise InvalidInput(
-            f"{checked.lfn} is already being uploaded from {row.data['local_path']}", lfn=checked.lfn
-        )
-    if not checked.guid_generated and checked.guid != row.data["guid"]:
-        raise InvalidInput(
-            f"{checked.lfn} is already being uploaded with GUID {row.data['guid']}", lfn=checked.lfn
-        )
-
-
-def _check_same_content(row: MachineRow, checked: UploadInput) -> None:
     """
-    A call for an LFN whose upload has landed must bring the file that landed: the same size and checksum.
+    A call for an LFN that has an upload must bring that upload's file (and GUID, when it gives one).
 
-    Otherwise the caller would be told the new file is stored while the SE and the catalogs hold the old
-    one (SPEC §2: an LFN registered with other metadata is refused, nothing uploaded). The local file is
-    read once more to compare, unless the caller gave its checksum (already verified against the file).
+    Before the file has landed, that is the same local path: the upload goes on from the path it
+    recorded. Once it has landed, it is the same content, wherever the file is now (a job run again in
+    a new directory): the same size and checksum, or the caller would be told the new file is stored
+    while the SE and the catalogs hold the old one (SPEC §2: an LFN registered with other metadata is
+    refused, nothing uploaded). The local file is then read once more to compare, unless the caller gave
+    its checksum (already verified against the file).
     """
-    data = row.data
-    if data.get("uploaded_se") is None:
+    data, lfn = row.data, checked.lfn
+    landed = data.get("uploaded_se") is not None
+    if not landed and data["local_path"] != str(checked.local_path):
+        raise InvalidInput(f"{lfn} is already being uploaded from {data['local_path']}", lfn=lfn)
+    if not checked.guid_generated and checked.guid != data["guid"]:
+        raise InvalidInput(f"{lfn} is already being uploaded with GUID {data['guid']}", lfn=lfn)
+    if not landed:
         return
     kind = parse_checksum_type(data["checksum_type"])
     if checked.size != data["size"]:
@@ -249,10 +246,10 @@ def _check_same_content(row: MachineRow, checked: UploadInput) -> None:
             return
         now, then = f"{kind.value} {checksum}", data["checksum"]
     raise InvalidInput(
-        f"{checked.lfn} was already uploaded ({row.state} at {data['uploaded_se']}) from "
-        f"{data['local_path']}, whose content has changed since ({now} now, {then} then): nothing "
-        f"uploaded; give the new file another LFN",
-        lfn=checked.lfn,
+        f"{lfn} was already uploaded ({row.state} at {data['uploaded_se']}) with other content: "
+        f"{checked.local_path} has {now}, what landed {then}; nothing uploaded (give the new file "
+        f"another LFN)",
+        lfn=lfn,
     )
 
 
@@ -283,8 +280,8 @@ def plan_upload(
         The machine id, and the new machine's data (None when the LFN has an upload to continue or report).
 
     Raises:
-        InvalidInput: bad input; another file or GUID than the LFN's upload; or, once that upload has
-            landed, other content than landed.
+        InvalidInput: bad input; another GUID than the LFN's upload; another file than an upload that
+            has not landed; other content than one that has.
     """
     if names is None:
         names = check_names(
@@ -305,7 +302,6 @@ def plan_upload(
     latest, next_id = _latest(env, checked.lfn)
     if latest is not None and latest.state != UploadState.FAILED:
         _check_same_upload(latest, checked)
-        _check_same_content(latest, checked)
         return latest.id, None
     data = _new_data(
         checked,

@@ -152,7 +152,7 @@ def test_a_changed_file_is_refused_under_the_lfn_it_landed_under(
         assert result.exit_code == 1
         (upload,) = json.loads(result.stdout)["uploads"]
         assert (upload["state"], upload["error"]["type"]) == ("Failed", "InvalidInput")
-        assert f"{lfn} was already uploaded" in result.stderr and "content has changed" in result.stderr
+        assert f"{lfn} was already uploaded" in result.stderr and "with other content" in result.stderr
     states = {lfn: as_json(failover(home, "status", lfn, "--json"))["state"] for lfn in failed_over}
     assert states == {failed_over[0]: "FailedOver", failed_over[1]: "FailedOver"}
 

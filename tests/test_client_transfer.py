@@ -21,6 +21,7 @@ from failover.environment import Environment
 from failover.request import validate_request
 from failover.storage import StorageElement
 from failover.testing import Fault, FaultInjector
+from failover.uploads import plan_upload
 from failover.workspace import open_workspace
 from persistence import open_store
 from states import RetryPolicy
@@ -468,14 +469,54 @@ def test_calling_again_after_the_file_changed_is_refused_and_nothing_uploaded(
     refused = _upload(client, output_file, "SE-A", meta=meta)
     assert refused["OK"] is False
     assert f"{LFN} was already uploaded" in refused["Message"]
-    expected = f"{len(changed):,} bytes now" if change == "longer" else f"ADLER32 {_adler32(changed)} now"
-    assert expected in refused["Message"]
+    expected = f"{len(changed):,} bytes" if change == "longer" else f"ADLER32 {_adler32(changed)}"
+    assert f"{output_file} has {expected}, what landed " in refused["Message"]
     assert _puts(injector) == {"SE-A": 1}
     assert _replica(client.env, "SE-A").read_bytes() == original
     assert _operation_rows(client.env) == operations
     assert client.env.uploads.load(LFN).data["checksum"] == _adler32(original)
     output_file.write_bytes(original)
     assert _upload(client, output_file, "SE-A") == first
+
+
+@pytest.mark.parametrize("same_content", [True, False], ids=["same-content", "other-content"])
+def test_a_landed_upload_called_again_from_another_path_is_judged_by_its_content(
+    client: FailoverTransfer, injector: FaultInjector, output_file: Path, tmp_path: Path, same_content: bool
+) -> None:
+    """A job run again in a new directory: the same bytes get the same result; other bytes are refused."""
+    first = _upload(client, output_file, "SE-A")
+    rerun = tmp_path / "rerun" / "out.root"
+    rerun.parent.mkdir()
+    rerun.write_bytes(output_file.read_bytes() if same_content else b"another run's output\n")
+    again = _upload(client, rerun, "SE-A")
+    if same_content:
+        assert again == first
+    else:
+        assert again["OK"] is False and f"{LFN} was already uploaded" in again["Message"]
+        assert f"{rerun} has " in again["Message"]
+    assert _puts(injector) == {"SE-A": 1}
+    assert _replica(client.env, "SE-A").read_bytes() == output_file.read_bytes()
+
+
+def test_an_upload_left_in_flight_goes_on_from_its_own_path_and_refuses_another(
+    client: FailoverTransfer, injector: FaultInjector, output_file: Path, tmp_path: Path
+) -> None:
+    """
+    Not landed yet (created, then the process died): the upload puts the file it recorded, so a call
+    naming another file, even with the same bytes, is refused.
+    """
+    env = client.env
+    machine_id, data = plan_upload(env, output_file, LFN, destinations=["SE-A"], request=env.default_request)
+    assert data is not None
+    env.uploads.create(machine_id, data)
+    copy = tmp_path / "copy.root"
+    copy.write_bytes(output_file.read_bytes())
+    refused = _upload(client, copy, "SE-A")
+    assert refused["OK"] is False
+    assert refused["Message"] == f"{LFN} is already being uploaded from {output_file}"
+    assert _puts(injector) == {}
+    assert _upload(client, output_file, "SE-A")["OK"] is True
+    assert _puts(injector) == {"SE-A": 1}
 
 
 def _fail_everywhere(injector: FaultInjector) -> None:
