@@ -73,8 +73,15 @@ class DemoReport:
 
 
 def _say(out: Console | None, text: str) -> None:
+    """Print a line with markup: its data must be :func:`_literal`."""
     if out is not None:
-        out.print(text)
+        out.print(text, markup=True)
+
+
+def _literal(value: object) -> str:
+    from rich.markup import escape  # a path may hold "[...]"; rich is there when ``out`` is
+
+    return escape(str(value))
 
 
 def _make_files(home: Path) -> list[Path]:
@@ -94,7 +101,7 @@ def _upload_all(env: Environment, files: list[Path], header: RequestHeader, out:
         result = upload(
             env, path, f"{LFN_DIR}/{path.name}", destinations=TARGET, failovers=FAILOVER, request=header
         )
-        _say(out, f"    {result.lfn}: [bold]{result.state}[/bold] at {result.se}")
+        _say(out, f"    {_literal(result.lfn)}: [bold]{result.state}[/bold] at {result.se}")
         lfns.append(result.lfn)
     return lfns
 
@@ -159,7 +166,7 @@ def run_demo(home: Path, out: Console | None = None) -> DemoReport:
     faults = FaultInjector()
     env = faults.wrap(open_workspace(home))
     try:
-        _say(out, f"[bold]1.[/bold] Workspace {home}: SEs {TARGET} (the target) and {FAILOVER}.")
+        _say(out, f"[bold]1.[/bold] Workspace {_literal(home)}: SEs {TARGET} (the target) and {FAILOVER}.")
         request_id, lfns = _fail_over(env, faults, home, out)
         states, problems = _recover(env, faults, lfns, out)
         journal, diagram = _write_diagram(env, home, lfns[0])

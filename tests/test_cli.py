@@ -20,6 +20,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
+from rich.cells import cell_len
 
 from failover import parallel
 from failover.cli import app, cli
@@ -315,6 +316,44 @@ def test_a_stuck_upload_is_retried_or_given_up(home: Path, failed_over: list[str
     assert failover(home, "cancel", "--upload", lfn).exit_code == 0
     assert as_json(failover(home, "status", lfn, "--json"))["state"] == "Failed"
     assert failover(home, "cancel").exit_code == 2
+
+
+#: Legal in an LFN, and markup to rich: a closing tag without its opening one, and a style tag.
+MARKUP_LFN = f"{BLOCKED}/run[/2024]/[bold]out.root"
+
+
+def test_an_lfn_that_looks_like_markup_is_printed_as_it_is(
+    home: Path, outputs: list[Path], blocked: Path, tmp_path: Path
+) -> None:
+    """Rich would drop the brackets, restyle what follows, or fail on the lone closing tag."""
+    upload = failover(home, "upload", str(outputs[0]), "--lfn", MARKUP_LFN)
+    assert upload.exit_code == 0, upload.output
+    assert f"│ {MARKUP_LFN} │ FailedOver" in upload.stdout
+    (home / "se" / "FAILOVER-DISK" / MARKUP_LFN.lstrip("/")).unlink()
+    diagram = str(tmp_path / "path.mmd")
+    for args in (["status", MARKUP_LFN], ["history", MARKUP_LFN], ["requests", "show", "1"], ["fsck"]):
+        result = failover(home, *args)
+        assert MARKUP_LFN in result.stdout, (args, result.output)
+    explained = failover(home, "explain", MARKUP_LFN, "--output", diagram)
+    assert f"{MARKUP_LFN}: Uploading → Uploading → FailedOver\n" in explained.stdout
+
+
+def test_a_long_upload_report_is_aligned_plain_text_with_a_summary(home: Path, tmp_path: Path) -> None:
+    """Past RICH_TABLE_ROWS rows (rich takes ~0.5 ms a row), columns padded to their display width."""
+    job = tmp_path / "many"
+    job.mkdir()
+    files = [job / f"f{i:03d}.dat" for i in range(app.RICH_TABLE_ROWS)] + [job / "数据.dat"]
+    for index, path in enumerate(files):
+        path.write_bytes(b"x" * (index + 1))
+    result = failover(home, "upload", *map(str, files), "--lfn-prefix", "/vo/many")
+    assert result.exit_code == 0, result.output
+    header, rule, *rows, summary = result.stdout.splitlines()
+    assert header.split() == ["LFN", "State", "SE", "Registration"]
+    assert set(rule) == {"-", " "}
+    assert [row.split()[0] for row in rows] == [f"/vo/many/{path.name}" for path in files]
+    columns = {cell_len(row[: row.index(" Registered ")]) for row in rows}
+    assert columns == {cell_len(header[: header.index(" State ")])}, "the State column starts alike"
+    assert summary == f"{len(files)} files: Registered {len(files)}"
 
 
 def test_resume_with_nothing_to_do(home: Path) -> None:

@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,6 +50,9 @@ __all__ = [
     "new_table",
     "output_options",
     "print_json",
+    "print_table",
+    "literal",
+    "RICH_TABLE_ROWS",
     "stderr",
     "stdout",
     "workspace_options",
@@ -68,13 +71,20 @@ HANDLED_ERRORS: tuple[type[BaseException], ...] = (
 
 #: Without a terminal, rich would wrap tables at 80 columns; LFNs are longer than that.
 _PIPE_WIDTH = 200
+#: Tables up to this many rows are drawn by rich; longer ones are printed as aligned plain text.
+RICH_TABLE_ROWS = 100
 
 
 def stdout() -> Console:
-    """The console for results (stdout)."""
+    """
+    The console for results (stdout).
+
+    Markup is off, on both consoles: what they print is mostly data (an LFN, a path or an error may hold
+    ``[...]``). A line that wants style passes ``markup=True`` and wraps its data in :func:`literal`.
+    """
     from rich.console import Console  # here: rich loads in ~50 ms, which --json output never needs
 
-    return Console(width=None if sys.stdout.isatty() else _PIPE_WIDTH, highlight=False)
+    return Console(width=None if sys.stdout.isatty() else _PIPE_WIDTH, highlight=False, markup=False)
 
 
 def new_table(*headers: str) -> Table:
@@ -84,11 +94,57 @@ def new_table(*headers: str) -> Table:
     return Table(*headers)
 
 
+def literal(value: object) -> str:
+    """
+    ``value`` as text that rich prints as it is: an LFN, a path or an error message may hold ``[...]``,
+    which rich would otherwise read as markup (and drop, restyle, or fail on).
+
+    Example:
+        >>> print(literal("/vo/run[/2024]/out.root"))
+        /vo/run\\[/2024]/out.root
+    """
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, styles: Sequence[str | None] | None = None
+) -> None:
+    """
+    Print ``rows`` of plain text (nothing in them is read as markup) under ``headers`` on stdout.
+
+    Up to :data:`RICH_TABLE_ROWS` rows, as a rich table, each row in its style from ``styles`` (``"red"``,
+    say; None for none). Beyond, as aligned plain text without style: rich takes about half a millisecond
+    a row, a second for the 2,000 files of one ``failover upload``, as long as the upload itself.
+    """
+    if len(rows) <= RICH_TABLE_ROWS:
+        from rich.text import Text
+
+        table = new_table(*headers)
+        for index, row in enumerate(rows):
+            table.add_row(*map(Text, row), style=styles[index] if styles else None)
+        stdout().print(table)
+        return
+    from rich.cells import cell_len  # display width: wide characters take two columns
+
+    widths = [max(cell_len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell + " " * (width - cell_len(cell)) for cell, width in zip(cells, widths[:-1], strict=False)
+        ]
+        return "  ".join([*padded, cells[-1]])
+
+    rule = ["-" * width for width in widths]
+    click.echo("\n".join([line(headers), line(rule), *map(line, rows)]))
+
+
 def stderr() -> Console:
     """The console for progress, narrative and errors (stderr)."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, markup=False)
 
 
 def print_json(value: Any) -> None:

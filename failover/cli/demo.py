@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from failover.cli.app import stdout
+from failover.cli.app import literal, stdout
 from failover.cli.status import journal_table
 from failover.demo import run_demo
 
@@ -40,7 +40,7 @@ def demo(directory: Path | None) -> None:
     console.rule("failover demo")
     report = run_demo(home, console)
     lfn = next(iter(report.states))
-    console.print(f"[bold]5.[/bold] The history of {lfn}:")
+    console.print(f"[bold]5.[/bold] The history of {literal(lfn)}:", markup=True)
     console.print(journal_table(report.history))
     console.print(f"    Its path through the upload machine: {report.diagram}")
     console.print(f"    Look around: failover status --home {report.home}")
@@ -50,5 +50,6 @@ def demo(directory: Path | None) -> None:
         click.echo(f"demo failed: {states}; fsck: {'; '.join(report.problems) or 'ok'}", err=True)
         raise click.exceptions.Exit(1)
     console.print(
-        f"[bold green]All {len(report.states)} uploads Cleaned[/bold green] in {report.seconds:.1f} s."
+        f"[bold green]All {len(report.states)} uploads Cleaned[/bold green] in {report.seconds:.1f} s.",
+        markup=True,
     )

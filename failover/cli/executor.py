@@ -133,15 +133,16 @@ def resume(workspace: Workspace, as_json: bool, no_commit: bool, remove_temporar
             }
         )
         return
-    console = stdout()
-    for result in report.finished:
-        console.print(f"{result.lfn}: {result.state} at {result.se}")
+    # One line per upload, through click: rich takes ~0.2 ms a line, 20 s for a backlog of 100,000.
+    click.echo(
+        "".join(f"{result.lfn}: {result.state} at {result.se}\n" for result in report.finished), nl=False
+    )
     for upload, err in report.failed.items():
-        console.print(f"{upload}: [red]{error_line(err)}[/red]")
+        click.echo(click.style(f"{upload}: {error_line(err)}", fg="red"))
     committed = ", ".join(map(str, report.committed)) or "none"
     resumed = len(report.finished) + len(report.failed)
     removed = f"; temporary files removed: {report.temporary_removed}" if remove_temporary else ""
-    console.print(f"resumed {resumed} uploads; committed requests: {committed}{removed}")
+    click.echo(f"resumed {resumed:,} uploads; committed requests: {committed}{removed}")
 
 
 @click.command()

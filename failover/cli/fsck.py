@@ -6,9 +6,9 @@ import click
 
 from failover.cli.app import (
     Workspace,
-    new_table,
     output_options,
     print_json,
+    print_table,
     stderr,
     stdout,
     workspace_options,
@@ -41,10 +41,8 @@ def fsck(workspace: Workspace, as_json: bool) -> None:
     else:
         checked = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in report.checked.items())
         if report.problems:
-            table = new_table("Problem", "Subject", "Message")
-            for problem in report.problems:
-                table.add_row(problem.code, problem.subject, problem.message)
-            stdout().print(table)
+            rows = [[problem.code, problem.subject, problem.message] for problem in report.problems]
+            print_table(("Problem", "Subject", "Message"), rows)
         stdout().print(f"checked {checked}: {'ok' if report.ok else f'{len(report.problems)} problem(s)'}")
     if not report.ok:
         stderr().print(f"fsck: {len(report.problems)} problem(s) found")

@@ -18,9 +18,10 @@ import click
 from failover.cli.app import (
     FailoverGroup,
     Workspace,
-    new_table,
+    literal,
     output_options,
     print_json,
+    print_table,
     stdout,
     workspace_options,
 )
@@ -95,28 +96,41 @@ def list_command(workspace: Workspace, as_json: bool, status: str | None) -> Non
     if as_json:
         print_json(summaries)
         return
-    table = new_table("ID", "Name", "Status", "Committed", "Operations", "Error")
-    for s in summaries:
-        committed = "yes" if s["committed"] else "draft"
-        table.add_row(str(s["id"]), s["name"], s["status"], committed, ", ".join(s["operations"]), s["error"])
-    stdout().print(table)
+    rows = [
+        [
+            str(s["id"]),
+            s["name"],
+            s["status"],
+            "yes" if s["committed"] else "draft",
+            ", ".join(s["operations"]),
+            s["error"],
+        ]
+        for s in summaries
+    ]
+    print_table(("ID", "Name", "Status", "Committed", "Operations", "Error"), rows)
 
 
 def _print_request(request: Request) -> None:
     console = stdout()
-    console.print(f"[bold]request {request.request_id}[/bold] {request.name} {request.status}")
+    console.print(
+        f"[bold]request {request.request_id}[/bold] {literal(request.name)} {request.status}", markup=True
+    )
     console.print(f"  owner: {request.owner}/{request.owner_group}  source: {request.source_component}")
     if request.error:
         console.print(f"  error: {request.error}")
+    # Then plain lines, through click: one operation may hold 100,000 files, and rich takes ~0.2 ms a line.
     for op in request.operations:
         where = f" → {','.join(op.target_se)}" if op.target_se else ""
         source = f" from {op.source_se}" if op.source_se else ""
-        console.print(
+        click.echo(
             f"  {op.order}. {op.type} {op.status}{source}{where}" + (f": {op.error}" if op.error else "")
         )
-        for file in op.files:
-            error = f": {file.error}" if file.error else ""
-            console.print(f"       {file.lfn} {file.status} (attempt {file.attempt}){error}")
+        lines = (
+            f"       {file.lfn} {file.status} (attempt {file.attempt})"
+            + (f": {file.error}" if file.error else "")
+            for file in op.files
+        )
+        click.echo("".join(f"{line}\n" for line in lines), nl=False)
 
 
 @requests.command()

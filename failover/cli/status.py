@@ -16,6 +16,7 @@ import click
 from failover.cli.app import (
     Workspace,
     find_upload,
+    literal,
     new_table,
     output_options,
     print_json,
@@ -82,7 +83,7 @@ def _print_counts(counts: dict[str, Any]) -> None:
     table = new_table("Upload state", "Count")
     for state, count in counts["uploads"].items():
         table.add_row(state, str(count))
-    table.add_row("[bold]total[/bold]", f"[bold]{counts['total']}[/bold]")
+    table.add_row("total", str(counts["total"]), style="bold")
     requests = ", ".join(f"{status} {count}" for status, count in counts["requests"].items()) or "none"
     console = stdout()
     console.print(table)
@@ -91,20 +92,22 @@ def _print_counts(counts: dict[str, Any]) -> None:
 
 def _print_details(details: dict[str, Any]) -> None:
     console = stdout()
-    console.print(f"[bold]{details['lfn']}[/bold]  {details['state']}  (upload {details['upload']})")
+    lfn, upload = literal(details["lfn"]), literal(details["upload"])
+    console.print(f"[bold]{lfn}[/bold]  {details['state']}  (upload {upload})", markup=True)
+    say = console.print
     for label, key in (("SE", "uploaded_se"), ("final SEs", "final_ses"), ("PFN", "pfn"), ("GUID", "guid")):
         if details[key]:
             value = details[key]
-            console.print(f"  {label}: {', '.join(value) if isinstance(value, list) else value}")
-    console.print(f"  candidates: {', '.join(details['candidates'])}")
-    console.print(f"  failed attempts: {_attempts_text(details)}")
+            say(f"  {label}: {', '.join(value) if isinstance(value, list) else value}")
+    say(f"  candidates: {', '.join(details['candidates'])}")
+    say(f"  failed attempts: {_attempts_text(details)}")
     for failure in details["failures"]:
-        console.print(f"  failure: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
+        say(f"  failure: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
     if details["deferred"]:
-        console.print(f"  registration deferred: {details['deferred']}")
+        say(f"  registration deferred: {details['deferred']}")
     for op in details["operations"]:
         error = f": {op['error']}" if op["error"] else ""
-        console.print(f"  operation {op['id']} (request {op['request']}) {op['type']} {op['status']}{error}")
+        say(f"  operation {op['id']} (request {op['request']}) {op['type']} {op['status']}{error}")
 
 
 @click.command()
@@ -154,9 +157,12 @@ def summarize(row: JournalRow) -> str:
 
 def journal_table(journal: list[JournalRow]) -> Table:
     """The journal as a table: seq, time, trigger, source → destination, payload summary."""
+    from rich.text import Text
+
     table = new_table("Seq", "At", "Trigger", "Move", "Details")
     for row in journal:
-        table.add_row(str(row.seq), row.at, row.trigger, f"{row.src or '∅'} → {row.dst}", summarize(row))
+        cells = (str(row.seq), row.at, row.trigger, f"{row.src or '∅'} → {row.dst}", summarize(row))
+        table.add_row(*map(Text, cells))  # as they are: an LFN or an error may hold "[...]"
     return table
 
 
@@ -231,13 +237,14 @@ def explain(workspace: Workspace, as_json: bool, lfn: str, fmt: str, output: Pat
     if output is None:
         click.echo(diagram, nl=False)
     console = stdout() if output is not None else stderr()
+    say = console.print
     if output is not None:
-        console.print(f"diagram written to {output}")
+        say(f"diagram written to {output}")
     states = [path[0][0], *(step[2] for step in path)] if path else [row.state]
-    console.print(f"{lfn}: {' → '.join(states)}")
-    console.print(f"failed attempts: {_attempts_text(details)}")
+    say(f"{lfn}: {' → '.join(states)}")
+    say(f"failed attempts: {_attempts_text(details)}")
     for failure in details["failures"]:
-        console.print(f"error: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
+        say(f"error: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
 
 
 def _attempts_text(details: dict[str, Any]) -> str:

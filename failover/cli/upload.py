@@ -25,11 +25,10 @@ from failover.batch import BatchItem, upload_many
 from failover.cli.app import (
     Workspace,
     error_line,
-    new_table,
     output_options,
     print_json,
+    print_table,
     stderr,
-    stdout,
     workspace_options,
 )
 from failover.environment import Environment
@@ -187,15 +186,19 @@ def _registration(result: uploads.UploadResult | None) -> str:
 
 
 def _print_table(outcomes: list[FileOutcome], request_id: int | None) -> None:
-    table = new_table("LFN", "State", "SE", "Registration")
-    for outcome in outcomes:
-        result = outcome.result
-        state = str(result.state) if result else "[red]Failed[/red]"
-        table.add_row(outcome.lfn, state, result.se if result else "-", _registration(result))
-    console = stdout()
-    console.print(table)
+    rows = [
+        [o.lfn, str(o.result.state), o.result.se, _registration(o.result)]
+        if o.result is not None
+        else [o.lfn, "Failed", "-", "-"]
+        for o in outcomes
+    ]
+    styles = [None if o.result is not None else "red" for o in outcomes]
+    print_table(("LFN", "State", "SE", "Registration"), rows, styles=styles)
+    if len(outcomes) > 1:
+        counts = Counter(row[1] for row in rows)
+        click.echo(f"{len(outcomes):,} files: " + ", ".join(f"{state} {n:,}" for state, n in counts.items()))
     if request_id is not None:
-        console.print(f"request {request_id} committed: `failover executor --once` runs it")
+        click.echo(f"request {request_id} committed: `failover executor --once` runs it")
 
 
 @click.command()
@@ -239,8 +242,9 @@ def upload(
     """
     Upload FILES: destination SEs in order, then failover SEs; register them or defer registration.
 
-    Prints each file's LFN, state, SE and whether its registration was deferred. Exit status 1 if any
-    file failed (the others are still uploaded). Without --dest and --failover, the configuration's
+    Prints each file's LFN, state, SE and whether its registration was deferred (past 100 files, as
+    aligned plain text), then the count of files by state. Exit status 1 if any file failed (the
+    others are still uploaded). Without --dest and --failover, the configuration's
     upload defaults are used (the embedded default: LOCAL-DISK, then FAILOVER-DISK).
 
     \b
