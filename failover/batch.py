@@ -13,6 +13,7 @@ where that upload is.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 
 from failover.driver import drive_upload, landed_event, put_files, register_put
 from failover.environment import Environment
-from failover.errors import FailoverError, InvalidInput, TransientError
+from failover.errors import FailoverError, InvalidInput, TransientError, UploadInterrupted
 from failover.registration import precheck_catalogs
 from failover.storage import PutResult
 from failover.uploads import UploadNames, UploadResult, check_names, plan_upload, result_of
@@ -34,7 +35,7 @@ from states import UploadState
 from states.upload_data import current_candidate
 from states.uploading import failure_trigger, outcome_trigger
 
-__all__ = ["BatchItem", "drive_many", "upload_many"]
+__all__ = ["BatchItem", "drive_many", "not_started", "upload_many"]
 
 Outcome = UploadResult | FailoverError
 
@@ -61,10 +62,15 @@ def upload_many(
     request: RequestHeader | None = None,
     batch_size: int = 256,
     on_result: Callable[[BatchItem, Outcome], None] | None = None,
+    stopping: threading.Event | None = None,
     **options: Any,
 ) -> list[Outcome]:
     """
     Upload many files with the options of :func:`~failover.uploads.upload` (destinations, failovers, ...).
+
+    Args:
+        stopping: once set (by a signal handler, say), the batch being uploaded is finished and the files
+            of the batches after it are left alone: each ends with :func:`not_started`.
 
     Returns:
         For each item in order, its :class:`UploadResult` or the error that stopped it.
@@ -73,11 +79,25 @@ def upload_many(
     header = request or env.default_request
     names = _names_once(env, options)
     for chunk in _chunks(items, batch_size):
-        for item, outcome in zip(chunk, _upload_chunk(env, chunk, header, options, names), strict=True):
+        done: list[Outcome]
+        if stopping is not None and stopping.is_set():
+            done = [not_started(item) for item in chunk]
+        else:
+            done = _upload_chunk(env, chunk, header, options, names)
+        for item, outcome in zip(chunk, done, strict=True):
             outcomes.append(outcome)
             if on_result is not None:
                 on_result(item, outcome)
     return outcomes
+
+
+def not_started(item: BatchItem) -> UploadInterrupted:
+    """The outcome of a file left alone by a stopped upload: nothing of it was stored."""
+    return UploadInterrupted(
+        f"{item.local_path} was not uploaded: the upload was stopped before its turn, and nothing of it "
+        "was stored; running the same upload again uploads it",
+        lfn=item.lfn,
+    )
 
 
 def _names_once(env: Environment, options: Mapping[str, Any]) -> UploadNames | None:

@@ -12,9 +12,15 @@ The workers are forked: they start at once, with the caller's modules already im
 the calling process opens anything that runs threads of its own (a remote storage client, say): the
 command line does, by opening its own environment only after the workers have finished.
 
-If a worker dies (killed, or out of memory), the files of its batch and of every batch not yet taken
-end with :class:`~failover.errors.UploadInterrupted`: an upload it left in flight is finished by
+If a worker dies (killed, or out of memory), the files of the batches handed out end with
+:class:`~failover.errors.UploadInterrupted`, and no batch is handed out any more (those files end as
+:func:`~failover.batch.not_started`): an upload it left in flight is finished by
 :func:`~failover.resume.resume`, and the same upload run again continues or reports every file.
+
+To stop early (a Ctrl-C, a batch system's SIGTERM), the caller sets the ``stopping`` event it passed:
+the batches being uploaded are finished, the others are not handed out, and their files end as
+:func:`~failover.batch.not_started`. The workers ignore SIGINT and SIGTERM themselves, and a worker
+whose caller is gone ends after its batch.
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait as connection_wait
 from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
 
-from failover.batch import BatchItem, Outcome, upload_many
+from failover.batch import BatchItem, Outcome, not_started, upload_many
 from failover.environment import Environment
 from failover.errors import UploadInterrupted
 from persistence.requests import RequestHeader
@@ -42,7 +51,12 @@ BATCH_FILES = 256
 #: The most worker processes :func:`auto_jobs` picks.
 MAX_AUTO_JOBS = 4
 
+#: Seconds between two looks at the stop event while batches run.
+_POLL_S = 0.2
+
 _worker_env: Environment | None = None
+#: Held by a worker while it uploads a batch.
+_in_batch = threading.Lock()
 
 
 def usable_cpus(cgroup_root: str = "/sys/fs/cgroup", own_cgroup: str = "/proc/self/cgroup") -> int:
@@ -96,12 +110,13 @@ def _upload_batch(
 ) -> list[tuple[int, Outcome]]:
     """A worker's task: open this process's environment on first use, then upload one batch."""
     global _worker_env
-    if _worker_env is None:
-        _worker_env = open_env()
-        Finalize(None, _worker_env.close, exitpriority=10)
-    outcomes = upload_many(
-        _worker_env, [item for _, item in batch], request=request, batch_size=len(batch), **options
-    )
+    with _in_batch:
+        if _worker_env is None:
+            _worker_env = open_env()
+            Finalize(None, _worker_env.close, exitpriority=10)
+        outcomes = upload_many(
+            _worker_env, [item for _, item in batch], request=request, batch_size=len(batch), **options
+        )
     return [(index, outcome) for (index, _), outcome in zip(batch, outcomes, strict=True)]
 
 
@@ -121,6 +136,7 @@ def upload_in_processes(
     request: RequestHeader,
     batch_size: int | None = None,
     on_batch: Callable[[Sequence[tuple[BatchItem, Outcome]]], None] | None = None,
+    stopping: threading.Event | None = None,
     **options: Any,
 ) -> list[Outcome]:
     """
@@ -133,6 +149,10 @@ def upload_in_processes(
         request: the request every upload's operations go to (committed by the caller).
         batch_size: files per batch, the unit of work a worker takes (default :data:`BATCH_FILES`).
         on_batch: called in this process as each batch ends, with its files and outcomes.
+        stopping: once set (by this process's signal handler, say), no batch is handed out any more: the
+            workers finish the batches they hold, and the files of the others end with
+            :func:`~failover.batch.not_started`. The workers ignore SIGINT and SIGTERM, so that a Ctrl-C
+            sent to the whole process group does not cut their batches short: this process decides.
 
     Returns:
         For each item in order, its :class:`~failover.uploads.UploadResult` or the error that stopped it.
@@ -152,22 +172,86 @@ def upload_in_processes(
     workers = min(jobs, len(batches))
     if not workers:
         return []
+    if stopping is None:
+        stopping = threading.Event()
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures: dict[Future[list[tuple[int, Outcome]]], list[tuple[int, BatchItem]]] = {
-            pool.submit(_upload_batch, open_env, batch, request, options): batch for batch in batches
-        }
-        for future in as_completed(futures):
-            batch = futures[future]
-            try:
-                done = future.result()
-            except BrokenProcessPool as lost:
-                done = [(index, _interrupted(item, lost)) for index, item in batch]
-            except BaseException:
-                for pending in futures:
-                    pending.cancel()
-                raise
-            outcomes.update(done)
-            if on_batch is not None:
-                on_batch([(items[index], outcomes[index]) for index, _ in batch])
+    waiting = iter(batches)
+    running: dict[Future[list[tuple[int, Outcome]]], list[tuple[int, BatchItem]]] = {}
+    # Set when the caller stops us, a worker dies (the pool takes no more work then) or an error ends it.
+    halt = threading.Event()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker) as pool:
+
+        def hand_out() -> None:
+            # One batch ahead of the workers, no more: a batch not handed out is one a stop can keep back.
+            while len(running) <= workers and not (halt.is_set() or stopping.is_set()):
+                batch = next(waiting, None)
+                if batch is None:
+                    return
+                try:
+                    running[pool.submit(_upload_batch, open_env, batch, request, options)] = batch
+                except BrokenProcessPool:
+                    halt.set()  # a worker died since the last look: its batch tells how
+
+        try:
+            hand_out()
+            while running:
+                # A timeout, so that a stop is seen at once however the signal reached this process.
+                finished, _ = wait(running, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    if not _record(future, running.pop(future), items, outcomes, on_batch):
+                        halt.set()
+                if halt.is_set() or stopping.is_set():
+                    for future in [f for f in running if f.cancel()]:
+                        running.pop(future)
+                hand_out()
+        except BaseException:
+            halt.set()
+            for future in running:
+                future.cancel()
+            raise
+    for index, item in indexed:
+        outcomes.setdefault(index, not_started(item))
     return [outcomes[index] for index in range(len(items))]
+
+
+def _record(
+    future: Future[list[tuple[int, Outcome]]],
+    batch: list[tuple[int, BatchItem]],
+    items: Sequence[BatchItem],
+    outcomes: dict[int, Outcome],
+    on_batch: Callable[[Sequence[tuple[BatchItem, Outcome]]], None] | None,
+) -> bool:
+    """
+    Take a finished batch's outcomes and report them; False when its worker died (its files are then
+    interrupted, and the pool takes no more work).
+    """
+    alive = True
+    try:
+        done = future.result()
+    except BrokenProcessPool as lost:
+        done = [(index, _interrupted(item, lost)) for index, item in batch]
+        alive = False
+    outcomes.update(done)
+    if on_batch is not None:
+        on_batch([(items[index], outcomes[index]) for index, _ in batch])
+    return alive
+
+
+def _start_worker() -> None:
+    """
+    In a worker, first: SIGINT and SIGTERM are for the calling process to act on (see
+    :func:`upload_in_processes`); and a worker whose caller is gone (killed, say) ends once its batch is
+    done, rather than wait for batches forever (the pool's queue never closes: the worker holds its
+    writing end too).
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    caller = multiprocessing.parent_process()
+    if caller is not None:
+        threading.Thread(target=_end_when_orphaned, args=(caller.sentinel,), daemon=True).start()
+
+
+def _end_when_orphaned(caller_sentinel: int) -> None:
+    connection_wait([caller_sentinel])
+    with _in_batch:  # the batch being uploaded is finished first: it leaves no upload in flight
+        os._exit(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from batch_support import batch_files
 
 from failover import Environment, fsck, open_workspace, resume, uploads
 from failover.batch import BatchItem, upload_many
-from failover.errors import InvalidInput, UploadFailed
+from failover.errors import InvalidInput, UploadFailed, UploadInterrupted
 from failover.testing import Fault, FaultInjector
 from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
 from persistence.requests import RequestHeader
@@ -102,6 +103,28 @@ def test_total_failure_is_reported_per_file(tmp_path: Path, env: Environment) ->
     faults.inject("DEST", Fault.PUT_ERROR, times=None)
     results = upload_many(wrapped, batch_files(tmp_path, 2), destinations=["DEST"], request=REQUEST)
     assert all(isinstance(r, UploadFailed) and "DEST" in r.errors for r in results)
+
+
+def test_a_stop_finishes_the_batch_being_uploaded_and_leaves_the_rest_alone(
+    tmp_path: Path, env: Environment
+) -> None:
+    items = batch_files(tmp_path, 7)
+    stopping = threading.Event()
+    results = upload_many(
+        env,
+        items,
+        destinations=["DEST"],
+        request=REQUEST,
+        batch_size=3,
+        on_result=lambda *_: stopping.set(),
+        stopping=stopping,
+    )
+    assert [r.state for r in results[:3]] == [UploadState.REGISTERED] * 3  # type: ignore[union-attr]
+    assert {type(r) for r in results[3:]} == {UploadInterrupted}
+    assert [r.lfn for r in results[3:]] == [i.lfn for i in items[3:]]  # type: ignore[union-attr]
+    assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (3,)
+    assert sorted(env.se("DEST").list_lfns()) == sorted(i.lfn for i in items[:3])
+    assert fsck(env).ok
 
 
 def test_running_the_same_batch_again_continues_and_puts_nothing(tmp_path: Path, env: Environment) -> None:

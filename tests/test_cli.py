@@ -6,11 +6,13 @@ error contract (one line on stderr, no traceback, exit status 1; 2 for usage err
 from __future__ import annotations
 
 import ast
+import contextlib
 import doctest
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from typing import Any
 
 import click
 import pytest
+from batch_support import batch_files
 from click.testing import CliRunner, Result
 from rich.cells import cell_len
 
@@ -354,6 +357,59 @@ def test_a_long_upload_report_is_aligned_plain_text_with_a_summary(home: Path, t
     columns = {cell_len(row[: row.index(" Registered ")]) for row in rows}
     assert columns == {cell_len(header[: header.index(" State ")])}, "the State column starts alike"
     assert summary == f"{len(files)} files: Registered {len(files)}"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize(
+    ("signum", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["ctrl-c", "sigterm"]
+)
+def test_a_signal_stops_the_upload_cleanly_and_the_same_command_finishes_it(
+    home: Path, tmp_path: Path, jobs: str, signum: int, to_group: bool
+) -> None:
+    """
+    Ctrl-C (SIGINT to the whole process group, workers included) or SIGTERM to the command: the files
+    being uploaded are finished, the others left alone; the report says which, the exit status is
+    128 + the signal, nothing is left in flight, and the same command again uploads the rest.
+    """
+    files = [str(item.local_path) for item in batch_files(tmp_path, 3000)]
+    command = [sys.executable, "-m", "failover.cli", "upload", *files, "--lfn-prefix", "/vo/sig"]
+    command += ["--home", str(home), "--jobs", jobs, "--json"]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FAILOVER_")}
+    pipe = subprocess.PIPE
+    upload = subprocess.Popen(command, stdout=pipe, stderr=pipe, text=True, env=env, start_new_session=True)
+    db = home / "failover.db"
+    deadline = time.monotonic() + 60
+    while not _registered(db):  # the handlers are set before the first file is uploaded
+        assert time.monotonic() < deadline and upload.poll() is None, "no file was uploaded"
+        time.sleep(0.01)
+    if to_group:
+        os.killpg(upload.pid, signum)
+    else:
+        upload.send_signal(signum)
+    stdout, stderr = upload.communicate(timeout=60)
+    assert upload.returncode == 128 + signum, stderr
+    states = [u["state"] for u in json.loads(stdout)["uploads"]]
+    done = states.count("Registered")
+    assert 0 < done < len(files) and states.count("Interrupted") == len(files) - done
+    name = signal.Signals(signum).name
+    assert stderr.splitlines()[-1] == f"stopped by {name}: {len(files) - done:,} files not uploaded; " + (
+        "the same command again uploads them"
+    )
+    assert _registered(db) == done, "every machine is Registered: none left in flight"
+    assert failover(home, "fsck").exit_code == 0
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert {u["state"] for u in json.loads(again.stdout)["uploads"]} == {"Registered"}
+
+
+def _registered(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM machines WHERE state = 'Registered'").fetchone()[0])
+        except sqlite3.OperationalError:  # not created yet
+            return 0
 
 
 def test_resume_with_nothing_to_do(home: Path) -> None:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import functools
 import math
 import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +192,66 @@ def test_two_files_with_one_lfn_are_refused_before_any_worker_starts(tmp_path: P
         upload_in_processes(
             functools.partial(open_workspace, home), twice, jobs=2, request=RequestHeader("x")
         )
+
+
+def test_a_stop_hands_out_no_more_batches_and_the_running_ones_finish(tmp_path: Path, home: Path) -> None:
+    """Stopped as the first batch ends: at most the batches already handed out are uploaded, wholly."""
+    items = batch_files(tmp_path, 40, lfn_dir="/vo/stop")
+    stopping = threading.Event()
+    results = upload_in_processes(
+        functools.partial(open_workspace, home, ses=SES),
+        items,
+        jobs=2,
+        batch_size=2,
+        request=RequestHeader("stopped"),
+        destinations=["DEST"],
+        on_batch=lambda _: stopping.set(),
+        stopping=stopping,
+    )
+    uploaded = [r for r in results if isinstance(r, UploadResult)]
+    left = [r for r in results if not isinstance(r, UploadResult)]
+    assert 2 <= len(uploaded) <= 2 * 4, "the first batch, and at most the three handed out with it"
+    assert {r.state for r in uploaded} == {UploadState.REGISTERED}
+    assert {type(r) for r in left} == {UploadInterrupted}
+    assert all("was not uploaded" in str(r) for r in left)
+    env = open_workspace(home, ses=SES)
+    assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (len(uploaded),)
+    assert fsck(env).ok
+
+
+_ORPHANING_PARENT = """
+import functools, sys
+from batch_support import batch_files
+from failover import open_workspace
+from failover.parallel import upload_in_processes
+from persistence.requests import RequestHeader
+from pathlib import Path
+
+tmp, home = Path(sys.argv[1]), Path(sys.argv[2])
+opener = functools.partial(open_workspace, home, ses=("DEST", "FAIL"))
+items = batch_files(tmp, 4000, lfn_dir="/vo/orphan")
+upload_in_processes(opener, items, jobs=2, batch_size=200, request=RequestHeader("o"), destinations=["DEST"])
+"""
+
+
+def test_workers_whose_caller_is_killed_end_after_their_batch(tmp_path: Path, home: Path) -> None:
+    """SIGKILL to the caller: each worker finishes the batch it holds, then ends; nothing left in flight."""
+    command = [sys.executable, "-c", _ORPHANING_PARENT, str(tmp_path), str(home)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    parent = subprocess.Popen(command, env=env, start_new_session=True)
+    db = sqlite3.connect(home / "failover.db")
+    deadline = time.monotonic() + 60
+    try:
+        while not db.execute("SELECT COUNT(*) FROM machines WHERE state = 'Registered'").fetchone()[0]:
+            assert time.monotonic() < deadline and parent.poll() is None, "no batch ended"
+            time.sleep(0.01)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        while subprocess.run(["pgrep", "-s", str(parent.pid)], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "the workers outlived their caller"
+            time.sleep(0.05)
+    finally:
+        subprocess.run(["pkill", "-KILL", "-s", str(parent.pid)], check=False)
+    states = dict(db.execute("SELECT state, COUNT(*) FROM machines GROUP BY state").fetchall())
+    assert set(states) == {"Registered"} and states["Registered"] < 4000
+    assert fsck(open_workspace(home, ses=SES)).ok

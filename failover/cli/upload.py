@@ -10,12 +10,15 @@ to the target, removal of the temporary replica) go into one request, committed 
 
 from __future__ import annotations
 
+import signal
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -32,7 +35,7 @@ from failover.cli.app import (
     workspace_options,
 )
 from failover.environment import Environment
-from failover.errors import FailoverError, UploadFailed
+from failover.errors import FailoverError, UploadFailed, UploadInterrupted
 from failover.parallel import BATCH_FILES, MAX_AUTO_JOBS, auto_jobs, upload_in_processes
 from failover.validation import parse_name_list
 from persistence.requests import RequestHeader
@@ -45,6 +48,9 @@ __all__ = ["FileOutcome", "upload"]
 #: A single file at least this big gets a progress bar too.
 BIG_FILE = 64 * 1024**2
 
+#: How the table shows a file that was not uploaded.
+_STYLES = {"Failed": "red", "Interrupted": "yellow"}
+
 
 @dataclass(frozen=True)
 class FileOutcome:
@@ -55,6 +61,13 @@ class FileOutcome:
     result: uploads.UploadResult | None = None
     error: FailoverError | None = None
 
+    @property
+    def state(self) -> str:
+        """The upload's state; for an error, ``Interrupted`` (not uploaded, or cut short) or ``Failed``."""
+        if self.result is not None:
+            return str(self.result.state)
+        return "Interrupted" if isinstance(self.error, UploadInterrupted) else "Failed"
+
     def to_json(self) -> dict[str, Any]:
         """The outcome as a JSON-able dict."""
         head: dict[str, Any] = {"file": str(self.file), "lfn": self.lfn}
@@ -62,7 +75,7 @@ class FileOutcome:
             error: dict[str, Any] = {"type": type(self.error).__name__, "message": str(self.error)}
             if isinstance(self.error, UploadFailed):
                 error["errors"] = dict(self.error.errors)
-            return {**head, "state": "Failed", "error": error}
+            return {**head, "state": self.state, "error": error}
         result = self.result
         assert result is not None
         return {
@@ -132,6 +145,7 @@ def _upload_all(
     header: RequestHeader,
     progress: Progress | None,
     jobs: int,
+    stopping: threading.Event,
     **where: Any,
 ) -> list[FileOutcome]:
     """Upload every file, in this process or in ``jobs`` worker processes; the bar moves per batch."""
@@ -154,12 +168,14 @@ def _upload_all(
     items = [BatchItem(file, lfn) for file, lfn in pairs]
     if jobs == 1:
         # upload_many's batches (256 files per commit): the progress bar moves once per batch.
-        results = upload_many(workspace.env, items, request=header, on_result=advance, **where)
+        results = upload_many(
+            workspace.env, items, request=header, on_result=advance, stopping=stopping, **where
+        )
     else:
         # Nothing is opened here before the workers are forked: they open their own environments.
         opener = workspace.opener()
         results = upload_in_processes(
-            opener, items, jobs=jobs, request=header, on_batch=advance_batch, **where
+            opener, items, jobs=jobs, request=header, on_batch=advance_batch, stopping=stopping, **where
         )
     return [
         FileOutcome(file, lfn, error=result)
@@ -167,6 +183,42 @@ def _upload_all(
         else FileOutcome(file, lfn, result)
         for (file, lfn), result in zip(pairs, results, strict=True)
     ]
+
+
+@dataclass
+class _Stop:
+    """The first SIGINT or SIGTERM received while uploading (None: none), and the event it set."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    signum: int | None = None
+
+
+@contextmanager
+def _stopping_on_signals() -> Iterator[_Stop]:
+    """
+    While the files are uploaded, SIGINT (Ctrl-C) and SIGTERM stop the upload cleanly: the batches being
+    uploaded are finished, the others are left alone, and what was done is committed and reported. A
+    second signal aborts at once (``failover resume`` finishes what that leaves in flight).
+    """
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.signum is not None:
+            raise KeyboardInterrupt
+        stop.signum = signum
+        stop.event.set()
+        name = signal.Signals(signum).name
+        click.echo(f"{name}: stopping once the files being uploaded are done (again to abort)", err=True)
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _commit(env: Environment, header: RequestHeader) -> int | None:
@@ -187,12 +239,12 @@ def _registration(result: uploads.UploadResult | None) -> str:
 
 def _print_table(outcomes: list[FileOutcome], request_id: int | None) -> None:
     rows = [
-        [o.lfn, str(o.result.state), o.result.se, _registration(o.result)]
+        [o.lfn, o.state, o.result.se, _registration(o.result)]
         if o.result is not None
-        else [o.lfn, "Failed", "-", "-"]
+        else [o.lfn, o.state, "-", "-"]
         for o in outcomes
     ]
-    styles = [None if o.result is not None else "red" for o in outcomes]
+    styles = [_STYLES.get(o.state) for o in outcomes]
     print_table(("LFN", "State", "SE", "Registration"), rows, styles=styles)
     if len(outcomes) > 1:
         counts = Counter(row[1] for row in rows)
@@ -244,8 +296,11 @@ def upload(
 
     Prints each file's LFN, state, SE and whether its registration was deferred (past 100 files, as
     aligned plain text), then the count of files by state. Exit status 1 if any file failed (the
-    others are still uploaded). Without --dest and --failover, the configuration's
-    upload defaults are used (the embedded default: LOCAL-DISK, then FAILOVER-DISK).
+    others are still uploaded). Ctrl-C or SIGTERM stops it cleanly: the files being uploaded are
+    finished and reported, the others are left alone (Interrupted) for the same command to upload
+    again; exit status 130 or 143. A second signal aborts at once (`failover resume` finishes).
+    Without --dest and --failover, the configuration's upload defaults are used (the embedded
+    default: LOCAL-DISK, then FAILOVER-DISK).
 
     \b
     Example:
@@ -272,15 +327,25 @@ def upload(
     owner, group = workspace.request_owner
     header = RequestHeader(uuid.uuid4().hex, "failover-upload", owner, group, "failover-cli")
     pairs = list(zip(files, lfns, strict=True))
-    with _progress(files, quiet=as_json) as progress:
-        outcomes = _upload_all(workspace, pairs, header, progress, jobs or auto_jobs(len(pairs)), **where)
+    jobs = jobs or auto_jobs(len(pairs))
+    with _stopping_on_signals() as stop, _progress(files, quiet=as_json) as progress:
+        outcomes = _upload_all(workspace, pairs, header, progress, jobs, stop.event, **where)
     request_id = _commit(workspace.env, header)
     if as_json:
         print_json({"uploads": [o.to_json() for o in outcomes], "request": request_id})
     else:
         _print_table(outcomes, request_id)
-    errors = [(o.file, o.error) for o in outcomes if o.error is not None]
-    for file, error in errors:
-        click.echo(f"{file}: {error_line(error)}", err=True)
-    if errors:
+    left = 0  # after a stop, the files not uploaded are counted, not listed
+    for outcome in outcomes:
+        if stop.signum is not None and isinstance(outcome.error, UploadInterrupted):
+            left += 1
+        elif outcome.error is not None:
+            click.echo(f"{outcome.file}: {error_line(outcome.error)}", err=True)
+    if stop.signum is not None:
+        name = signal.Signals(stop.signum).name
+        click.echo(
+            f"stopped by {name}: {left:,} files not uploaded; the same command again uploads them", err=True
+        )
+        raise click.exceptions.Exit(128 + stop.signum)
+    if any(o.error is not None for o in outcomes):
         raise click.exceptions.Exit(1)
