@@ -11,8 +11,10 @@ Problems found (each with a stable ``code``):
 - ``catalog-entry`` / ``catalog-replica``: its catalog entry or replica is missing or different.
 - ``temporary-replica``: a Cleaned upload still has its failover copy, on storage or in a catalog.
 - ``catalog-without-file``: a catalog replica whose physical file is gone.
+- ``in-flight-upload``: an object put by an upload still in Uploading, whose process stopped before
+  recording the put (a crash): ``resume`` finishes that upload.
 - ``dark-data``: an object on an SE that no upload or catalog entry explains.
-- ``temporary-file``: a leftover temporary name from an interrupted put.
+- ``temporary-file``: a leftover temporary name from an interrupted put (``resume --remove-temporary``).
 - ``stranded-upload``: an upload waiting on the executor (Registering, FailedOver, Replicating) with no
   unfinished operation in a request that can still run: nothing would ever finish it.
 """
@@ -135,16 +137,20 @@ def _final_ses(row: MachineRow) -> list[str]:
     return [row.data["uploaded_se"]] if row.state == UploadState.REGISTERED else list(row.data["targets"])
 
 
-def _good_copy(env: Environment, se: str, data: dict[str, Any]) -> str | None:
+def _good_copy(env: Environment, se: str, data: dict[str, Any]) -> Problem | None:
     """Why ``se`` holds no good copy of the upload, or None when it does."""
-    info = env.se(se).stat(data["lfn"])
+    lfn = data["lfn"]
+    info = env.se(se).stat(lfn)
     if info is None:
-        return "missing-replica"
+        return Problem("missing-replica", lfn, f"no copy of {lfn} at {se}")
+    if info.size != data["size"]:
+        return Problem("bad-replica", lfn, f"{se} holds {info.size:,} bytes of {lfn}, not {data['size']:,}")
     kind = parse_checksum_type(data["checksum_type"])
-    if info.size != data["size"] or not same_checksum(
-        env.se(se).checksum(data["lfn"], kind), data["checksum"], kind
-    ):
-        return "bad-replica"
+    found = env.se(se).checksum(lfn, kind)
+    if not same_checksum(found, data["checksum"], kind):
+        return Problem(
+            "bad-replica", lfn, f"{se} holds {lfn} with {kind.value} {found}, not {data['checksum']}"
+        )
     return None
 
 
@@ -152,8 +158,8 @@ def _check_final_replicas(env: Environment, row: MachineRow) -> Iterator[Problem
     data = row.data
     entry = FileEntry(data["lfn"], data["size"], data["checksum"], data["checksum_type"], data["guid"])
     for se in _final_ses(row):
-        if (code := _good_copy(env, se, data)) is not None:
-            yield Problem(code, row.id, f"no good copy of {data['lfn']} at {se}")
+        if (problem := _good_copy(env, se, data)) is not None:
+            yield Problem(problem.code, row.id, problem.message)
         for name in data["catalogs"]:
             catalog = env.catalogs.get(name)
             registered = catalog.get_file(data["lfn"])
@@ -192,27 +198,43 @@ def _check_catalogs(env: Environment, report: FsckReport) -> Iterator[Problem]:
     report.checked["catalog_replicas"] = replicas
 
 
-def _explained(env: Environment, uploads: list[MachineRow]) -> set[tuple[str, str]]:
+def _explained(
+    env: Environment, uploads: list[MachineRow]
+) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
+    """The (SE, LFN) pairs that uploads and catalogs account for; and those of uploads in flight, by id."""
     known = {(r.se, entry.lfn) for c in env.catalogs for entry, reps in c.iter_files() for r in reps}
+    in_flight: dict[tuple[str, str], str] = {}
     for row in uploads:
         if row.data.get("uploaded_se"):
             known.add((row.data["uploaded_se"], row.data["lfn"]))
         if row.state in (UploadState.FAILED_OVER, UploadState.REPLICATING, UploadState.STUCK):
             known.update((se, row.data["lfn"]) for se in row.data["targets"])
-    return known
+        if row.state == UploadState.UPLOADING:
+            in_flight.update(((c["se"], row.data["lfn"]), row.id) for c in row.data["candidates"])
+    return known, in_flight
 
 
 def _check_storage(env: Environment, uploads: list[MachineRow], report: FsckReport) -> Iterator[Problem]:
     try:
-        known = _explained(env, uploads)
+        known, in_flight = _explained(env, uploads)
     except FailoverError:
         return  # a catalog that does not answer was reported already; dark data cannot be judged
     objects = 0
     for name, se in env.storage.items():
         for lfn in se.list_lfns():
             objects += 1
-            if (name, lfn) not in known:
+            if (name, lfn) in known:
+                continue
+            if (name, lfn) in in_flight:
+                message = (
+                    f"put by upload {in_flight[name, lfn]}, still Uploading: `failover resume` finishes it"
+                )
+                yield Problem("in-flight-upload", f"{name}:{lfn}", message)
+            else:
                 yield Problem("dark-data", f"{name}:{lfn}", "no upload or catalog entry explains this object")
         for path in se.list_temporary():
-            yield Problem("temporary-file", f"{name}:{path}", "left by an interrupted put")
+            message = (
+                "left by an interrupted put: with nothing uploading, `resume --remove-temporary` deletes it"
+            )
+            yield Problem("temporary-file", f"{name}:{path}", message)
     report.checked["objects"] = objects

@@ -1,0 +1,199 @@
+"""
+fsck finds each violation it names: one workspace in good order, broken one way per case.
+
+The crash tests prove recovery by fsck finding nothing; these prove that fsck would have found something.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from failover import Environment, Executor, fsck, open_workspace, resume, upload
+from failover.catalog import FileEntry, Replica
+from failover.testing import Fault, FaultInjector
+from failover.uploads import plan_upload
+from persistence.requests import RequestHeader
+from states import UploadState
+
+JOB = RequestHeader("fsck-job", name="fsck-job", owner="alice", owner_group="vo")
+REGISTERED = "/vo/fsck/registered.root"
+CLEANED = "/vo/fsck/cleaned.root"
+CATALOG = "LocalCatalog"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Environment:
+    """One upload Registered at DEST, one failed over to FAIL and then Cleaned: fsck finds nothing."""
+    faults = FaultInjector()
+    env = open_workspace(tmp_path / "ws", ses=("DEST", "FAIL"))
+    for name, fill in (("registered.root", b"r"), ("cleaned.root", b"c")):
+        (tmp_path / name).write_bytes(fill * 1000)
+    upload(env, tmp_path / "registered.root", REGISTERED, destinations=["DEST"], request=JOB)
+    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, operation="put", times=1)
+    failed_over = upload(
+        faults.wrap(env),
+        tmp_path / "cleaned.root",
+        CLEANED,
+        destinations=["DEST"],
+        failovers=["FAIL"],
+        request=JOB,
+    )
+    assert failed_over.state == UploadState.FAILED_OVER
+    request = env.requests.find(JOB.client_key)
+    assert request is not None
+    env.requests.commit(request.id)
+    Executor(env).run_once()
+    assert env.uploads.load(CLEANED).state == UploadState.CLEANED
+    report = fsck(env)
+    assert report.ok, report.problems
+    return env
+
+
+def _object(env: Environment, se: str, lfn: str) -> Path:
+    return Path(env.se(se).pfn(lfn).removeprefix("file://"))
+
+
+def _sql(env: Environment, statement: str, *args: object) -> None:
+    with env.store.transaction() as conn:
+        conn.execute(statement, args)
+
+
+def _in_flight(env: Environment, tmp_path: Path) -> None:
+    """Created and put, then the process died: the machine is Uploading, the object at its SE."""
+    local = tmp_path / "in-flight.root"
+    local.write_bytes(b"f" * 500)
+    machine_id, data = plan_upload(env, local, "/vo/fsck/in-flight.root", destinations=["DEST"], request=JOB)
+    assert data is not None
+    env.uploads.create(machine_id, data)
+    env.se("DEST").put(local, "/vo/fsck/in-flight.root")
+
+
+def _dangling_operation(env: Environment) -> None:
+    """A row that refers to a request that does not exist (written with the foreign keys off)."""
+    conn = env.store.conn
+    conn.execute("PRAGMA foreign_keys = OFF")
+    columns = "request_id, idem_key, machine_id, order_no, type, status, target_se, source_se, catalog, "
+    columns += "arguments, error, creation_time, last_update"
+    with env.store.transaction():
+        conn.execute(
+            f"INSERT INTO operations ({columns}) VALUES (999, 'x', NULL, 1, 'RemoveFile', 'Queued', '', '', "
+            "'', '{}', '', '2026-01-01', '2026-01-01')"
+        )
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _delete_operation(env: Environment, machine_id: str, kind: str) -> None:
+    where = "machine_id = ? AND type = ?"
+    _sql(
+        env,
+        f"DELETE FROM files WHERE operation_id IN (SELECT id FROM operations WHERE {where})",
+        machine_id,
+        kind,
+    )
+    _sql(env, f"DELETE FROM operations WHERE {where}", machine_id, kind)
+
+
+#: What each case breaks, and the problem codes fsck must report (all of them, and no other).
+BREAKAGES: dict[str, tuple[Callable[[Environment, Path], object], set[str]]] = {
+    "replica deleted": (
+        lambda env, _: _object(env, "DEST", REGISTERED).unlink(),
+        {"missing-replica", "catalog-without-file"},
+    ),
+    "replica of another size": (
+        lambda env, _: _object(env, "DEST", REGISTERED).write_bytes(b"r" * 999),
+        {"bad-replica"},
+    ),
+    "replica of the same size, other bytes": (
+        lambda env, _: _object(env, "DEST", REGISTERED).write_bytes(b"R" + b"r" * 999),
+        {"bad-replica"},
+    ),
+    "catalog entry removed": (
+        lambda env, _: env.catalogs.get(CATALOG).remove_file(REGISTERED),
+        {"catalog-entry"},
+    ),
+    "catalog replica removed": (
+        lambda env, _: env.catalogs.get(CATALOG).remove_replica(REGISTERED, "DEST"),
+        {"catalog-replica"},
+    ),
+    "failover copy put back": (
+        lambda env, tmp: env.se("FAIL").put(_object(env, "DEST", CLEANED), CLEANED),
+        {"temporary-replica"},
+    ),
+    "catalog lists a file that is gone": (
+        lambda env, _: env.catalogs.get(CATALOG).register_file(
+            FileEntry(
+                "/vo/fsck/ghost.root", 1, "00000001", "ADLER32", "0A1B2C3D-4E5F-4061-8273-94A5B6C7D8E9"
+            ),
+            Replica("/vo/fsck/ghost.root", "DEST", "file:///nowhere"),
+        ),
+        {"catalog-without-file"},
+    ),
+    "object nobody put": (
+        lambda env, tmp: env.se("DEST").put(_object(env, "DEST", REGISTERED), "/vo/fsck/stray.root"),
+        {"dark-data"},
+    ),
+    "object of an upload in flight": (_in_flight, {"in-flight-upload"}),
+    "temporary file left": (
+        lambda env, _: (_object(env, "DEST", REGISTERED).parent / f".x.root.failover-tmp-{'0' * 32}").touch(),
+        {"temporary-file"},
+    ),
+    "state changed behind the journal": (
+        lambda env, _: _sql(env, "UPDATE machines SET state = 'Failed' WHERE id = ?", REGISTERED),
+        {"journal-replay"},
+    ),
+    "operation deleted": (
+        lambda env, _: _delete_operation(env, CLEANED, "RemoveReplica"),
+        {"lost-operation"},
+    ),
+    "operation copied": (
+        lambda env, _: _sql(
+            env,
+            "INSERT INTO operations (request_id, idem_key, machine_id, order_no, type, status, target_se, "
+            "source_se, catalog, arguments, error, creation_time, last_update) SELECT request_id, "
+            "idem_key || '/again', machine_id, order_no + 100, type, status, target_se, source_se, catalog, "
+            "arguments, error, creation_time, last_update FROM operations WHERE machine_id = ? LIMIT 1",
+            CLEANED,
+        ),
+        {"duplicate-operation"},
+    ),
+    "operation pointing nowhere": (lambda env, _: _dangling_operation(env), {"store-integrity"}),
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_each_violation_is_found_and_named(env: Environment, tmp_path: Path, breakage: str) -> None:
+    breaking, codes = BREAKAGES[breakage]
+    breaking(env, tmp_path)
+    report = fsck(env)
+    assert {problem.code for problem in report.problems} == codes, report.problems
+
+
+def test_a_replica_that_differs_says_how(env: Environment) -> None:
+    _object(env, "DEST", REGISTERED).write_bytes(b"r" * 999)
+    (problem,) = fsck(env).problems
+    assert problem.message == f"DEST holds 999 bytes of {REGISTERED}, not 1,000"
+
+
+def test_an_upload_in_flight_is_named_with_what_finishes_it(env: Environment, tmp_path: Path) -> None:
+    """After a crash, the objects of the uploads in flight are theirs, not dark data; resume ends them."""
+    _in_flight(env, tmp_path)
+    (problem,) = fsck(env).problems
+    assert problem.subject == "DEST:/vo/fsck/in-flight.root"
+    assert (
+        problem.message
+        == "put by upload /vo/fsck/in-flight.root, still Uploading: `failover resume` finishes it"
+    )
+    resume(env)
+    assert fsck(env).ok
+
+
+def test_the_store_is_checked_with_sqlite_itself(env: Environment) -> None:
+    """store-integrity comes from SQLite's own checks, run on the live connection."""
+    _dangling_operation(env)
+    assert sqlite3.connect(env.store.path).execute("PRAGMA foreign_key_check").fetchall()
+    (problem,) = fsck(env).problems
+    assert problem.code == "store-integrity" and "operations" in problem.message
