@@ -35,7 +35,7 @@ from states import UploadState
 from states.upload_data import current_candidate
 from states.uploading import failure_trigger, outcome_trigger
 
-__all__ = ["BatchItem", "drive_many", "not_started", "upload_many"]
+__all__ = ["BatchItem", "drive_many", "left_in_flight", "not_started", "upload_many"]
 
 Outcome = UploadResult | FailoverError
 
@@ -162,7 +162,13 @@ def _plan_chunk(
     return outcomes, fresh, slow
 
 
-def drive_many(env: Environment, machine_ids: Sequence[str], *, batch_size: int = 256) -> list[Outcome]:
+def drive_many(
+    env: Environment,
+    machine_ids: Sequence[str],
+    *,
+    batch_size: int = 256,
+    stopping: threading.Event | None = None,
+) -> list[Outcome]:
     """
     Move existing uploads on until each leaves Uploading, a batch at a time (what :func:`resume` uses).
 
@@ -171,16 +177,32 @@ def drive_many(env: Environment, machine_ids: Sequence[str], *, batch_size: int 
     Any other upload (a retry delay to wait for, no SE left, a catalog refusal, a failed put) is driven
     by :func:`~failover.driver.drive_upload`, as it would be alone.
 
+    Args:
+        stopping: once set, the batch being driven is finished and the uploads after it are left as they
+            are (in flight): each ends with :func:`left_in_flight`.
+
     Returns:
         For each machine id in order, its :class:`UploadResult` or the error that stopped it.
     """
     outcomes: list[Outcome] = []
     for start in range(0, len(machine_ids), batch_size):
         chunk = machine_ids[start : start + batch_size]
+        if stopping is not None and stopping.is_set():
+            outcomes.extend(left_in_flight(machine_id) for machine_id in chunk)
+            continue
         found: dict[int, Outcome] = {}
         _drive_chunk(env, dict(enumerate(chunk)), [], found)
         outcomes.extend(found[index] for index in range(len(chunk)))
     return outcomes
+
+
+def left_in_flight(machine_id: str) -> UploadInterrupted:
+    """The outcome of an upload that a stopped :func:`drive_many` did not get to: still in flight."""
+    return UploadInterrupted(
+        f"upload {machine_id} was left in flight: driving was stopped before its turn; "
+        "`failover resume` finishes it",
+        lfn=machine_id,
+    )
 
 
 def _drive_chunk(

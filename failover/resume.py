@@ -9,11 +9,12 @@ driven in batches (:func:`~failover.batch.drive_many`: one commit per batch for 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from failover.batch import drive_many
 from failover.environment import Environment
-from failover.errors import FailoverError
+from failover.errors import FailoverError, UploadInterrupted
 from failover.uploads import UploadResult
 from persistence.machines import iter_machines
 from persistence.rows import MachineRow
@@ -30,6 +31,8 @@ class ResumeReport:
     failed: dict[str, FailoverError] = field(default_factory=dict)
     committed: list[int] = field(default_factory=list)
     temporary_removed: int = 0
+    #: Uploads not driven because ``stopping`` was set: still in flight, for the next resume.
+    left: int = 0
 
 
 def unfinished_uploads(env: Environment) -> list[MachineRow]:
@@ -57,7 +60,13 @@ def draft_requests(env: Environment) -> list[int]:
     return [request_id for (request_id,) in rows]
 
 
-def resume(env: Environment, *, commit_drafts: bool = True, remove_temporary: bool = False) -> ResumeReport:
+def resume(
+    env: Environment,
+    *,
+    commit_drafts: bool = True,
+    remove_temporary: bool = False,
+    stopping: threading.Event | None = None,
+) -> ResumeReport:
     """
     Drive every unfinished upload on, then commit the draft requests left behind.
 
@@ -66,16 +75,23 @@ def resume(env: Environment, *, commit_drafts: bool = True, remove_temporary: bo
         commit_drafts: commit requests that were never committed (do not use while clients still run).
         remove_temporary: first delete the temporary names interrupted puts left on the SEs (only when no
             other process is uploading to them: a running put's temporary name looks the same).
+        stopping: once set (by a signal handler, say), the batch being driven is finished and the other
+            uploads are left in flight (counted in ``left``); the drafts whose uploads all ended are
+            still committed.
 
     Returns:
-        What was finished, what failed (by machine id) and which requests were committed.
+        What was finished, what failed (by machine id), what was left, which requests were committed.
     """
     report = ResumeReport()
     if remove_temporary:
         report.temporary_removed = sum(se.remove_temporary() for se in env.storage.values())
     machine_ids = unfinished_upload_ids(env)
-    for machine_id, outcome in zip(machine_ids, drive_many(env, machine_ids), strict=True):
-        if isinstance(outcome, FailoverError):
+    outcomes = drive_many(env, machine_ids, stopping=stopping)
+    stopped = stopping is not None and stopping.is_set()
+    for machine_id, outcome in zip(machine_ids, outcomes, strict=True):
+        if stopped and isinstance(outcome, UploadInterrupted):
+            report.left += 1
+        elif isinstance(outcome, FailoverError):
             report.failed[machine_id] = outcome
         else:
             report.finished.append(outcome)

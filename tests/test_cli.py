@@ -27,9 +27,14 @@ from rich.cells import cell_len
 
 from failover import parallel
 from failover.cli import app, cli
+from failover.uploads import plan_upload
+from failover.workspace import open_workspace
 from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
+from persistence.requests import RequestHeader
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+#: The request of the job that a crash interrupted.
+JOB = RequestHeader("crashed-job", name="crashed-job", owner="alice", owner_group="vo")
 #: An LFN directory that the ``blocked`` fixture makes unwritable on LOCAL-DISK.
 BLOCKED = "/blocked/run42"
 
@@ -402,6 +407,45 @@ def test_a_signal_stops_the_upload_cleanly_and_the_same_command_finishes_it(
     assert {u["state"] for u in json.loads(again.stdout)["uploads"]} == {"Registered"}
 
 
+def test_a_signal_stops_resume_after_its_batch_and_the_next_resume_finishes(
+    home: Path, tmp_path: Path
+) -> None:
+    """A crash left 2,000 uploads in flight; Ctrl-C to resume leaves those after its batch in flight."""
+    items = batch_files(tmp_path, 2000)
+    env = open_workspace(home)
+    with env.store.transaction():
+        for item in items:
+            planned, data = plan_upload(
+                env, item.local_path, item.lfn, destinations=["LOCAL-DISK"], request=JOB
+            )
+            assert data is not None
+            env.uploads.create(planned, data)
+    env.close()
+    command = [sys.executable, "-m", "failover.cli", "resume", "--home", str(home), "--json"]
+    env_vars = {key: value for key, value in os.environ.items() if not key.startswith("FAILOVER_")}
+    pipe = subprocess.PIPE
+    resuming = subprocess.Popen(
+        command, stdout=pipe, stderr=pipe, text=True, env=env_vars, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while not _registered(home / "failover.db"):
+        assert time.monotonic() < deadline and resuming.poll() is None, "no upload was finished"
+        time.sleep(0.01)
+    os.killpg(resuming.pid, signal.SIGINT)
+    stdout, stderr = resuming.communicate(timeout=60)
+    assert resuming.returncode == 130, stderr
+    report = json.loads(stdout)
+    left = report["left"]
+    assert 0 < left < len(items) and len(report["finished"]) + left == len(items)
+    assert (
+        stderr.splitlines()[-1]
+        == f"stopped by SIGINT: {left:,} uploads left in flight; resume again finishes them"
+    )
+    assert _registered(home / "failover.db") == len(items) - left
+    again = as_json(failover(home, "resume", "--json"))
+    assert (len(again["finished"]), again["left"]) == (left, 0)
+
+
 def _registered(db: Path) -> int:
     if not db.exists():
         return 0
@@ -414,7 +458,7 @@ def _registered(db: Path) -> int:
 
 def test_resume_with_nothing_to_do(home: Path) -> None:
     report = as_json(failover(home, "resume", "--json"))
-    assert report == {"finished": [], "failed": {}, "committed": [], "temporary_removed": 0}
+    assert report == {"finished": [], "failed": {}, "left": 0, "committed": [], "temporary_removed": 0}
 
 
 def test_resume_after_a_put_killed_before_publishing_can_remove_what_it_left(

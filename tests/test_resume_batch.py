@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
-from failover import Environment, fsck, open_workspace, resume
+import pytest
+
+from failover import Environment, batch, fsck, open_workspace, resume
 from failover.batch import BatchItem, drive_many, upload_many
 from failover.testing import Fault, FaultInjector
 from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
@@ -16,8 +19,11 @@ REQUEST = RequestHeader("resume-batch-test")
 SES = ("DEST", "FAIL")
 
 
-def _in_flight(tmp_path: Path, count: int) -> tuple[Path, list[BatchItem]]:
-    """A workspace where a killed process left ``count`` uploads created in Uploading, nothing put."""
+def _in_flight(tmp_path: Path, count: int, batch_size: int = 256) -> tuple[Path, list[BatchItem]]:
+    """
+    A workspace where a killed process left uploads created in Uploading, nothing put: the first
+    ``batch_size`` of ``count``.
+    """
     folder = tmp_path / "out"
     folder.mkdir()
     items = []
@@ -30,7 +36,9 @@ def _in_flight(tmp_path: Path, count: int) -> tuple[Path, list[BatchItem]]:
     if pid == 0:
         os.environ[CRASH_AT] = "after-commit:batch:create"
         env = open_workspace(home, ses=SES)
-        upload_many(env, items, destinations=["DEST"], failovers=["FAIL"], request=REQUEST)
+        upload_many(
+            env, items, destinations=["DEST"], failovers=["FAIL"], request=REQUEST, batch_size=batch_size
+        )
         os._exit(0)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == CRASH_EXIT_CODE
@@ -80,3 +88,26 @@ def test_a_finished_upload_is_reported_as_it_stands(tmp_path: Path) -> None:
     assert [o.state for o in again] == [UploadState.REGISTERED] * 2  # type: ignore[union-attr]
     assert again[0] == first[0]
     assert faults.calls[("DEST", "put")] == 1, "only the unfinished upload is put"
+
+
+def test_a_stopped_resume_finishes_its_batch_and_leaves_the_rest_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, _ = _in_flight(tmp_path, 300, batch_size=300)
+    env = open_workspace(home, ses=SES)
+    stopping = threading.Event()
+    crash_point = batch.crash_point
+
+    def stop_while_registering(name: str) -> None:
+        crash_point(name)
+        if name == "before-register":
+            stopping.set()
+
+    monkeypatch.setattr(batch, "crash_point", stop_while_registering)
+    report = resume(env, stopping=stopping)
+    assert (len(report.finished), report.left, report.failed) == (256, 44, {})
+    assert _states(env) == {UploadState.REGISTERED.value: 256, UploadState.UPLOADING.value: 44}
+    monkeypatch.undo()
+    again = resume(env)
+    assert (len(again.finished), again.left, again.failed) == (44, 0, {})
+    assert fsck(env).ok, fsck(env).problems

@@ -14,12 +14,16 @@ import functools
 import importlib
 import json
 import logging
+import signal
 import sqlite3
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -53,7 +57,9 @@ __all__ = [
     "print_table",
     "literal",
     "RICH_TABLE_ROWS",
+    "Stop",
     "stderr",
+    "stopping_on_signals",
     "stdout",
     "workspace_options",
 ]
@@ -150,6 +156,42 @@ def stderr() -> Console:
 def print_json(value: Any) -> None:
     """Write ``value`` as indented JSON on stdout (times and paths as strings)."""
     click.echo(json.dumps(value, indent=2, default=str))
+
+
+@dataclass
+class Stop:
+    """The first SIGINT or SIGTERM received (None: none yet), and the event it set."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    signum: int | None = None
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[Stop]:
+    """
+    While a long command runs (an upload, a resume), SIGINT (Ctrl-C) and SIGTERM set ``stop.event``, for
+    the work to stop cleanly: the batch at hand is finished, and what was done is committed and reported.
+    A second signal aborts at once (``failover resume`` finishes what that leaves in flight).
+    """
+    stop = Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.signum is not None:
+            raise KeyboardInterrupt
+        stop.signum = signum
+        stop.event.set()
+        name = signal.Signals(signum).name
+        click.echo(f"{name}: stopping once the batch at hand is done (again to abort)", err=True)
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from failover.cli.app import (
     output_options,
     print_json,
     stdout,
+    stopping_on_signals,
     workspace_options,
 )
 from failover.executor import Executor
@@ -115,34 +116,45 @@ def resume(workspace: Workspace, as_json: bool, no_commit: bool, remove_temporar
     """
     After a crash: drive every unfinished upload on, and commit the requests left as drafts.
 
-    Nothing is uploaded twice: a put that finds the same file at the SE counts as done.
+    Nothing is uploaded twice: a put that finds the same file at the SE counts as done. Ctrl-C or
+    SIGTERM stops it once the batch at hand (256 uploads) is done: the others stay in flight for the
+    next resume; exit status 130 or 143.
 
     \b
     Example:
         failover resume
         failover resume --remove-temporary   # nothing else uploading: clean what crashed puts left
     """
-    report = resume_uploads(workspace.env, commit_drafts=not no_commit, remove_temporary=remove_temporary)
+    with stopping_on_signals() as stop:
+        report = resume_uploads(
+            workspace.env, commit_drafts=not no_commit, remove_temporary=remove_temporary, stopping=stop.event
+        )
     if as_json:
         print_json(
             {
                 "finished": [{"lfn": r.lfn, "state": str(r.state), "se": r.se} for r in report.finished],
                 "failed": {upload: error_line(err) for upload, err in report.failed.items()},
+                "left": report.left,
                 "committed": report.committed,
                 "temporary_removed": report.temporary_removed,
             }
         )
-        return
-    # One line per upload, through click: rich takes ~0.2 ms a line, 20 s for a backlog of 100,000.
-    click.echo(
-        "".join(f"{result.lfn}: {result.state} at {result.se}\n" for result in report.finished), nl=False
-    )
-    for upload, err in report.failed.items():
-        click.echo(click.style(f"{upload}: {error_line(err)}", fg="red"))
-    committed = ", ".join(map(str, report.committed)) or "none"
-    resumed = len(report.finished) + len(report.failed)
-    removed = f"; temporary files removed: {report.temporary_removed}" if remove_temporary else ""
-    click.echo(f"resumed {resumed:,} uploads; committed requests: {committed}{removed}")
+    else:
+        # One line per upload, through click: rich takes ~0.2 ms a line, 20 s for a backlog of 100,000.
+        lines = (f"{result.lfn}: {result.state} at {result.se}\n" for result in report.finished)
+        click.echo("".join(lines), nl=False)
+        for upload, err in report.failed.items():
+            click.echo(click.style(f"{upload}: {error_line(err)}", fg="red"))
+        committed = ", ".join(map(str, report.committed)) or "none"
+        resumed = len(report.finished) + len(report.failed)
+        removed = f"; temporary files removed: {report.temporary_removed}" if remove_temporary else ""
+        click.echo(f"resumed {resumed:,} uploads; committed requests: {committed}{removed}")
+    if stop.signum is not None:
+        name = signal.Signals(stop.signum).name
+        click.echo(
+            f"stopped by {name}: {report.left:,} uploads left in flight; resume again finishes them", err=True
+        )
+        raise click.exceptions.Exit(128 + stop.signum)
 
 
 @click.command()

@@ -16,9 +16,8 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -32,6 +31,7 @@ from failover.cli.app import (
     print_json,
     print_table,
     stderr,
+    stopping_on_signals,
     workspace_options,
 )
 from failover.environment import Environment
@@ -185,42 +185,6 @@ def _upload_all(
     ]
 
 
-@dataclass
-class _Stop:
-    """The first SIGINT or SIGTERM received while uploading (None: none), and the event it set."""
-
-    event: threading.Event = field(default_factory=threading.Event)
-    signum: int | None = None
-
-
-@contextmanager
-def _stopping_on_signals() -> Iterator[_Stop]:
-    """
-    While the files are uploaded, SIGINT (Ctrl-C) and SIGTERM stop the upload cleanly: the batches being
-    uploaded are finished, the others are left alone, and what was done is committed and reported. A
-    second signal aborts at once (``failover resume`` finishes what that leaves in flight).
-    """
-    stop = _Stop()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop  # signal handlers can only be set from the main thread
-        return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.signum is not None:
-            raise KeyboardInterrupt
-        stop.signum = signum
-        stop.event.set()
-        name = signal.Signals(signum).name
-        click.echo(f"{name}: stopping once the files being uploaded are done (again to abort)", err=True)
-
-    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def _commit(env: Environment, header: RequestHeader) -> int | None:
     row = env.requests.find(header.client_key)
     if row is None:
@@ -328,7 +292,7 @@ def upload(
     header = RequestHeader(uuid.uuid4().hex, "failover-upload", owner, group, "failover-cli")
     pairs = list(zip(files, lfns, strict=True))
     jobs = jobs or auto_jobs(len(pairs))
-    with _stopping_on_signals() as stop, _progress(files, quiet=as_json) as progress:
+    with stopping_on_signals() as stop, _progress(files, quiet=as_json) as progress:
         outcomes = _upload_all(workspace, pairs, header, progress, jobs, stop.event, **where)
     request_id = _commit(workspace.env, header)
     if as_json:
