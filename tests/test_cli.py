@@ -27,6 +27,7 @@ from rich.cells import cell_len
 
 from failover import parallel
 from failover.cli import app, cli
+from failover.cli import requests as requests_cli
 from failover.uploads import plan_upload
 from failover.workspace import open_workspace
 from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
@@ -99,8 +100,9 @@ def failed_over(home: Path, outputs: list[Path], blocked: Path) -> list[str]:
     return [u["lfn"] for u in report["uploads"]]
 
 
-def test_the_doctests_of_the_cli_pass() -> None:
-    assert doctest.testmod(app).failed == 0
+@pytest.mark.parametrize("module", [app, requests_cli], ids=lambda module: module.__name__)
+def test_the_doctests_of_the_cli_pass(module: Any) -> None:
+    assert doctest.testmod(module).failed == 0
 
 
 def test_upload_one_file_registers_it_at_the_default_destination(home: Path, outputs: list[Path]) -> None:

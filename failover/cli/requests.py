@@ -10,6 +10,7 @@ importing the same document again finds the same request.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +103,23 @@ def list_command(workspace: Workspace, as_json: bool, status: str | None) -> Non
             s["name"],
             s["status"],
             "yes" if s["committed"] else "draft",
-            ", ".join(s["operations"]),
+            _counted(s["operations"]),
             s["error"],
         ]
         for s in summaries
     ]
     print_table(("ID", "Name", "Status", "Committed", "Operations", "Error"), rows)
+
+
+def _counted(operations: list[str]) -> str:
+    """
+    ``type:status`` of each operation, each distinct one once with its count when above one.
+
+    Example:
+        >>> _counted(["ReplicateAndRegister:Done", "RemoveReplica:Done", "ReplicateAndRegister:Done"])
+        'ReplicateAndRegister:Done (2), RemoveReplica:Done'
+    """
+    return ", ".join(f"{kind} ({n:,})" if n > 1 else kind for kind, n in Counter(operations).items())
 
 
 def _print_request(request: Request) -> None:
