@@ -40,7 +40,7 @@ FULL_ARGS: dict[str, list[str]] = {
     "recovery": ["--uploads", "100000", "--drive", "100000", "--rounds", "3", "--drive-rounds", "1"],
     "memory": ["--big", GIB, "--machines", "1000", "100000"],
     "transitions": ["--rounds", "5", "--fires", "900", "--instances", "100000"],
-    "executor": ["--uploads", "1000", "--rounds", "5"],
+    "executor": ["--uploads", "1000", "--rounds", "5", "--shapes", "jobs", "one-request"],
     "protocols": ["--size-mib", "256"],
 }
 QUICK_ARGS: dict[str, list[str]] = {
@@ -49,7 +49,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "recovery": ["--uploads", "5000", "--drive", "1000", "--rounds", "2", "--drive-rounds", "2"],
     "memory": ["--big", str(64 << 20), "--machines", "1000", "10000"],
     "transitions": ["--rounds", "2", "--fires", "300", "--instances", "10000"],
-    "executor": ["--uploads", "100"],
+    "executor": ["--uploads", "100", "--shapes", "jobs", "one-request"],
     "protocols": ["--size-mib", "64"],
 }
 #: Benchmarks that write ``--summary`` JSON; the others are read from their output.
@@ -75,7 +75,7 @@ _TRANSITIONS_MEMORY = re.compile(
     re.M,
 )
 _EXECUTOR_RATIO = re.compile(
-    r"^(\w+)\s+ratio\s+plain/(\w+) ops/s ([\d.]+x) \((ok|OVER GOAL), goal (<= [\d.]+x)\); "
+    r"^([\w/-]+)\s+ratio\s+plain/(\w+) ops/s ([\d.]+x) \((ok|OVER GOAL), goal (<= [\d.]+x)\); "
     r"\w+ ([\d,]+) ops/s \((ok|UNDER GOAL), goal (>= [\d,]+)\)",
     re.M,
 )

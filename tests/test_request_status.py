@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import copy
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from freezegun import freeze_time
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from failover.request import (
     File,
@@ -222,3 +225,68 @@ def test_current_operation_sees_file_changes_without_mutating() -> None:
 def test_no_current_operation(files: list[FileStatus]) -> None:
     request = _request(*([_with_files(*files)] if files else []))
     assert current_operation(request) is None
+
+
+# The incremental refresh (``changed=``) against the full one: the executor runs a request's current
+# operations and tells which it changed; the result must be what looking at every operation gives.
+
+_FILE_STATUSES = st.sampled_from([W, S, D, F])
+_OPERATION = st.one_of(
+    st.lists(_FILE_STATUSES, min_size=1, max_size=3).map(lambda statuses: _with_files(*statuses)),
+    st.sampled_from(["Waiting", "Queued", "Done", "Canceled", "Failed", "Scheduled"]).map(_bare),
+)
+
+
+def _snapshot(request: Request) -> list[object]:
+    operations = [(str(op.status), op.last_update, op.error) for op in request.operations]
+    return [str(request.status), request.last_update, request.error, operations]
+
+
+# Often what the executor does most: the operations it ran end Done.
+_STEP = st.tuples(
+    st.integers(0, 2),
+    st.one_of(st.just([D, D, D]), st.lists(_FILE_STATUSES, min_size=3, max_size=3)),
+    st.sampled_from(list(OperationStatus)),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(operations=st.lists(_OPERATION, min_size=1, max_size=8), steps=st.lists(_STEP, max_size=8))
+def test_the_incremental_refresh_gives_what_the_full_one_gives(
+    operations: list[Operation], steps: list[tuple[int, list[FileStatus], OperationStatus]]
+) -> None:
+    """
+    Each step changes the current operation and up to two after it (what the executor ran: the files'
+    statuses, or the status of an operation without files), then refreshes one copy with ``changed``
+    and the other in full; both must agree throughout.
+    """
+    incremental = _request(*operations)
+    full = copy.deepcopy(incremental)
+    assert refresh_statuses(incremental, now=EARLIER) is current_operation(incremental)
+    refresh_statuses(full, now=EARLIER)
+    for number, (span, statuses, bare_status) in enumerate(steps):
+        now = NOW + timedelta(minutes=number)
+        current = current_operation(incremental)
+        if current is None:
+            break
+        touched = slice(current.order, current.order + span + 1)
+        for step_request in (incremental, full):
+            for op in step_request.operations[touched]:
+                for file, status in zip(op.files, statuses, strict=False):
+                    file.status = status
+                if not op.files:
+                    op.status = bare_status
+        found = refresh_statuses(incremental, now=now, changed=incremental.operations[touched])
+        expected = refresh_statuses(full, now=now)
+        assert _snapshot(incremental) == _snapshot(full)
+        assert (found.order if found else None) == (expected.order if expected else None)
+        assert found is current_operation(incremental)
+
+
+def test_an_operation_changed_before_the_current_one_is_looked_at_in_full() -> None:
+    """The hint does not hold then: the refresh falls back to looking at every operation."""
+    request = _request(_with_files(D), _with_files(W), _with_files(W))
+    assert refresh_statuses(request, now=EARLIER) is request.operations[1]
+    request.operations[0].files[0].status = W
+    assert refresh_statuses(request, now=NOW, changed=[request.operations[0]]) is request.operations[0]
+    assert [str(op.status) for op in request] == ["Waiting", "Queued", "Queued"]

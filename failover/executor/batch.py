@@ -94,14 +94,23 @@ class Pair:
     handed_back: bool = False
     #: The request was released at the end of the round (ended, must wait, or the executor stops).
     released: bool = False
+    #: The request's next pair, once this round is recorded (None: none; see ``handed_back``).
+    following: tuple[Operation, Operation] | None = None
 
 
-def current_pair(request: Request) -> tuple[Operation, Operation] | None:
-    """The request's current operation and the next one, when they are a replication then a removal."""
-    op = current_operation(request)
+def current_pair(request: Request, current: Operation | None = None) -> tuple[Operation, Operation] | None:
+    """
+    The request's current operation and the next one, when they are a replication then a removal.
+
+    ``current``: the current operation, as :func:`refresh_statuses` has just returned it (default: found
+    by looking at every operation).
+    """
+    op = current if current is not None else current_operation(request)
     if op is None or request.status.is_final or op.type is not OperationType.ReplicateAndRegister:
         return None
-    index = request.operations.index(op)
+    index = op.order  # kept by the request, and checked: list.index would compare operations field by field
+    if not (0 <= index < len(request.operations) and request.operations[index] is op):
+        raise ValueError(f"operation {op.type} is not in request {request.request_id}")
     if index + 1 >= len(request.operations):
         return None
     after = request.operations[index + 1]
@@ -339,7 +348,7 @@ def _record(
                         pair.released = True
                     else:
                         pair.lease.renew(conn, env.clock())
-                        pair.handed_back = pair.handed_back or current_pair(pair.request) is None
+                        pair.handed_back = pair.handed_back or pair.following is None
             except LeaseLost:
                 log.warning("lost the lease of request %d", pair.lease.request_id)
                 continue
@@ -365,5 +374,8 @@ def _record_pair(env: Environment, pair: Pair, fired: dict[str, MachineRow]) -> 
         outcome.apply(op)
         if outcome.retry_at is not None:
             retries.append(outcome.retry_at)
-    refresh_statuses(pair.request)
+    # Only this pair's operations changed since the request's last refresh (a follow-up operation
+    # inserted resets the request's hint, and the refresh then looks at every operation).
+    current = refresh_statuses(pair.request, changed=(pair.replicate, pair.remove))
+    pair.following = current_pair(pair.request, current)
     return min(retries) if retries else None

@@ -128,8 +128,8 @@ class Executor:
             request = loaded.get(lease.request_id)
             if request is None:  # gone meanwhile: raises NotFound, as loading it alone does
                 request = self.env.requests.load(lease.request_id)
-            refresh_statuses(request)
-            ops = current_pair(request) if self.policy.batch_size > 1 else None
+            current = refresh_statuses(request)
+            ops = current_pair(request, current) if self.policy.batch_size > 1 else None
             if ops is None:
                 results.append((lease, self.process(lease, request)))
             else:
@@ -154,7 +154,8 @@ class Executor:
                 elif pair.handed_back:
                     results.append((pair.lease, self.process(pair.lease)))
                 else:
-                    pairs.append(Pair(pair.lease, pair.request, *current_pair(pair.request)))  # type: ignore[misc]
+                    assert pair.following is not None  # else it was handed back
+                    pairs.append(Pair(pair.lease, pair.request, *pair.following))
         return results
 
     def run_forever(self, poll_interval: float = 5.0) -> None:

@@ -240,6 +240,9 @@ class Request:
     not_before: datetime | None = None
     operations: list[Operation] = field(default_factory=list)
     request_id: int | None = None
+    #: The index of the current operation as the last :func:`~failover.request.status.refresh_statuses`
+    #: left it (None: unknown, or none): where an incremental refresh starts looking.
+    current_hint: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._renumber()
@@ -312,8 +315,9 @@ class Request:
         if any(candidate is operation for candidate in self.operations):
             raise ValueError(f"operation {operation.type} is already in this request")
         self.operations.insert(index, operation)
-        self._renumber()
+        self._renumber(index)
+        self.current_hint = None  # the operations moved: the next refresh looks at them all
 
-    def _renumber(self) -> None:
-        for index, operation in enumerate(self.operations):
-            operation.order = index
+    def _renumber(self, start: int = 0) -> None:
+        for index in range(start, len(self.operations)):
+            self.operations[index].order = index
