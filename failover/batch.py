@@ -13,9 +13,9 @@ where that upload is.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -28,12 +28,14 @@ from failover.registration import precheck_catalogs
 from failover.storage import PutResult
 from failover.uploads import UploadNames, UploadResult, check_names, plan_upload, result_of
 from fsm.crashpoints import crash_point
-from persistence.errors import AlreadyExists, ConcurrentUpdate
+from persistence.errors import AlreadyExists
 from persistence.requests import RequestHeader
 from persistence.rows import MachineRow
 from states import UploadState
 from states.upload_data import current_candidate
 from states.uploading import failure_trigger, outcome_trigger
+
+log = logging.getLogger("failover")
 
 __all__ = ["BatchItem", "drive_many", "left_in_flight", "not_started", "upload_many"]
 
@@ -214,19 +216,32 @@ def _drive_chunk(
     known: Mapping[str, MachineRow] | None = None,
 ) -> None:
     """
-    Drive ``machines`` (by index): the fast path for those that can take it, then ``slow`` one by one.
-    ``known`` holds rows just created, by machine id (the others are loaded).
+    Drive ``machines`` (by index) in rounds of the fast path, then ``slow`` one by one. ``known`` holds
+    rows just created, by machine id (the others are loaded).
+
+    In a round, each upload whose current SE can be tried at once is put there; the landed files are
+    registered and recorded together, and the failed puts are recorded together too. An upload with
+    another SE to try at once takes the next round: with its destination down, a batch goes to the
+    failover SE as a batch, not file by file.
     """
-    landed = _put_all(env, machines, slow, known or {})
-    rows = _record_landed(env, landed)
-    slow_indexes = {index for index, _ in slow}
-    for index, machine_id in machines.items():
-        if index in slow_indexes:
-            continue
-        if machine_id in rows:
-            outcomes[index] = _result(env, rows[machine_id])
-        else:  # landed, but another process moved it on meanwhile: the one-file path reports it
-            slow.append((index, machine_id))
+    rows_known: Mapping[str, MachineRow] = known or {}
+    pending = dict(machines)
+    while pending:
+        landed, failed = _put_all(env, pending, slow, rows_known)
+        rows = _record_landed(env, landed)
+        rows_known = _record_failures(env, failed)
+        slow_indexes = {index for index, _ in slow}
+        next_round: dict[int, str] = {}
+        for index, machine_id in pending.items():
+            if index in slow_indexes:
+                continue
+            if machine_id in rows:
+                outcomes[index] = _result(env, rows[machine_id])
+            elif machine_id in rows_known:
+                next_round[index] = machine_id
+            else:  # another process moved it on meanwhile: the one-file path reports it
+                slow.append((index, machine_id))
+        pending = next_round
     for index, machine_id in slow:
         outcomes[index] = _drive(env, machine_id)
 
@@ -245,12 +260,16 @@ def _put_all(
     machines: Mapping[int, str],
     slow: list[tuple[int, str]],
     known: Mapping[str, MachineRow],
-) -> list[tuple[MachineRow, PutResult]]:
+) -> tuple[list[tuple[MachineRow, PutResult]], list[tuple[MachineRow, Mapping[str, Any], FailoverError]]]:
     """
     Put each upload's file at its current SE; an upload that cannot take the fast path joins ``slow``.
+    Returns the landed files, and the failed puts (with the SE tried and the error) for the caller to
+    record.
 
     The fast path is for an upload in Uploading with an SE left to try and no retry delay to wait for.
-    The files going to one SE are put together (:meth:`~failover.storage.StorageElement.put_many`).
+    Before its first put, the catalogs are asked whether they would refuse it (a refusal takes the
+    one-file path, which records it). The files going to one SE are put together
+    (:meth:`~failover.storage.StorageElement.put_many`).
     """
     ready: list[tuple[int, MachineRow, Mapping[str, Any]]] = []
     for index, machine_id in machines.items():
@@ -259,36 +278,53 @@ def _put_all(
         if row.state != UploadState.UPLOADING or row.data["next_attempt_at"] is not None or candidate is None:
             slow.append((index, machine_id))
             continue
-        try:
-            precheck_catalogs([env.catalogs.get(name) for name in row.data["catalogs"]], row.data)
-        except FailoverError as err:
-            _record_failure(env, row, candidate, err)
-            slow.append((index, machine_id))
-            continue
+        if not row.data["attempts"]:
+            try:
+                precheck_catalogs([env.catalogs.get(name) for name in row.data["catalogs"]], row.data)
+            except FailoverError:
+                slow.append((index, machine_id))
+                continue
         ready.append((index, row, candidate))
     landed: list[tuple[MachineRow, PutResult]] = []
+    failed: list[tuple[MachineRow, Mapping[str, Any], FailoverError]] = []
     for se_name in dict.fromkeys(where["se"] for _, _, where in ready):
         group = [entry for entry in ready if entry[2]["se"] == se_name]
         outcomes = put_files(env, [entry[1].data for entry in group], se_name)
-        for (index, put_row, where), outcome in zip(group, outcomes, strict=True):
+        for (_, put_row, where), outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, FailoverError):
-                _record_failure(env, put_row, where, outcome)
-                slow.append((index, put_row.id))
+                failed.append((put_row, where, outcome))
             else:
                 landed.append((put_row, outcome))
-    return landed
+    return landed, failed
 
 
-def _record_failure(
-    env: Environment, row: MachineRow, candidate: Mapping[str, Any] | None, err: FailoverError
-) -> None:
-    """A failed first put is journaled at once; a refusal is left for the one-file path to record."""
-    if candidate is None or err.code == "registration_refused":
-        return
-    failure = {"se": candidate["se"], "error": err.to_record(), "retryable": isinstance(err, TransientError)}
-    # If another process moved it on first, nothing is fired: the one-file path goes on from where it is.
-    with suppress(ConcurrentUpdate):
-        env.uploads.fire(row.id, failure_trigger(row.data, failure), failure, known=row)
+def _record_failures(
+    env: Environment, failed: Sequence[tuple[MachineRow, Mapping[str, Any], FailoverError]]
+) -> dict[str, MachineRow]:
+    """
+    Journal the failed puts in one transaction; return the uploads' rows as stored, by id. An upload
+    another process moved on since its row was loaded is left out, as in :func:`_record_landed`.
+    """
+    if not failed:
+        return {}
+    rows: dict[str, MachineRow] = {}
+    with env.store.transaction(savepoints=False):  # any error ends it all: no savepoint per failure
+        versions = env.uploads.versions([row.id for row, _, _ in failed])
+        for row, candidate, err in failed:
+            if versions.get(row.id) != row.version:
+                continue
+            log.info("put of %s to %s failed: %s", row.data["lfn"], candidate["se"], err)
+            failure = {
+                "se": candidate["se"],
+                "error": err.to_record(),
+                "retryable": isinstance(err, TransientError),
+            }
+            rows[row.id] = env.uploads.fire(
+                row.id, failure_trigger(row.data, failure), failure, known=row
+            ).row
+        crash_point("before-commit:batch:failures")
+    crash_point("after-commit:batch:failures")
+    return rows
 
 
 def _register_all(
@@ -320,6 +356,8 @@ def _record_landed(env: Environment, landed: list[tuple[MachineRow, PutResult]])
     An upload that another process moved on since its row was loaded is left out (it has no row in the
     result): its outcome would fail the compare-and-swap, and inside this one unit, fail every outcome.
     """
+    if not landed:
+        return {}
     crash_point("before-register")
     registered = _register_all(env, landed)
     crash_point("after-register")

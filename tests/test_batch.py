@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from pathlib import Path
@@ -85,16 +86,38 @@ def test_the_names_are_checked_once_per_call_and_still_after_each_files_own_chec
     assert {type(r).__name__ for r in refused} == {"UnknownCatalog"}
 
 
-def test_a_failing_first_se_takes_the_one_file_path_to_the_failover(tmp_path: Path, env: Environment) -> None:
+def test_a_failing_first_se_sends_the_batch_to_the_failover_se_as_a_batch(
+    tmp_path: Path, env: Environment
+) -> None:
+    """Three files, DEST down: one commit creates them, one records the failures, one the landings."""
     faults = FaultInjector()
     wrapped = faults.wrap(env)
     faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
+    commits = []
+    env.store.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
     results = upload_many(
         wrapped, batch_files(tmp_path, 3), destinations=["DEST"], failovers=["FAIL"], request=REQUEST
     )
+    env.store.conn.set_trace_callback(None)
     assert {r.state for r in results} == {UploadState.FAILED_OVER}  # type: ignore[union-attr]
+    assert len(commits) == 3
     assert faults.calls[("DEST", "put")] == 3, "each file tried DEST exactly once"
+    assert faults.calls[("FAIL", "put")] == 3
+    assert [len(r.operations) for r in results] == [2, 2, 2]  # type: ignore[union-attr]
     assert fsck(wrapped).ok
+
+
+def test_an_upload_whose_next_se_must_wait_takes_the_one_file_path(tmp_path: Path, env: Environment) -> None:
+    """With retryUpload and one SE, a transient failure waits: that file leaves the batch, and waits."""
+    faults = FaultInjector()
+    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=1)
+    sleeps: list[float] = []
+    wrapped = dataclasses.replace(faults.wrap(env), sleeper=sleeps.append)
+    results = upload_many(
+        wrapped, batch_files(tmp_path, 2), destinations=["DEST"], retry_upload=True, request=REQUEST
+    )
+    assert {r.state for r in results} == {UploadState.REGISTERED}  # type: ignore[union-attr]
+    assert faults.calls[("DEST", "put")] == 3 and len(sleeps) == 1
 
 
 def test_total_failure_is_reported_per_file(tmp_path: Path, env: Environment) -> None:
