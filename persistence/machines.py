@@ -67,24 +67,22 @@ def load_machine(conn: sqlite3.Connection, machine_id: str) -> MachineRow:
 
 def load_machines(conn: sqlite3.Connection, machine_ids: Collection[str]) -> dict[str, MachineRow]:
     """Load the instances that exist among ``machine_ids``, by id (one query per 500 ids)."""
-    ids = list(dict.fromkeys(machine_ids))
-    rows: dict[str, MachineRow] = {}
-    for start in range(0, len(ids), _IDS_PER_QUERY):
-        chunk = ids[start : start + _IDS_PER_QUERY]
-        query = f"SELECT {_COLUMNS} FROM machines WHERE id IN ({', '.join('?' * len(chunk))})"
-        rows.update((row.id, row) for row in map(_row, conn.execute(query, chunk)))
-    return rows
+    return {row.id: row for row in map(_row, _select_by_ids(conn, _COLUMNS, machine_ids))}
 
 
 def load_versions(conn: sqlite3.Connection, machine_ids: Collection[str]) -> dict[str, int]:
     """The stored version of each instance that exists among ``machine_ids``, by id (no data decoded)."""
+    return dict(_select_by_ids(conn, "id, version", machine_ids))
+
+
+def _select_by_ids(conn: sqlite3.Connection, columns: str, machine_ids: Collection[str]) -> Iterator[Any]:
+    """``columns`` of the instances among ``machine_ids``: one query per 500 distinct ids."""
     ids = list(dict.fromkeys(machine_ids))
-    versions: dict[str, int] = {}
     for start in range(0, len(ids), _IDS_PER_QUERY):
         chunk = ids[start : start + _IDS_PER_QUERY]
-        query = f"SELECT id, version FROM machines WHERE id IN ({', '.join('?' * len(chunk))})"
-        versions.update(conn.execute(query, chunk))
-    return versions
+        yield from conn.execute(
+            f"SELECT {columns} FROM machines WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+        )
 
 
 def update_machine(
