@@ -448,6 +448,42 @@ def test_a_signal_stops_resume_after_its_batch_and_the_next_resume_finishes(
     assert (len(again["finished"]), again["left"]) == (left, 0)
 
 
+def test_a_signal_stops_the_executor_and_puts_its_request_back(
+    home: Path, tmp_path: Path, blocked: Path
+) -> None:
+    """Ctrl-C to `executor --once`: the request is released, not left leased, so the next run takes it."""
+    files = [str(item.local_path) for item in batch_files(tmp_path, 1500)]
+    uploaded = failover(home, "upload", *files, "--lfn-prefix", BLOCKED, "--json", "--jobs", "1")
+    assert {u["state"] for u in as_json(uploaded)["uploads"]} == {"FailedOver"}
+    blocked.unlink()
+    command = [sys.executable, "-m", "failover.cli", "executor", "--once", "--home", str(home)]
+    env_vars = {key: value for key, value in os.environ.items() if not key.startswith("FAILOVER_")}
+    pipe = subprocess.PIPE
+    running = subprocess.Popen(
+        command, stdout=pipe, stderr=pipe, text=True, env=env_vars, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while not _count(home / "failover.db", "Cleaned"):
+        assert time.monotonic() < deadline and running.poll() is None, "no upload was cleaned"
+        time.sleep(0.01)
+    os.killpg(running.pid, signal.SIGINT)
+    _, stderr = running.communicate(timeout=60)
+    assert running.returncode == 130, stderr
+    assert (
+        stderr.splitlines()[-1]
+        == "stopped by SIGINT: the requests not finished are put back; run again to go on"
+    )
+    assert 0 < _count(home / "failover.db", "Cleaned") < len(files)
+    again = as_json(failover(home, "executor", "--once", "--json"))
+    assert again["requests"] == 1, "the request was put back, not left under the stopped executor's lease"
+    assert _count(home / "failover.db", "Cleaned") == len(files)
+
+
+def _count(db: Path, state: str) -> int:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM machines WHERE state = ?", (state,)).fetchone()[0])
+
+
 def _registered(db: Path) -> int:
     if not db.exists():
         return 0

@@ -57,7 +57,8 @@ def executor(
 
     Several executors may run at once: each request is taken under a lease. With --jobs N, this
     command runs N of them in worker processes, to use N CPUs. Retries and backoff follow the
-    configuration's [executor] table.
+    configuration's [executor] table. Ctrl-C or SIGTERM stops it after the current file and puts its
+    requests back, for the next run to take at once.
 
     \b
     Example:
@@ -76,7 +77,14 @@ def executor(
         stdout().print(f"{runner.name}: polling every {poll or workspace.poll_interval:g} s; Ctrl-C stops")
         runner.run_forever(poll or workspace.poll_interval)
         return
-    _report(as_json, runner.name, runner.run_once(), jobs)
+    with stopping_on_signals() as stop:
+        runner.stopping = stop.event  # stops after the current file, and puts its requests back
+        taken = runner.run_once()
+    _report(as_json, runner.name, taken, jobs)
+    if stop.signum is not None:
+        name = signal.Signals(stop.signum).name
+        click.echo(f"stopped by {name}: the requests not finished are put back; run again to go on", err=True)
+        raise click.exceptions.Exit(128 + stop.signum)
 
 
 def _run_in_processes(
