@@ -8,6 +8,7 @@ unfinished operations into a new committed request, files Waiting with attempts 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from failover.environment import Environment
@@ -29,7 +30,7 @@ from persistence.requests import (
 )
 from states import UploadState, UploadTrigger
 
-__all__ = ["cancel_request", "cancel_upload", "retry_upload"]
+__all__ = ["cancel_request", "cancel_upload", "retry_upload", "retry_uploads"]
 
 #: Operations a cancel stops.
 _OPEN = {
@@ -72,16 +73,7 @@ def _payload(op: OperationRow, files: list[FileRow]) -> dict[str, Any]:
 
 def _reissued(env: Environment, machine_id: str, request_id: int | None) -> list[dict[str, Any]]:
     """The replication (idempotent, so always) and every unfinished operation of the stuck request."""
-    if request_id is None:
-        (request_id,) = env.store.conn.execute(
-            "SELECT MAX(request_id) FROM operations WHERE machine_id = ?", (machine_id,)
-        ).fetchone()
-    return [
-        _payload(op, files)
-        for op, files in load_operations(env.store.conn, int(request_id or 0))
-        if op.machine_id == machine_id
-        and (op.status in _UNFINISHED or op.type == OperationType.ReplicateAndRegister.value)
-    ]
+    return _Reissued(env)(machine_id, request_id)
 
 
 def retry_upload(env: Environment, machine_id: str) -> int:
@@ -97,18 +89,63 @@ def retry_upload(env: Environment, machine_id: str) -> int:
     Raises:
         InvalidInput: the upload is not Stuck.
     """
-    data = _stuck(env, machine_id)
-    generation = int(data.get("operator_retries", 0)) + 1
-    header = {**data[REQUEST_KEY], "client_key": f"retry:{machine_id}:{generation}"}
-    event = {"request": header, "operations": _reissued(env, machine_id, data.get("stuck_request"))}
+    return retry_uploads(env, [machine_id])[0]
+
+
+def retry_uploads(env: Environment, machine_ids: Sequence[str]) -> list[int]:
+    """
+    Retry several Stuck uploads in one transaction, each as :func:`retry_upload` does: in a new request of
+    its own, so that a file that fails again holds up no other. (A request that fails on one file leaves
+    every upload after it Stuck: thousands, for one job's upload of thousands of files.)
+
+    Returns:
+        The ids of the new requests, in the order of the uploads.
+
+    Raises:
+        InvalidInput: an upload is not Stuck (then nothing is retried).
+    """
+    stuck = {machine_id: _stuck(env, machine_id) for machine_id in dict.fromkeys(machine_ids)}
+    reissued = _Reissued(env)
+    created: list[int] = []
     with env.store.transaction() as conn:
-        env.uploads.fire(machine_id, UploadTrigger.OPERATOR_RETRY, event)
-        new = find_request(conn, header["client_key"])
-        assert new is not None
-        commit_request(conn, new.id, format_time(env.clock()))
+        for machine_id, data in stuck.items():
+            generation = int(data.get("operator_retries", 0)) + 1
+            header = {**data[REQUEST_KEY], "client_key": f"retry:{machine_id}:{generation}"}
+            event = {"request": header, "operations": reissued(machine_id, data.get("stuck_request"))}
+            env.uploads.fire(machine_id, UploadTrigger.OPERATOR_RETRY, event)
+            new = find_request(conn, header["client_key"])
+            assert new is not None
+            commit_request(conn, new.id, format_time(env.clock()))
+            created.append(new.id)
         crash_point("before-commit:operator:retry")
     crash_point("after-commit:operator:retry")
-    return new.id
+    return created
+
+
+class _Reissued:
+    """
+    What :func:`_reissued` gives, for many uploads of a few requests: each request's operations are
+    loaded once, not once per upload.
+    """
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.by_request: dict[int, dict[str, list[dict[str, Any]]]] = {}
+
+    def __call__(self, machine_id: str, request_id: int | None) -> list[dict[str, Any]]:
+        if request_id is None:
+            (request_id,) = self.env.store.conn.execute(
+                "SELECT MAX(request_id) FROM operations WHERE machine_id = ?", (machine_id,)
+            ).fetchone()
+        key = int(request_id or 0)
+        if key not in self.by_request:
+            grouped: dict[str, list[dict[str, Any]]] = {}
+            for op, files in load_operations(self.env.store.conn, key):
+                reissue = op.status in _UNFINISHED or op.type == OperationType.ReplicateAndRegister.value
+                if op.machine_id and reissue:
+                    grouped.setdefault(op.machine_id, []).append(_payload(op, files))
+            self.by_request[key] = grouped
+        return self.by_request[key].get(machine_id, [])
 
 
 def cancel_request(env: Environment, request_id: int, reason: str = "canceled by operator") -> None:

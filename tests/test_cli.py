@@ -494,6 +494,19 @@ def _registered(db: Path) -> int:
             return 0
 
 
+def test_retry_all_retries_every_stuck_upload_each_in_a_request_of_its_own(
+    home: Path, failed_over: list[str], blocked: Path
+) -> None:
+    assert failover(home, "cancel", "1").exit_code == 0
+    assert failover(home, "retry").exit_code == 2, "the LFNs, or --all"
+    assert as_json(failover(home, "retry", "--all", "--json")) == {"uploads": 2, "requests": [2, 3]}
+    refused = failover(home, "retry", *failed_over)
+    assert refused.exit_code == 1 and "not Stuck" in refused.stderr, "all or nothing"
+    blocked.unlink()
+    assert as_json(failover(home, "executor", "--once", "--json"))["requests"] == 2
+    assert {as_json(failover(home, "status", lfn, "--json"))["state"] for lfn in failed_over} == {"Cleaned"}
+
+
 def test_resume_with_nothing_to_do(home: Path) -> None:
     report = as_json(failover(home, "resume", "--json"))
     assert report == {"finished": [], "failed": {}, "left": 0, "committed": [], "temporary_removed": 0}

@@ -257,3 +257,39 @@ def test_cancel_of_a_request_that_has_ended_is_refused(
         _statuses(env, request_id),
         env.uploads.load(LFN),
     ) == before
+
+
+def test_a_request_failed_on_its_first_file_leaves_the_rest_stuck_and_retry_all_frees_them(
+    tmp_path: Path,
+) -> None:
+    """
+    One job's request of five failed-over uploads fails on the first file (other bytes at its target):
+    every upload is Stuck. Retried together, each gets a request of its own, so the four good ones end
+    Cleaned and only the bad one is Stuck again.
+    """
+    faults = FaultInjector()
+    base = open_workspace(tmp_path / "ws")
+    env = faults.wrap(base)
+    faults.inject(LOCAL, Fault.STORAGE_UNAVAILABLE, times=None)
+    client = FailoverTransfer(environment=env)
+    lfns = [f"/vo/job/out{i}.root" for i in range(5)]
+    for i, lfn in enumerate(lfns):
+        local = tmp_path / f"out{i}.root"
+        local.write_bytes(f"event data {i}\n".encode() * 50)
+        assert client.transferAndRegisterFileWithFailover(local.name, str(local), lfn, LOCAL, FAILOVER, {})[
+            "OK"
+        ]
+    assert client.commitRequest()["OK"]
+    taken = Path(base.se(LOCAL).pfn(lfns[0]).removeprefix("file://"))
+    taken.parent.mkdir(parents=True, exist_ok=True)
+    taken.write_bytes(b"someone else's bytes")
+    Executor(base).run_once()
+    assert {base.uploads.load(lfn).state for lfn in lfns} == {UploadState.STUCK}
+
+    requests = failover.operator.retry_uploads(base, lfns)
+
+    assert len(set(requests)) == len(lfns), "a request of its own for each upload"
+    Executor(base).run_once()
+    states = [base.uploads.load(lfn).state for lfn in lfns]
+    assert states == [UploadState.STUCK] + [UploadState.CLEANED] * 4
+    assert failover.fsck(base).problems == []

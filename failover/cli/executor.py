@@ -23,8 +23,10 @@ from failover.cli.app import (
 from failover.executor import Executor
 from failover.executor.processes import run_forever_in_processes, run_once_in_processes
 from failover.executor.runner import new_executor_name
-from failover.operator import cancel_request, cancel_upload, retry_upload
+from failover.operator import cancel_request, cancel_upload, retry_upload, retry_uploads
 from failover.resume import resume as resume_uploads
+from failover.resume import upload_ids_in
+from states import UploadState
 
 __all__ = ["cancel", "executor", "resume", "retry"]
 
@@ -166,24 +168,46 @@ def resume(workspace: Workspace, as_json: bool, no_commit: bool, remove_temporar
 
 
 @click.command()
-@click.argument("lfn")
+@click.argument("lfns", nargs=-1, metavar="[LFN]...")
+@click.option("--all", "every", is_flag=True, help="Retry every Stuck upload.")
 @output_options
 @workspace_options
-def retry(workspace: Workspace, as_json: bool, lfn: str) -> None:
+def retry(workspace: Workspace, as_json: bool, lfns: tuple[str, ...], every: bool) -> None:
     """
-    Retry a Stuck upload: its operations go into a new committed request, the upload back to FailedOver.
+    Retry Stuck uploads: each one's operations go into a new committed request, the upload back to FailedOver.
+
+    A request that fails on one file leaves every upload after it Stuck; --all (or several LFNs) retries
+    them at once, each in a request of its own, so that a file that fails again holds up no other.
 
     \b
     Example:
         failover retry /vo/user/a/alice/run42/out.root
+        failover retry --all
         failover executor --once
     """
+    if every == bool(lfns):
+        raise click.UsageError("give the LFNs of Stuck uploads, or --all")
     env = workspace.env
-    request_id = retry_upload(env, find_upload(env, lfn).id)
+    if len(lfns) == 1:
+        request_id = retry_upload(env, find_upload(env, lfns[0]).id)
+        if as_json:
+            print_json({"lfn": lfns[0], "request": request_id})
+        else:
+            click.echo(f"{lfns[0]}: back to FailedOver; its operations are in request {request_id}")
+        return
+    machine_ids = (
+        [find_upload(env, lfn).id for lfn in lfns] if lfns else upload_ids_in(env, UploadState.STUCK)
+    )
+    requests = retry_uploads(env, machine_ids)
     if as_json:
-        print_json({"lfn": lfn, "request": request_id})
+        print_json({"uploads": len(requests), "requests": requests})
+    elif not requests:
+        click.echo("no upload is Stuck")
     else:
-        stdout().print(f"{lfn}: back to FailedOver; its operations are in request {request_id}")
+        span = f"request {requests[0]}" if len(requests) == 1 else f"requests {requests[0]} to {requests[-1]}"
+        click.echo(
+            f"{len(requests):,} uploads back to FailedOver, each with its operations in a new request: {span}"
+        )
 
 
 @click.command()
