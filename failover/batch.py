@@ -2,13 +2,14 @@
 Uploading many files: the same machines and guarantees, with one commit per batch instead of per file.
 
 For each batch the new uploads' machines are created in one transaction, each file is put (streamed,
-verified, fsync-ed, as always), the landed files are registered with one catalog transaction per
-catalog, and every outcome is fired in one transaction. Nothing is acknowledged before its commit, and
-every step is idempotent, so a crash anywhere leaves machines in Uploading that :func:`resume` finishes
-without a second copy. A file whose first SE fails, or that a catalog refuses, or that already has an
-upload, takes the one-file path (:func:`~failover.driver.drive_upload`) instead; so does an upload that
-another process created or moved on meanwhile (the same LFN uploaded twice at once), which then reports
-where that upload is.
+verified, fsync-ed, as always), the landed files are registered with one catalog transaction per catalog,
+and every outcome is fired in one transaction. Nothing is acknowledged before its commit, and every step
+is idempotent, so a crash anywhere leaves machines in Uploading that :func:`resume` finishes without a
+second copy. A file whose put fails is recorded with the batch's other failures, and goes on to its next
+SE in the next round, still in batch. A file that must wait before its next try, has no SE left, meets a
+catalog's refusal or already has an upload takes the one-file path (:func:`~failover.driver.drive_upload`)
+instead; so does an upload that another process created or moved on meanwhile (the same LFN uploaded twice
+at once), which then reports where that upload is.
 """
 
 from __future__ import annotations
@@ -301,30 +302,17 @@ def _put_all(
 def _record_failures(
     env: Environment, failed: Sequence[tuple[MachineRow, Mapping[str, Any], FailoverError]]
 ) -> dict[str, MachineRow]:
-    """
-    Journal the failed puts in one transaction; return the uploads' rows as stored, by id. An upload
-    another process moved on since its row was loaded is left out, as in :func:`_record_landed`.
-    """
-    if not failed:
-        return {}
-    rows: dict[str, MachineRow] = {}
-    with env.store.transaction(savepoints=False):  # any error ends it all: no savepoint per failure
-        versions = env.uploads.versions([row.id for row, _, _ in failed])
-        for row, candidate, err in failed:
-            if versions.get(row.id) != row.version:
-                continue
-            log.info("put of %s to %s failed: %s", row.data["lfn"], candidate["se"], err)
-            failure = {
-                "se": candidate["se"],
-                "error": err.to_record(),
-                "retryable": isinstance(err, TransientError),
-            }
-            rows[row.id] = env.uploads.fire(
-                row.id, failure_trigger(row.data, failure), failure, known=row
-            ).row
-        crash_point("before-commit:batch:failures")
-    crash_point("after-commit:batch:failures")
-    return rows
+    """Journal the failed puts in one transaction; return the uploads' rows as stored, by id."""
+    decided = []
+    for row, candidate, err in failed:
+        log.info("put of %s to %s failed: %s", row.data["lfn"], candidate["se"], err)
+        failure = {
+            "se": candidate["se"],
+            "error": err.to_record(),
+            "retryable": isinstance(err, TransientError),
+        }
+        decided.append((row, failure_trigger(row.data, failure), failure))
+    return _fire_all(env, decided, "batch:failures")
 
 
 def _register_all(
@@ -351,29 +339,40 @@ def _register_all(
 
 def _record_landed(env: Environment, landed: list[tuple[MachineRow, PutResult]]) -> dict[str, MachineRow]:
     """
-    Register the landed files, then fire every outcome in one transaction; return the rows as stored.
-
-    An upload that another process moved on since its row was loaded is left out (it has no row in the
-    result): its outcome would fail the compare-and-swap, and inside this one unit, fail every outcome.
+    Register the landed files, then fire every outcome in one transaction; return the rows as stored
+    (an upload another process moved on meanwhile has none: see :func:`_fire_all`).
     """
     if not landed:
         return {}
     crash_point("before-register")
     registered = _register_all(env, landed)
     crash_point("after-register")
+    decided = []
+    for row, put in landed:
+        event = landed_event(row.data, put, *registered[row.id])
+        decided.append((row, outcome_trigger(row.data, event), event))
+    return _fire_all(env, decided, "batch:outcomes")
+
+
+def _fire_all(
+    env: Environment, decided: Sequence[tuple[MachineRow, str, Mapping[str, Any]]], point: str
+) -> dict[str, MachineRow]:
+    """
+    Fire each decided transition from the row it was decided on, all in one transaction; return the rows
+    as stored, by id. An upload that another process moved on since its row was loaded is left out (no
+    row in the result): its transition would fail the compare-and-swap, and inside this one unit, all.
+    """
+    if not decided:
+        return {}
     rows: dict[str, MachineRow] = {}
-    with env.store.transaction(savepoints=False):  # any error ends it all: no savepoint per outcome
+    with env.store.transaction(savepoints=False):  # any error ends it all: no savepoint per transition
         # Read under the write lock: no other process can move these on between this read and the fires.
-        versions = env.uploads.versions([row.id for row, _ in landed])
-        for row, put in landed:
-            if versions.get(row.id) != row.version:
-                continue
-            event = landed_event(row.data, put, *registered[row.id])
-            trigger = outcome_trigger(row.data, event)
-            # The event was decided from this row: fire from it (a row moved on since is refused).
-            rows[row.id] = env.uploads.fire(row.id, trigger, event, known=row).row
-        crash_point("before-commit:batch:outcomes")
-    crash_point("after-commit:batch:outcomes")
+        versions = env.uploads.versions([row.id for row, _, _ in decided])
+        for row, trigger, event in decided:
+            if versions.get(row.id) == row.version:
+                rows[row.id] = env.uploads.fire(row.id, trigger, event, known=row).row
+        crash_point(f"before-commit:{point}")
+    crash_point(f"after-commit:{point}")
     return rows
 
 
