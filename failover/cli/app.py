@@ -165,6 +165,17 @@ class Stop:
     event: threading.Event = field(default_factory=threading.Event)
     signum: int | None = None
 
+    def exit_if_stopped(self, left: str) -> None:
+        """
+        After a stop, say what was ``left`` on stderr and end the command with status 128 + the signal.
+
+        Raises:
+            click.exceptions.Exit: a signal stopped the command.
+        """
+        if self.signum is not None:
+            click.echo(f"stopped by {signal.Signals(self.signum).name}: {left}", err=True)
+            raise click.exceptions.Exit(128 + self.signum)
+
 
 @contextmanager
 def stopping_on_signals() -> Iterator[Stop]:

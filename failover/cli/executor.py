@@ -83,10 +83,7 @@ def executor(
         runner.stopping = stop.event  # stops after the current file, and puts its requests back
         taken = runner.run_once()
     _report(as_json, runner.name, taken, jobs)
-    if stop.signum is not None:
-        name = signal.Signals(stop.signum).name
-        click.echo(f"stopped by {name}: the requests not finished are put back; run again to go on", err=True)
-        raise click.exceptions.Exit(128 + stop.signum)
+    stop.exit_if_stopped("the requests not finished are put back; run again to go on")
 
 
 def _run_in_processes(
@@ -159,12 +156,7 @@ def resume(workspace: Workspace, as_json: bool, no_commit: bool, remove_temporar
         resumed = len(report.finished) + len(report.failed)
         removed = f"; temporary files removed: {report.temporary_removed}" if remove_temporary else ""
         click.echo(f"resumed {resumed:,} uploads; committed requests: {committed}{removed}")
-    if stop.signum is not None:
-        name = signal.Signals(stop.signum).name
-        click.echo(
-            f"stopped by {name}: {report.left:,} uploads left in flight; resume again finishes them", err=True
-        )
-        raise click.exceptions.Exit(128 + stop.signum)
+    stop.exit_if_stopped(f"{report.left:,} uploads left in flight; resume again finishes them")
 
 
 @click.command()

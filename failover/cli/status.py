@@ -94,20 +94,19 @@ def _print_details(details: dict[str, Any]) -> None:
     console = stdout()
     lfn, upload = literal(details["lfn"]), literal(details["upload"])
     console.print(f"[bold]{lfn}[/bold]  {details['state']}  (upload {upload})", markup=True)
-    say = console.print
     for label, key in (("SE", "uploaded_se"), ("final SEs", "final_ses"), ("PFN", "pfn"), ("GUID", "guid")):
         if details[key]:
             value = details[key]
-            say(f"  {label}: {', '.join(value) if isinstance(value, list) else value}")
-    say(f"  candidates: {', '.join(details['candidates'])}")
-    say(f"  failed attempts: {_attempts_text(details)}")
+            console.print(f"  {label}: {', '.join(value) if isinstance(value, list) else value}")
+    console.print(f"  candidates: {', '.join(details['candidates'])}")
+    console.print(f"  failed attempts: {_attempts_text(details)}")
     for failure in details["failures"]:
-        say(f"  failure: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
+        console.print(f"  failure: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
     if details["deferred"]:
-        say(f"  registration deferred: {details['deferred']}")
+        console.print(f"  registration deferred: {details['deferred']}")
     for op in details["operations"]:
         error = f": {op['error']}" if op["error"] else ""
-        say(f"  operation {op['id']} (request {op['request']}) {op['type']} {op['status']}{error}")
+        console.print(f"  operation {op['id']} (request {op['request']}) {op['type']} {op['status']}{error}")
 
 
 @click.command()
@@ -237,14 +236,13 @@ def explain(workspace: Workspace, as_json: bool, lfn: str, fmt: str, output: Pat
     if output is None:
         click.echo(diagram, nl=False)
     console = stdout() if output is not None else stderr()
-    say = console.print
     if output is not None:
-        say(f"diagram written to {output}")
+        console.print(f"diagram written to {output}")
     states = [path[0][0], *(step[2] for step in path)] if path else [row.state]
-    say(f"{lfn}: {' → '.join(states)}")
-    say(f"failed attempts: {_attempts_text(details)}")
+    console.print(f"{lfn}: {' → '.join(states)}")
+    console.print(f"failed attempts: {_attempts_text(details)}")
     for failure in details["failures"]:
-        say(f"error: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
+        console.print(f"error: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
 
 
 def _attempts_text(details: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ to the target, removal of the temporary replica) go into one request, committed 
 
 from __future__ import annotations
 
-import signal
 import threading
 import uuid
 from collections import Counter
@@ -305,11 +304,6 @@ def upload(
             left += 1
         elif outcome.error is not None:
             click.echo(f"{outcome.file}: {error_line(outcome.error)}", err=True)
-    if stop.signum is not None:
-        name = signal.Signals(stop.signum).name
-        click.echo(
-            f"stopped by {name}: {left:,} files not uploaded; the same command again uploads them", err=True
-        )
-        raise click.exceptions.Exit(128 + stop.signum)
+    stop.exit_if_stopped(f"{left:,} files not uploaded; the same command again uploads them")
     if any(o.error is not None for o in outcomes):
         raise click.exceptions.Exit(1)
