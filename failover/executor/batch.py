@@ -108,9 +108,7 @@ def current_pair(request: Request, current: Operation | None = None) -> tuple[Op
     op = current if current is not None else current_operation(request)
     if op is None or request.status.is_final or op.type is not OperationType.ReplicateAndRegister:
         return None
-    index = op.order  # kept by the request, and checked: list.index would compare operations field by field
-    if not (0 <= index < len(request.operations) and request.operations[index] is op):
-        raise ValueError(f"operation {op.type} is not in request {request.request_id}")
+    index = request.index_of(op)
     if index + 1 >= len(request.operations):
         return None
     after = request.operations[index + 1]

@@ -277,7 +277,7 @@ class Request:
         Raises:
             ValueError: ``existing`` is not in the request, or ``operation`` already is.
         """
-        self._insert(self._index_of(existing) + 1, operation)
+        self._insert(self.index_of(existing) + 1, operation)
 
     def insert_before(self, existing: Operation, operation: Operation) -> None:
         """
@@ -290,7 +290,7 @@ class Request:
         Raises:
             ValueError: ``existing`` is not in the request, or ``operation`` already is.
         """
-        self._insert(self._index_of(existing), operation)
+        self._insert(self.index_of(existing), operation)
 
     def __len__(self) -> int:
         """Return the number of operations."""
@@ -304,8 +304,17 @@ class Request:
         """Return True: an empty request is still a request (use :attr:`is_empty`)."""
         return True
 
-    def _index_of(self, operation: Operation) -> int:
-        # Identity, not equality: two operations may be equal field by field and still be distinct steps.
+    def index_of(self, operation: Operation) -> int:
+        """
+        Where this very operation stands in the request (identity, not equality: two operations may be
+        equal field by field and still be distinct steps). Its ``order`` says at once, unless the list was
+        changed by hand.
+
+        Raises:
+            ValueError: the operation is not in this request.
+        """
+        if 0 <= operation.order < len(self.operations) and self.operations[operation.order] is operation:
+            return operation.order
         for index, candidate in enumerate(self.operations):
             if candidate is operation:
                 return index

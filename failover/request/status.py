@@ -164,8 +164,11 @@ def _refresh_from_hint(request: Request, changed: Sequence[Operation], stamp: da
         return None
     derived: dict[int, OperationStatus] = {}
     for operation in changed:
-        index = _index(ops, operation)
-        if index is None or index < start:
+        try:
+            index = request.index_of(operation)
+        except ValueError:
+            return None
+        if index < start:
             return None
         derived[index] = _from_files(operation)
     current = start
@@ -189,12 +192,6 @@ def _refresh_from_hint(request: Request, changed: Sequence[Operation], stamp: da
     _set_request_status(request, new_status, updated, stamp)
     request.current_hint = current
     return ops[current]
-
-
-def _index(ops: Sequence[Operation], operation: Operation) -> int | None:
-    """Where ``operation`` (this very object) stands in ``ops``, by its ``order``; None if not there."""
-    index = operation.order
-    return index if 0 <= index < len(ops) and ops[index] is operation else None
 
 
 def _set_request_status(
