@@ -71,11 +71,6 @@ def _payload(op: OperationRow, files: list[FileRow]) -> dict[str, Any]:
     }
 
 
-def _reissued(env: Environment, machine_id: str, request_id: int | None) -> list[dict[str, Any]]:
-    """The replication (idempotent, so always) and every unfinished operation of the stuck request."""
-    return _Reissued(env)(machine_id, request_id)
-
-
 def retry_upload(env: Environment, machine_id: str) -> int:
     """
     Retry a Stuck upload: its operations re-issued in a new committed request, the upload back to FailedOver.
@@ -124,8 +119,8 @@ def retry_uploads(env: Environment, machine_ids: Sequence[str]) -> list[int]:
 
 class _Reissued:
     """
-    What :func:`_reissued` gives, for many uploads of a few requests: each request's operations are
-    loaded once, not once per upload.
+    What a retry re-issues for an upload: the replication (idempotent, so always) and every unfinished
+    operation of the stuck request. Each request's operations are loaded once, not once per upload.
     """
 
     def __init__(self, env: Environment) -> None:

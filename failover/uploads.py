@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from failover.checksum import ChecksumType, checksum_file, parse_checksum_type
+from failover.checksum import ChecksumType, checksum_file, parse_checksum_type, same_checksum
 from failover.driver import drive_upload
 from failover.environment import Environment
 from failover.errors import InvalidInput, UploadFailed
@@ -242,7 +242,7 @@ def _check_same_upload(row: MachineRow, checked: UploadInput) -> None:
     else:
         given = checked.checksum if checked.checksum_type is kind else None
         checksum = given or checksum_file(checked.local_path, [kind]).hexdigest(kind)
-        if checksum == data["checksum"]:
+        if same_checksum(checksum, data["checksum"], kind):
             return
         now, then = f"{kind.value} {checksum}", data["checksum"]
     raise InvalidInput(
