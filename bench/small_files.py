@@ -138,20 +138,22 @@ def run_api_per_file(home: Path, sources: list[Path], _: Path) -> None:
     env.close()
 
 
-def run_cli(home: Path, sources: list[Path], _: Path) -> None:
-    """``failover upload`` on all the files in one process, JSON output."""
+def _upload_command(home: Path, sources: list[Path], *extra: str) -> str:
+    """Run ``failover upload`` on all the files (its default ``--jobs``); return what it printed."""
     command = [str(FAILOVER_CLI), "upload", *map(str, sources), "--lfn-prefix", LFN_DIR]
-    command += ["--dest", DEST, "--failover", FAILOVER, "--home", str(home), "--json"]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    states = {u["state"] for u in json.loads(output)["uploads"]}
+    command += ["--dest", DEST, "--failover", FAILOVER, "--home", str(home), *extra]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def run_cli(home: Path, sources: list[Path], _: Path) -> None:
+    """``failover upload`` on all the files, JSON output."""
+    states = {u["state"] for u in json.loads(_upload_command(home, sources, "--json"))["uploads"]}
     assert states == {"Registered"}, states
 
 
 def run_cli_table(home: Path, sources: list[Path], _: Path) -> None:
     """``failover upload`` as a person runs it: the default report (a table), read from a pipe."""
-    command = [str(FAILOVER_CLI), "upload", *map(str, sources), "--lfn-prefix", LFN_DIR]
-    command += ["--dest", DEST, "--failover", FAILOVER, "--home", str(home)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    output = _upload_command(home, sources)
     assert output.splitlines()[-1] == f"{len(sources):,} files: Registered {len(sources):,}", output[-200:]
 
 
