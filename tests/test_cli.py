@@ -386,7 +386,7 @@ def test_a_signal_stops_the_upload_cleanly_and_the_same_command_finishes_it(
     upload = subprocess.Popen(command, stdout=pipe, stderr=pipe, text=True, env=env, start_new_session=True)
     db = home / "failover.db"
     deadline = time.monotonic() + 60
-    while not _registered(db):  # the handlers are set before the first file is uploaded
+    while not _count(db, "Registered"):  # the handlers are set before the first file is uploaded
         assert time.monotonic() < deadline and upload.poll() is None, "no file was uploaded"
         time.sleep(0.01)
     if to_group:
@@ -402,7 +402,7 @@ def test_a_signal_stops_the_upload_cleanly_and_the_same_command_finishes_it(
     assert stderr.splitlines()[-1] == f"stopped by {name}: {len(files) - done:,} files not uploaded; " + (
         "the same command again uploads them"
     )
-    assert _registered(db) == done, "every machine is Registered: none left in flight"
+    assert _count(db, "Registered") == done, "every machine is Registered: none left in flight"
     assert failover(home, "fsck").exit_code == 0
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     assert again.returncode == 0, again.stderr
@@ -430,7 +430,7 @@ def test_a_signal_stops_resume_after_its_batch_and_the_next_resume_finishes(
         command, stdout=pipe, stderr=pipe, text=True, env=env_vars, start_new_session=True
     )
     deadline = time.monotonic() + 60
-    while not _registered(home / "failover.db"):
+    while not _count(home / "failover.db", "Registered"):
         assert time.monotonic() < deadline and resuming.poll() is None, "no upload was finished"
         time.sleep(0.01)
     os.killpg(resuming.pid, signal.SIGINT)
@@ -443,7 +443,7 @@ def test_a_signal_stops_resume_after_its_batch_and_the_next_resume_finishes(
         stderr.splitlines()[-1]
         == f"stopped by SIGINT: {left:,} uploads left in flight; resume again finishes them"
     )
-    assert _registered(home / "failover.db") == len(items) - left
+    assert _count(home / "failover.db", "Registered") == len(items) - left
     again = as_json(failover(home, "resume", "--json"))
     assert (len(again["finished"]), again["left"]) == (left, 0)
 
@@ -480,17 +480,13 @@ def test_a_signal_stops_the_executor_and_puts_its_request_back(
 
 
 def _count(db: Path, state: str) -> int:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM machines WHERE state = ?", (state,)).fetchone()[0])
-
-
-def _registered(db: Path) -> int:
+    """How many uploads the workspace database holds in ``state`` (0 while it is not created yet)."""
     if not db.exists():
         return 0
     with contextlib.closing(sqlite3.connect(db)) as conn:
         try:
-            return int(conn.execute("SELECT COUNT(*) FROM machines WHERE state = 'Registered'").fetchone()[0])
-        except sqlite3.OperationalError:  # not created yet
+            return int(conn.execute("SELECT COUNT(*) FROM machines WHERE state = ?", (state,)).fetchone()[0])
+        except sqlite3.OperationalError:  # its tables are not created yet
             return 0
 
 
