@@ -85,14 +85,16 @@ class _Upload(io.RawIOBase):
     """
     One chunked PUT fed by ``write()``: the request runs in a thread that takes the chunks from a queue.
 
-    ``close()`` ends the body and raises what the request raised; ``discard()`` aborts the request.
+    ``close()`` ends the body and raises what the request raised. ``discard()`` ends the body where it is
+    and waits for the request to finish, its outcome ignored: the object it leaves is a temporary the
+    caller then removes. Aborting the request instead would race that removal: the server may handle the
+    aborted PUT, and create the temporary, after the DELETE has found nothing.
     """
 
     def __init__(self, send: Callable[[Iterator[bytes]], None]) -> None:
         super().__init__()
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
         self._failure: BaseException | None = None
-        self._aborted = False
         self._summer = MultiChecksum()
         self._thread = threading.Thread(target=self._run, args=(send,), name="webdav-put", daemon=True)
         self._thread.start()
@@ -100,8 +102,6 @@ class _Upload(io.RawIOBase):
     def _body(self) -> Iterator[bytes]:
         while (chunk := self._chunks.get()) is not None:
             yield chunk
-        if self._aborted:
-            raise ConnectionAbortedError("the put was discarded")
 
     def _run(self, send: Callable[[Iterator[bytes]], None]) -> None:
         try:
@@ -140,7 +140,6 @@ class _Upload(io.RawIOBase):
 
     def discard(self) -> None:
         if not self.closed:
-            self._aborted = True
             # The request may have died already: its failure is not the one the caller is handling.
             with suppress(BaseException):
                 self._put(None)
