@@ -101,11 +101,19 @@ def _wait_for_next_attempt(env: Environment, data: Mapping[str, Any]) -> None:
 
 
 def put_file(env: Environment, data: Mapping[str, Any], se_name: str) -> PutResult:
-    """Put an upload's local file at one SE (idempotent: an identical object already there counts)."""
+    """
+    Put an upload's local file at one SE (idempotent: an identical object already there counts); a file
+    whose size or checksum is no longer the one the upload checked is refused (``SourceChanged``).
+    """
     kind = parse_checksum_type(data["checksum_type"])
     crash_point("before-put")
     put = env.se(se_name).put(
-        data["local_path"], data["lfn"], checksum_types=(kind,), overwrite=data["overwrite"]
+        data["local_path"],
+        data["lfn"],
+        checksum_types=(kind,),
+        overwrite=data["overwrite"],
+        expected_size=data["size"],
+        expected_checksum=data["checksum"],
     )
     crash_point("after-put")
     return put
@@ -123,7 +131,12 @@ def put_files(
     """
     items = [
         PutItem(
-            data["local_path"], data["lfn"], (parse_checksum_type(data["checksum_type"]),), data["overwrite"]
+            data["local_path"],
+            data["lfn"],
+            (parse_checksum_type(data["checksum_type"]),),
+            data["overwrite"],
+            expected_size=data["size"],
+            expected_checksum=data["checksum"],
         )
         for data in uploads
     ]

@@ -49,6 +49,7 @@ __all__ = [
     "PermissionDenied",
     "RegistrationRefused",
     "SoleReplica",
+    "SourceChanged",
     "SourceMissing",
     "StorageRefused",
     "StorageUnavailable",
@@ -260,6 +261,16 @@ class SourceMissing(PermanentError):
 
     code = "source_missing"
     dirac_errno = errno.ENOENT
+
+
+class SourceChanged(PermanentError):
+    """
+    The local file to put is not the file the upload checked: its size or content changed since, or
+    while it was read (a job still writing it). Nothing is published; the next SE reads it again.
+    """
+
+    code = "source_changed"
+    dirac_errno = errno.EIO
 
 
 def _all_subclasses(cls: type[FailoverError]) -> list[type[FailoverError]]:

@@ -1,11 +1,18 @@
-"""Helpers shared by the storage tests: local files to put, expected checksums, and small assertions."""
+"""
+Helpers shared by the storage tests: local files to put (and to change while they are read), expected
+checksums, and small assertions.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import failover.storage.local_source as local_source_module
 from failover.checksum import ChecksumType, MultiChecksum
 from failover.storage import StorageElement
 
@@ -71,3 +78,33 @@ def call_every_method(
 
 
 METHOD_IDS = ["pfn", "stat", "exists", "checksum", "open_read", "put", "copy_from", "copy_into", "remove"]
+
+
+class _ChangingLocalFile(io.BufferedReader):
+    """A local file that something else changes once its first chunk has been read."""
+
+    def __init__(self, raw: io.FileIO, change: Callable[[], None]) -> None:
+        super().__init__(raw)
+        self._change: Callable[[], None] | None = change
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        if data and self._change is not None:
+            change, self._change = self._change, None
+            change()
+        return data
+
+
+def change_while_read(monkeypatch: pytest.MonkeyPatch, local: Path, change: Callable[[], None]) -> None:
+    """
+    Make ``change`` happen to ``local`` once a put has read its first chunk (each time the put opens it),
+    as a job still writing its output would: puts read local files through ``open`` in
+    :mod:`failover.storage.local_source`, patched here for ``local`` only.
+    """
+
+    def opening(path: str, mode: str) -> io.BufferedReader:
+        if Path(path) != local:
+            return io.open(path, mode)  # noqa: UP020 (the builtin is patched in that module only)
+        return _ChangingLocalFile(io.FileIO(path, mode), change)
+
+    monkeypatch.setattr(local_source_module, "open", opening, raising=False)

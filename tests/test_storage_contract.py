@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,23 +27,25 @@ from storage_support import (
     SHA1,
     assert_clean,
     call_every_method,
+    change_while_read,
     digests,
     local_file,
     make_local_se,
     read,
 )
 
-import failover.storage.element as element_module
+import failover.storage.local_source as local_source_module
 from failover.checksum import CHUNK_SIZE, ChecksumType
 from failover.errors import (
     InvalidInput,
     PermissionDenied,
+    SourceChanged,
     SourceMissing,
     StorageRefused,
     StorageUnavailable,
     TransferCorrupted,
 )
-from failover.storage import StorageElement
+from failover.storage import PutItem, PutResult, StorageElement
 from failover.storage.factory import storage_element
 from failover.storage.paths import object_path, temporary_path
 
@@ -219,12 +222,111 @@ def test_local_read_failure_mid_stream_leaves_nothing(
 ) -> None:
     local = local_file(tmp_path, b"x" * (CHUNK_SIZE + 10))
     monkeypatch.setattr(
-        element_module, "open", lambda path, mode: _FailingLocalFile(io.FileIO(path, mode)), raising=False
+        local_source_module,
+        "open",
+        lambda path, mode: _FailingLocalFile(io.FileIO(path, mode)),
+        raising=False,
     )
     with pytest.raises(StorageUnavailable) as caught:
         se.put(local, LFN)
     assert isinstance(caught.value.__cause__, OSError) and caught.value.__cause__.errno == errno.EIO
     assert_clean(se, LFN)
+
+
+def _append(path: Path) -> None:
+    with path.open("ab") as writer:
+        writer.write(b"the job was still writing")
+
+
+def _rewrite_same_size(path: Path) -> None:
+    # Same size, other bytes, and a modification time that surely moved (timestamps are coarse).
+    status = path.stat()
+    with path.open("r+b") as writer:
+        writer.write(b"y" * 10)
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
+
+
+def _replace(path: Path) -> None:
+    other = path.with_name("other")
+    other.write_bytes(path.read_bytes())
+    os.replace(other, path)
+
+
+#: How a job's output file can change while it is uploaded: what is read is not the file that was checked.
+CHANGES: dict[str, Callable[[Path], None]] = {
+    "grown": _append,
+    "truncated": lambda path: os.truncate(path, 10),
+    "rewritten": _rewrite_same_size,
+    "replaced": _replace,
+    "removed": os.unlink,
+}
+
+
+@pytest.fixture(params=list(CHANGES))
+def changing_file(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, Path]:
+    """A local file of two chunks that changes, one way per case, once its first chunk is read."""
+    local = local_file(tmp_path, b"x" * (CHUNK_SIZE + 10))
+    change_while_read(monkeypatch, local, lambda: CHANGES[request.param](local))
+    return request.param, local
+
+
+def test_a_local_file_that_changes_while_it_is_read_is_not_stored(
+    se: StorageElement, changing_file: tuple[str, Path]
+) -> None:
+    change, local = changing_file
+    with pytest.raises(SourceChanged, match="changed while it was read") as caught:
+        se.put(local, LFN)
+    assert caught.value.se == "se-a" and caught.value.lfn == LFN
+    assert ("removed" in str(caught.value)) == (change == "removed")
+    assert_clean(se, LFN)
+
+
+def test_put_many_refuses_only_the_file_that_changed(
+    se: StorageElement, changing_file: tuple[str, Path], tmp_path: Path
+) -> None:
+    _, local = changing_file
+    steady = local_file(tmp_path, b"a small steady file", "steady.root")
+    outcomes = se.put_many([PutItem(local, LFN), PutItem(steady, "/vo/steady.root")])
+    assert isinstance(outcomes[0], SourceChanged)
+    assert isinstance(outcomes[1], PutResult) and outcomes[1].size == len(b"a small steady file")
+    assert list(se.list_lfns()) == ["/vo/steady.root"]
+    assert list(se.list_temporary()) == []
+
+
+def test_a_local_file_not_of_the_size_checked_is_refused_before_it_is_read(
+    se: StorageElement, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = local_file(tmp_path, b"12345")
+    monkeypatch.setattr(local_source_module, "open", _never_opened, raising=False)
+    with pytest.raises(SourceChanged, match="holds 5 bytes, 4 when the upload checked it"):
+        se.put(local, LFN, expected_size=4)
+    (outcome,) = se.put_many([PutItem(local, LFN, expected_size=6)])
+    assert isinstance(outcome, SourceChanged)
+    assert_clean(se, LFN)
+
+
+def _never_opened(path: str, mode: str) -> io.BufferedReader:
+    raise AssertionError(f"{path} was opened")
+
+
+def test_a_local_file_without_the_checksum_checked_is_not_stored(se: StorageElement, tmp_path: Path) -> None:
+    content = b"event data " * 100
+    local = local_file(tmp_path, content)
+    right = digests(content, ADLER32)[ADLER32]
+    wrong = digests(b"the file the upload checked", ADLER32)[ADLER32]
+    with pytest.raises(SourceChanged, match=f"has ADLER32 {right}, {wrong} when the upload checked it"):
+        se.put(local, LFN, expected_size=len(content), expected_checksum=wrong)
+    assert_clean(se, LFN)
+    put = se.put(local, LFN, expected_size=len(content), expected_checksum=right.upper())
+    assert put.size == len(content) and not put.already_present
+    # The same bytes already there are no excuse: the file is still not the one checked.
+    with pytest.raises(SourceChanged):
+        se.put(local, LFN, expected_checksum=wrong)
+    (outcome,) = se.put_many([PutItem(local, LFN, expected_checksum=wrong)])
+    assert isinstance(outcome, SourceChanged)
+    assert read(se, LFN) == content
 
 
 def test_glob_characters_in_lfn_are_literal(se: StorageElement, backend: Backend, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from failover.errors import FailoverError, InvalidInput, PermissionDenied, Sourc
 from failover.storage.backends import FsspecBackend, LocalBackend, backend_for
 from failover.storage.errors import map_storage_errors
 from failover.storage.inventory import Inventory
+from failover.storage.local_source import local_file_source
 from failover.storage.paths import object_path
 from failover.storage.results import ObjectInfo, PutResult
 from failover.storage.staged import PutItem, StagedGroup
@@ -288,6 +289,8 @@ class StorageElement(Inventory):
         *,
         checksum_types: Iterable[ChecksumType] = _ADLER32_ONLY,
         overwrite: bool = False,
+        expected_size: int | None = None,
+        expected_checksum: str | None = None,
     ) -> PutResult:
         """
         Store a local file as ``lfn`` (SPEC.md §2): streamed once, verified, then made visible atomically.
@@ -301,6 +304,8 @@ class StorageElement(Inventory):
             checksum_types: the checksums to compute on the way and return (the first one also decides
                 whether an existing object holds the same content).
             overwrite: replace an existing object with different content instead of refusing.
+            expected_size: the size the caller checked the file had.
+            expected_checksum: the file's checksum of the first checksum type, as the caller checked it.
 
         Returns:
             Where the replica is, its size and checksums.
@@ -308,6 +313,8 @@ class StorageElement(Inventory):
         Raises:
             InvalidInput: the LFN is refused, or no checksum type is given.
             SourceMissing: the local file does not exist.
+            SourceChanged: the file is not what the caller checked, or changed while it was read
+                (:mod:`failover.storage.local_source`); nothing is stored.
             StorageRefused: other content exists under the name (and not ``overwrite``), or the SE refuses
                 the name, the size or the space.
             TransferCorrupted: the SE holds other bytes than were sent.
@@ -316,13 +323,19 @@ class StorageElement(Inventory):
         """
         kinds = checksum_kinds(checksum_types)
         final = self._path(lfn)
-        return self._store(self._local_file(local_path, lfn), final, lfn, kinds, overwrite)
+        item = PutItem(local_path, lfn, kinds, overwrite, expected_size, expected_checksum)
+        return self._store(self._local_source(item), final, lfn, kinds, overwrite)
 
-    def _local_file(self, local_path: str | os.PathLike[str], lfn: str) -> Source:
-        """The bytes of a local file to put as ``lfn`` (SourceMissing when there is no such file)."""
-        with map_storage_errors(self.name, lfn):
-            size = os.stat(local_path).st_size
-        return Source(size, lambda: open(local_path, "rb"))
+    def _local_source(self, item: PutItem) -> Source:
+        """The bytes of ``item``'s local file, checked against what its caller checked."""
+        return local_file_source(
+            item.local_path,
+            se=self.name,
+            lfn=item.lfn,
+            kind=checksum_kinds(item.checksum_types)[0],
+            expected_size=item.expected_size,
+            expected_checksum=item.expected_checksum,
+        )
 
     def copy_to(
         self,
@@ -445,7 +458,7 @@ class StorageElement(Inventory):
                     item.lfn,
                     item.checksum_types,
                     item.overwrite,
-                    partial(self._local_file, item.local_path, item.lfn),
+                    partial(self._local_source, item),
                 )
                 for item in items
             ]
@@ -499,7 +512,12 @@ class StorageElement(Inventory):
     def _put_or_error(self, item: PutItem) -> PutResult | FailoverError:
         try:
             return self.put(
-                item.local_path, item.lfn, checksum_types=item.checksum_types, overwrite=item.overwrite
+                item.local_path,
+                item.lfn,
+                checksum_types=item.checksum_types,
+                overwrite=item.overwrite,
+                expected_size=item.expected_size,
+                expected_checksum=item.expected_checksum,
             )
         except FailoverError as err:
             return err

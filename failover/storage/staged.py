@@ -76,12 +76,16 @@ class PutItem:
         lfn: the logical file name.
         checksum_types: the checksums to compute on the way.
         overwrite: replace an existing object with different content instead of refusing.
+        expected_size: the size the caller checked the file had.
+        expected_checksum: the file's checksum of the first checksum type, as the caller checked it.
     """
 
     local_path: str | os.PathLike[str]
     lfn: str
     checksum_types: tuple[ChecksumType, ...] = (ChecksumType.ADLER32,)
     overwrite: bool = False
+    expected_size: int | None = None
+    expected_checksum: str | None = None
 
 
 @dataclass
@@ -136,6 +140,7 @@ class StagedGroup(AbstractContextManager["StagedGroup"]):
                 self.pending[key] = staged
                 with source.open() as reader:
                     copy_summing(self.backend, source.size, reader, stream, staged.summer)
+                source.check_read(staged.summer)
                 stream.flush()
         except BaseException:
             self.discard(key)

@@ -55,10 +55,19 @@ class Source:
     Args:
         size: their size, known before streaming (to compare with an existing object cheaply).
         open: opens a fresh stream over them, from the start.
+        verify: called with the checksums and size of what was read, once every byte is read and
+            before anything is published; raises when that is not what the source stands for (a file
+            that changed while it was read).
     """
 
     size: int
     open: Callable[[], AbstractContextManager[BinaryIO]]
+    verify: Callable[[MultiChecksum], None] | None = None
+
+    def check_read(self, summer: MultiChecksum) -> None:
+        """Raise unless ``summer`` (all that was read) is what the source stands for (see ``verify``)."""
+        if self.verify is not None:
+            self.verify(summer)
 
 
 def checksum_kinds(types: Iterable[ChecksumType]) -> tuple[ChecksumType, ...]:
@@ -119,11 +128,15 @@ def same_content(
 
     Returns:
         The checksums of ``source`` when the object holds the same bytes, else None.
+
+    Raises:
+        FailoverError: what ``source.verify`` raises about what was read.
     """
     if existing.size != source.size:
         return None
     with source.open() as stream:
         summer = digest(stream, kinds, source.size)
+    source.check_read(summer)
     # Prefer a checksum the storage reports, which costs no read-back.
     kind = next((kind for kind in kinds if kind in existing.checksums), kinds[0])
     theirs = existing.checksums.get(kind) or read_back(kind)
@@ -151,6 +164,7 @@ def write_verified(
 
     Raises:
         TransferCorrupted: the storage reports another size or checksum than what was sent.
+        FailoverError: what ``source.verify`` raises about what was read (nothing is published).
     """
     temporary = temporary_path(final)
     backend.make_dirs(posixpath.dirname(final))
@@ -174,6 +188,7 @@ def _write(
     summer = MultiChecksum(kinds)
     with source.open() as reader, backend.open_temporary(temporary) as sink:
         copy_summing(backend, source.size, reader, sink, summer)
+        source.check_read(summer)
         backend.seal(sink)
     return summer
 
