@@ -28,7 +28,7 @@ from failover.environment import Environment
 from failover.errors import InvalidInput
 from failover.executor import ExecutorPolicy
 from failover.storage.element import plain_local_root
-from failover.storage.factory import STORAGE_CLASSES, storage_element
+from failover.storage.factory import SECRET_IN_URL, STORAGE_CLASSES, password_in_url, storage_element
 from failover.storage.paths import local_url
 from persistence.db import Durability, open_store
 from states import DIRAC_PUT_RETRY, RetryPolicy
@@ -322,6 +322,9 @@ class _Checker:
         text = self.text(value, key).strip()
         if not text:
             raise self.error(key, "must not be empty")
+        masked = password_in_url(text)
+        if masked is not None:
+            raise self.error(key, SECRET_IN_URL.format(url=masked))
         if "://" not in text and "::" not in text:
             return local_url(self.path(text, key))
         if plain_local_root(text) is not None:

@@ -141,6 +141,11 @@ BAD_ENTRIES = [
     (BASE + "[storage.SE-B]\nurl = 'b'\nspeed = 3\n", "storage.SE-B.speed", "unknown key"),
     (BASE + "[storage.SE-B]\nurl = 'gopher://b'\n", "storage.SE-B.url", "unknown protocol 'gopher'"),
     (BASE + "[storage.SE-B]\n", "storage.SE-B.url", "missing"),
+    (
+        BASE + "[storage.SE-B]\nurl = 'davs://alice:s3cret@dav.example.org/vo'\n",
+        "storage.SE-B.url",
+        "the URL 'davs://alice:***@dav.example.org/vo' holds a password",
+    ),
     (BASE + "[storage.SE-B]\nurl = ''\n", "storage.SE-B.url", "must not be empty"),
     (BASE + "[storage.SE-B]\nurl = 7\n", "storage.SE-B.url", "must be a string, not an integer"),
     (BASE + "[storage.' SE-A ']\nurl = 'b'\n", "storage. SE-A ", "duplicate name 'SE-A'"),
@@ -189,6 +194,7 @@ def test_a_bad_entry_names_the_file_the_key_and_the_problem(
     assert (caught.value.file, caught.value.key) == (str(path), key)
     assert str(caught.value).startswith(f"{path}: {key}: ")
     assert problem in str(caught.value)
+    assert "s3cret" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -459,6 +459,25 @@ def test_unreachable_server_is_storage_unavailable(
     assert caught.value.se == "se-down"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "davs://alice:s3cret@dav.example.org/vo",
+        "s3://key:s3cret@bucket/vo",
+        "simplecache::dav://a:s3cret@h/vo",
+    ],
+)
+def test_a_url_holding_a_password_is_refused_without_showing_it(url: str) -> None:
+    """It would start every PFN: the catalogs, the journal and every report would hold the password."""
+    with pytest.raises(InvalidInput, match=r"holds a password.*as the SE's options") as caught:
+        storage_element("SE-A", url)
+    assert "s3cret" not in str(caught.value) and ":***@" in str(caught.value)
+
+
+def test_a_url_with_a_user_name_only_is_taken() -> None:
+    assert storage_element("SE-A", "davs://alice@dav.example.org/vo").url == "davs://alice@dav.example.org/vo"
+
+
 @pytest.mark.parametrize("kind", ["s3", "webdav"])
 def test_wrong_credentials_are_permission_denied(
     request: pytest.FixtureRequest, kind: str, tmp_path: Path

@@ -15,11 +15,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from failover.errors import StorageUnavailable
+from failover.errors import InvalidInput, StorageUnavailable
 from failover.storage.element import StorageElement
 
-__all__ = ["STORAGE_CLASSES", "storage_class", "storage_element"]
+__all__ = ["SECRET_IN_URL", "STORAGE_CLASSES", "password_in_url", "storage_class", "storage_element"]
 
 #: ``protocol -> "module:Class"`` of the storage elements with a class of their own.
 STORAGE_CLASSES: Mapping[str, str] = {
@@ -32,9 +33,37 @@ STORAGE_CLASSES: Mapping[str, str] = {
 }
 
 
+#: Why a URL holding a password is refused, and what to do instead.
+SECRET_IN_URL = (
+    "the URL {url!r} holds a password, which would be written into every replica's PFN, the catalogs and "
+    "the journal: give the credentials as the SE's options instead (username and password for WebDAV, "
+    "key and secret for S3)"
+)
+
+
 def _protocol(url: str) -> str:
     scheme, separator, _ = url.partition("://")
     return scheme.lower() if separator and "::" not in scheme else "file"
+
+
+def password_in_url(url: str) -> str | None:
+    """
+    The URL with its password masked, if it holds one (``davs://alice:***@host/path``); else None.
+
+    An SE's URL is the start of every replica's PFN: a password in it would be written into the catalogs,
+    the journal, the requests and every report. Credentials go in the SE's options instead.
+    """
+    for part in url.split("::"):
+        try:
+            parts = urlsplit(part)
+            password = parts.password
+        except ValueError:  # not a URL this check can read; the SE's own parsing reports it
+            continue
+        if password is not None:
+            userinfo, _, host = parts.netloc.rpartition("@")
+            user = userinfo.partition(":")[0]
+            return url.replace(part, parts._replace(netloc=f"{user}:***@{host}").geturl(), 1)
+    return None
 
 
 def storage_class(url: str) -> type[StorageElement]:
@@ -68,10 +97,14 @@ def storage_element(name: str, url: str, options: Mapping[str, Any] | None = Non
         The storage element.
 
     Raises:
-        InvalidInput: the name is empty, or the URL is malformed or of an unknown protocol.
+        InvalidInput: the name is empty, or the URL is malformed, of an unknown protocol, or holds a
+            password (:func:`password_in_url`).
         StorageUnavailable: the protocol's client cannot be set up (its library is not installed, for
             instance).
     """
+    masked = password_in_url(url)
+    if masked is not None:
+        raise InvalidInput(f"{name}: {SECRET_IN_URL.format(url=masked)}", se=name.strip())
     try:
         cls = storage_class(url)
     except ImportError as exc:
