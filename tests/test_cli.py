@@ -144,6 +144,46 @@ def test_upload_usage_errors_exit_2(home: Path, outputs: list[Path], args: list[
     assert message in result.stderr
 
 
+@pytest.mark.parametrize("null", [False, True], ids=["lines", "nul"])
+def test_upload_files_from_a_list_as_find_writes_it(home: Path, tmp_path: Path, null: bool) -> None:
+    """More files than a command line holds: ``find ... | failover upload --files-from -``."""
+    names = ["a b.root", "émigré.root", "semi;colon.root"] + (["new\nline.root"] if null else [])
+    folder = tmp_path / "listed"
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes(name.encode() * 10)
+    given = tmp_path / "given.root"
+    given.write_bytes(b"named on the command line")
+    end = b"\0" if null else b"\n"
+    listing = b"".join(os.fsencode(folder / name) + end for name in names) + end  # an empty entry too
+    args = ["upload", str(given), "--files-from", "-", "--lfn-prefix", "/vo/listed", "--json"]
+    env = {"FAILOVER_HOME": str(home), "FAILOVER_CONFIG": None}
+    result = CliRunner().invoke(cli, args + (["-0"] if null else []), input=listing, env=env)
+
+    assert result.exit_code == (1 if null else 0), result.output
+    uploads = json.loads(result.stdout)["uploads"]
+    assert [u["file"] for u in uploads] == [str(given)] + [str(folder / name) for name in names]
+    states = {u["lfn"]: u["state"] for u in uploads}
+    # A newline is a legal file name on the system but a control character in an LFN: refused, alone.
+    expected = {f"/vo/listed/{name}": "Registered" for name in ["given.root", *names] if "\n" not in name}
+    assert {lfn: state for lfn, state in states.items() if "\n" not in lfn} == expected
+    assert [state for lfn, state in states.items() if "\n" in lfn] == (["Failed"] if null else [])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--files-from", os.devnull, "--lfn-prefix", "/vo"], "no files to upload"),
+        (["--lfn-prefix", "/vo"], "no files to upload"),
+        (["-0", "x.root", "--lfn-prefix", "/vo"], "--null describes the list of --files-from"),
+    ],
+)
+def test_upload_without_files_or_with_null_alone_exits_2(home: Path, args: list[str], message: str) -> None:
+    result = failover(home, "upload", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
 def test_upload_lfn_names_a_single_file(home: Path, outputs: list[Path]) -> None:
     result = failover(home, "upload", *map(str, outputs), "--lfn", "/vo/a")
     assert result.exit_code == 2

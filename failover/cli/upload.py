@@ -10,6 +10,7 @@ to the target, removal of the temporary replica) go into one request, committed 
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections import Counter
@@ -17,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -94,6 +95,19 @@ class FileOutcome:
 
 def _names(values: Sequence[str]) -> list[str]:
     return parse_name_list(",".join(values))
+
+
+def _listed(stream: BinaryIO | None, null: bool) -> list[Path]:
+    """
+    The paths named in ``stream``: one per line, or ending with NUL (``null``); empty entries skipped.
+    Read as bytes, so that any file name the system allows comes through as the system names it.
+    """
+    if stream is None:
+        if null:
+            raise click.UsageError("--null describes the list of --files-from, which is not given")
+        return []
+    separator = b"\0" if null else b"\n"
+    return [Path(os.fsdecode(entry)) for entry in stream.read().split(separator) if entry]
 
 
 def _lfns(files: Sequence[Path], lfn: str | None, prefix: str | None) -> list[str]:
@@ -217,7 +231,17 @@ def _print_table(outcomes: list[FileOutcome], request_id: int | None) -> None:
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--files-from",
+    type=click.File("rb"),
+    metavar="LIST",
+    help="Also upload the files named in LIST, one path per line ('-': standard input), "
+    "for more files than a command line holds.",
+)
+@click.option(
+    "--null", "-0", is_flag=True, help="The paths in LIST end with a NUL, as `find -print0` writes them."
+)
 @click.option("--lfn", help="The LFN of the file (one file only).")
 @click.option("--lfn-prefix", help="LFN directory: each file gets PREFIX/<its file name>.")
 @click.option(
@@ -244,6 +268,8 @@ def upload(
     workspace: Workspace,
     as_json: bool,
     files: tuple[Path, ...],
+    files_from: BinaryIO | None,
+    null: bool,
     lfn: str | None,
     lfn_prefix: str | None,
     destinations: tuple[str, ...],
@@ -270,7 +296,12 @@ def upload(
         failover upload out.root --lfn /vo/user/a/alice/run42/out.root --dest LOCAL-DISK
         failover upload run42/*.root --lfn-prefix /vo/user/a/alice/run42 \\
             --dest SE-A,SE-B --failover FAILOVER-1 --json
+        find run42 -name '*.root' -print0 | failover upload --files-from - -0 \\
+            --lfn-prefix /vo/user/a/alice/run42
     """
+    files = (*files, *_listed(files_from, null))
+    if not files:
+        raise click.UsageError("no files to upload: give FILES, or --files-from a list that names some")
     lfns = _lfns(files, lfn, lfn_prefix)
     defaults = workspace.upload_defaults
     dest, fail = _names(destinations), _names(failovers)
