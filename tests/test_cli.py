@@ -184,6 +184,44 @@ def test_upload_without_files_or_with_null_alone_exits_2(home: Path, args: list[
     assert message in result.stderr
 
 
+def test_a_database_that_fills_up_mid_upload_says_what_finishes_the_work(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workspace's disk fills (here: SQLite's page limit) while 600 files are uploaded."""
+    files = [str(item.local_path) for item in batch_files(tmp_path, 600)]
+    assert failover(home, "status").exit_code == 0  # the workspace, with its schema
+    with sqlite3.connect(home / "failover.db") as probe:
+        # Room for the first batch's 256 new uploads, not for their outcomes (between ~100 and ~185 pages).
+        limit = probe.execute("PRAGMA page_count").fetchone()[0] + 145
+    connect = sqlite3.connect
+
+    def connect_to_a_full_disk(path: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(path, *args, **kwargs)
+        if Path(path).name == "failover.db":
+            conn.execute(f"PRAGMA max_page_count = {limit}")
+        return conn
+
+    command = ["upload", *files, "--lfn-prefix", "/vo/full", "--jobs", "1", "--json"]
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite3, "connect", connect_to_a_full_disk)
+        result = failover(home, *command)
+
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("StoreUnavailable: ") and "database or disk is full" in line
+    assert "`failover resume` finishes the uploads left in flight" in line
+    env = open_workspace(home)
+    query = "SELECT COUNT(*) FROM machines WHERE state = 'Uploading'"
+    (in_flight,) = env.store.conn.execute(query).fetchone()
+    assert 0 < in_flight < 600
+    env.store.close()
+
+    assert failover(home, "resume").exit_code == 0
+    again = as_json(failover(home, *command))
+    assert [u["state"] for u in again["uploads"]] == ["Registered"] * 600
+    assert failover(home, "fsck").exit_code == 0
+
+
 def test_upload_lfn_names_a_single_file(home: Path, outputs: list[Path]) -> None:
     result = failover(home, "upload", *map(str, outputs), "--lfn", "/vo/a")
     assert result.exit_code == 2

@@ -38,6 +38,7 @@ from failover.environment import Environment
 from failover.errors import FailoverError, UploadFailed, UploadInterrupted
 from failover.parallel import BATCH_FILES, MAX_AUTO_JOBS, auto_jobs, upload_in_processes
 from failover.validation import parse_name_list
+from persistence.errors import StoreUnavailable
 from persistence.requests import RequestHeader
 
 if TYPE_CHECKING:
@@ -322,9 +323,16 @@ def upload(
     header = RequestHeader(uuid.uuid4().hex, "failover-upload", owner, group, "failover-cli")
     pairs = list(zip(files, lfns, strict=True))
     jobs = jobs or auto_jobs(len(pairs))
-    with stopping_on_signals() as stop, _progress(files, quiet=as_json) as progress:
-        outcomes = _upload_all(workspace, pairs, header, progress, jobs, stop.event, **where)
-    request_id = _commit(workspace.env, header)
+    try:
+        with stopping_on_signals() as stop, _progress(files, quiet=as_json) as progress:
+            outcomes = _upload_all(workspace, pairs, header, progress, jobs, stop.event, **where)
+        request_id = _commit(workspace.env, header)
+    except StoreUnavailable as err:
+        # The database went away mid-way (disk full, I/O error): say what becomes of the work done.
+        raise StoreUnavailable(
+            f"{err}; what was committed is kept: once the database can be written again, `failover resume` "
+            f"finishes the uploads left in flight and the same command uploads the rest"
+        ) from err
     if as_json:
         print_json({"uploads": [o.to_json() for o in outcomes], "request": request_id})
     else:
