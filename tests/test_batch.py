@@ -184,3 +184,15 @@ def test_a_crash_mid_batch_loses_nothing_and_copies_nothing_twice(tmp_path: Path
     assert fsck(env).ok, fsck(env).problems
     assert sorted(env.se("DEST").list_lfns()) == sorted(i.lfn for i in items)
     assert faults.calls[("DEST", "put")] <= 4, "a put already done is found, not repeated"
+
+
+def test_a_file_whose_name_is_not_utf8_is_refused_alone(tmp_path: Path, env: Environment) -> None:
+    """Its path could not be stored in the upload's record: refused up front, the batch goes on."""
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.root"
+    with open(raw, "wb") as written:
+        written.write(b"events")
+    good = batch_files(tmp_path, 2)
+    items = [good[0], BatchItem(os.fsdecode(raw), "/vo/batch/cafe.root"), good[1]]
+    outcomes = upload_many(env, items, destinations=["DEST"])
+    assert isinstance(outcomes[1], InvalidInput) and "not valid Unicode" in str(outcomes[1])
+    assert [getattr(outcomes[i], "state", None) for i in (0, 2)] == [UploadState.REGISTERED] * 2

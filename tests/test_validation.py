@@ -202,6 +202,26 @@ def test_local_file_that_is_a_fifo_is_invalid_and_not_opened(tmp_path: Path) -> 
         validate_local_file(fifo)
 
 
+@pytest.mark.parametrize(
+    ("char", "reason"),
+    [("\udce9", "'\\udce9' stands for the byte 0xe9 of a name not in UTF-8"), ("\ud800", "lone surrogate")],
+)
+def test_lfn_that_is_not_valid_unicode_says_so(char: str, reason: str) -> None:
+    """A file name in Latin-1 (``café`` as bytes) reaches Python with a stand-in for its byte 0xe9."""
+    with pytest.raises(InvalidInput, match="is not valid Unicode") as caught:
+        validate_lfn(f"/vo/user/caf{char}.root")
+    assert reason in str(caught.value)
+
+
+def test_local_file_whose_name_is_not_utf8_is_invalid_not_a_crash(tmp_path: Path) -> None:
+    """The upload's record is UTF-8 text: before, the file passed and the record's insert raised."""
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.root"
+    with open(raw, "wb") as written:
+        written.write(b"events")
+    with pytest.raises(InvalidInput, match=r"file name is not valid Unicode: b'.*caf\\xe9.root'.*byte 0xe9"):
+        validate_local_file(os.fsdecode(raw))
+
+
 def test_local_file_of_zero_size_is_invalid(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="zero size"):
         validate_local_file(_local_file(tmp_path, b""))

@@ -62,11 +62,20 @@ def _absolute_lfn_text(lfn: object) -> str:
     if not isinstance(lfn, str) or not lfn:
         raise InvalidInput(f"LFN must be a non-empty string, not {lfn!r}")
     bad = next((char for char in lfn if unicodedata.category(char) in _FORBIDDEN_CATEGORIES), None)
+    if bad is not None and unicodedata.category(bad) == "Cs":
+        raise InvalidInput(f"LFN {lfn!r} is not valid Unicode: {_not_unicode(bad)}", lfn=lfn)
     if bad is not None:
         raise InvalidInput(f"LFN {lfn!r} contains the control character {bad!r}", lfn=lfn)
     if not lfn.startswith("/"):
         raise InvalidInput(f"LFN {lfn!r} is not absolute: it must start with '/'", lfn=lfn)
     return lfn
+
+
+def _not_unicode(char: str) -> str:
+    """Say what a lone surrogate in a name stands for (Python's stand-in for an undecodable byte)."""
+    if 0xDC80 <= ord(char) <= 0xDCFF:
+        return f"{char!r} stands for the byte 0x{ord(char) - 0xDC00:02x} of a name not in UTF-8"
+    return f"{char!r} is a lone surrogate"
 
 
 def validate_local_file(path: str | os.PathLike[str]) -> tuple[Path, int]:
@@ -84,9 +93,17 @@ def validate_local_file(path: str | os.PathLike[str]) -> tuple[Path, int]:
         The absolute path and the file's size in bytes.
 
     Raises:
-        InvalidInput: no path given, or the file is missing, not a regular file, unreadable or empty.
+        InvalidInput: no path given, a path that is not valid Unicode, or the file is missing, not a
+            regular file, unreadable or empty.
     """
     local = _absolute_path(path)
+    bad = next((char for char in str(local) if unicodedata.category(char) == "Cs"), None)
+    if bad is not None:
+        # The upload's record is UTF-8 text: it could not hold the path to read the file again from.
+        raise InvalidInput(
+            f"Supplied file name is not valid Unicode: {os.fsencode(local)!r}: {_not_unicode(bad)} "
+            f"(rename the file to upload it)"
+        )
     info = _stat(local)
     if stat.S_ISDIR(info.st_mode):
         raise InvalidInput(f"Supplied file is a directory: {local}")
