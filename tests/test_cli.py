@@ -781,6 +781,36 @@ def test_the_console_script_runs_the_demo_in_under_30_seconds(tmp_path: Path) ->
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_looping_executor_logs_each_pass_with_the_time(
+    home: Path, failed_over: list[str], blocked: Path, jobs: str
+) -> None:
+    """Run as a service, it says what it did: the pass that took request 1, with the time, on stderr."""
+    blocked.unlink()
+    env = {**os.environ, "FAILOVER_HOME": str(home)}
+    command = [sys.executable, "-m", "failover.cli", "executor", "--loop", "--poll", "0.1", "--jobs", jobs]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        deadline = time.monotonic() + 30
+        while _request_status(home, 1) != "Done" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # A stop ends the pass at hand, whose line is written all the same.
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}"
+    passes = [line for line in stderr.splitlines() if "taken" in line]
+    assert len(passes) == 1, stderr
+    assert re.fullmatch(rf"{stamp} failover\.executor: executor-\S+: 1 request taken, left Done 1", passes[0])
+
+
+def _request_status(home: Path, request_id: int) -> str | None:
+    with contextlib.closing(sqlite3.connect(home / "failover.db")) as conn:
+        row = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
 @pytest.mark.parametrize(
     ("jobs", "banner"), [("1", "polling every 0.1 s"), ("2", "2 executors polling every 0.1 s")]
 )

@@ -6,6 +6,7 @@ errors fail at once, and every attempt's error is kept. Time is frozen: nothing 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -157,6 +158,40 @@ def test_last_attempt_fails_the_file_with_its_last_error_and_the_suffix(
     assert [str(op.status) for op in request.operations] == ["Failed", "Queued"]
     assert _lease(client_env, request_id) == ("Failed", None, None)
     assert Executor(client_env, policy).run_once() == 0
+
+
+def test_each_try_and_each_pass_is_logged_for_an_operator(
+    client_env: Environment,
+    injector: FaultInjector,
+    failed_over: FailedOver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What ``failover executor --loop`` shows: each retry with its time, the end, each pass's requests."""
+    policy = ExecutorPolicy(max_attempts=2, backoff_base=60.0, jitter=0.0)
+    caplog.set_level(logging.INFO, logger="failover.executor")
+    with freeze_time(T0) as frozen:
+        request_id = failed_over(LFN)
+        injector.inject("SE-A", Fault.STORAGE_UNAVAILABLE, times=None)
+        executor = Executor(client_env, policy, name="logger")
+        assert executor.run_once() == 1
+        frozen.move_to(T0 + timedelta(seconds=60))
+        assert executor.run_once() == 1
+    lines = [(record.levelname, record.getMessage()) for record in caplog.records]
+    reason = UNREACHABLE.partition(": ")[2]
+    assert lines == [
+        (
+            "INFO",
+            f"ReplicateAndRegister of {LFN} failed (attempt 1 of 2), tried again after "
+            f"2030-01-01T12:01:00+00:00: {reason}",
+        ),
+        ("INFO", "logger: 1 request taken, left Waiting 1"),
+        (
+            "WARNING",
+            f"ReplicateAndRegister of {LFN} failed for good after 2 attempts: {reason}",
+        ),
+        ("INFO", "logger: 1 request taken, left Failed 1"),
+    ]
+    assert _file(client_env, request_id).status is FileStatus.Failed
 
 
 def test_every_attempt_keeps_its_own_error(

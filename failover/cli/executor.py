@@ -6,6 +6,7 @@ Running and steering the work: ``failover executor`` (:class:`~failover.Executor
 
 from __future__ import annotations
 
+import logging
 import signal
 
 import click
@@ -60,7 +61,8 @@ def executor(
     Several executors may run at once: each request is taken under a lease. With --jobs N, this
     command runs N of them in worker processes, to use N CPUs. Retries and backoff follow the
     configuration's [executor] table. Ctrl-C or SIGTERM stops it after the current file and puts its
-    requests back, for the next run to take at once.
+    requests back, for the next run to take at once. With --loop, each pass that took requests, each
+    retry scheduled and each file failed for good is logged on stderr with the time.
 
     \b
     Example:
@@ -68,6 +70,8 @@ def executor(
         failover executor --once --jobs 4
         failover executor --loop --poll 5
     """
+    if mode == "loop":
+        _log_each_pass()
     if jobs > 1:
         _run_in_processes(workspace, as_json, mode, poll, name or new_executor_name(), jobs)
         return
@@ -84,6 +88,17 @@ def executor(
         taken = runner.run_once()
     _report(as_json, runner.name, taken, jobs)
     stop.exit_if_stopped("the requests not finished are put back; run again to go on")
+
+
+def _log_each_pass() -> None:
+    """
+    ``--loop`` runs as a service: what each pass did and each retry scheduled are logged on stderr, with
+    the time (workers forked later inherit this).
+    """
+    logging.getLogger("failover.executor").setLevel(logging.INFO)
+    formatter = logging.Formatter("%(asctime)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
 
 
 def _run_in_processes(

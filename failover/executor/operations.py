@@ -109,8 +109,18 @@ def failure_outcome(
         log.warning("%s of %s failed for good: %s", op.type, file.lfn, err)
         return FileOutcome(file, FileStatus.Failed, attempt, errors[-1], errors)
     if attempt >= policy.max_attempts:
+        log.warning("%s of %s failed for good after %d attempts: %s", op.type, file.lfn, attempt, err)
         return FileOutcome(file, FileStatus.Failed, attempt, f"{errors[-1]} {MAX_ATTEMPTS_SUFFIX}", errors)
     retry_at = env.clock() + timedelta(seconds=policy.delay(attempt, rng))
+    log.info(
+        "%s of %s failed (attempt %d of %d), tried again after %s: %s",
+        op.type,
+        file.lfn,
+        attempt,
+        policy.max_attempts,
+        retry_at.isoformat(timespec="seconds"),
+        err,
+    )
     return FileOutcome(file, FileStatus.Waiting, attempt, errors[-1], errors, retry_at=retry_at)
 
 

@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from types import FrameType
@@ -95,11 +96,16 @@ class Executor:
         """
         taken = 0
         unfinished: list[int] = []
+        left_in: Counter[str] = Counter()
         while not self.stopping.is_set() and (leases := self.take_many(exclude=unfinished)):
             taken += len(leases)
             for lease, status in self.process_many(leases):
+                left_in[str(status)] += 1
                 if not status.is_final:
                     unfinished.append(lease.request_id)
+        if taken:
+            counts = ", ".join(f"{status} {count}" for status, count in sorted(left_in.items()))
+            log.info("%s: %d request%s taken, left %s", self.name, taken, "s" if taken != 1 else "", counts)
         return taken
 
     def take_many(self, exclude: Collection[int] = (), limit: int | None = None) -> list[Lease]:
@@ -170,7 +176,8 @@ class Executor:
             return
 
         def stop(signum: int, frame: FrameType | None) -> None:
-            log.info("%s: signal %d, stopping after the current file", self.name, signum)
+            if not self.stopping.is_set():  # a worker hears its group's signal and its parent's
+                log.info("%s: signal %d, stopping after the current file", self.name, signum)
             self.stopping.set()
 
         signal.signal(signal.SIGTERM, stop)
