@@ -258,6 +258,8 @@ def test_failed_over_uploads_end_cleaned_after_the_executor_runs(
     fsck = failover(home, "fsck")
     assert fsck.exit_code == 0, fsck.output
     assert "ok" in fsck.stdout
+    quick = failover(home, "fsck", "--quick")
+    assert quick.exit_code == 0 and quick.stdout.rstrip().endswith(", 2 replicas by size: ok"), quick.output
 
 
 def test_upload_in_worker_processes_reports_each_file_in_place(

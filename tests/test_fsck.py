@@ -14,6 +14,7 @@ import pytest
 
 from failover import Environment, Executor, fsck, open_workspace, resume, upload
 from failover.catalog import FileEntry, Replica
+from failover.storage import StorageElement
 from failover.testing import Fault, FaultInjector
 from failover.uploads import plan_upload
 from persistence.requests import RequestHeader
@@ -170,6 +171,30 @@ def test_each_violation_is_found_and_named(env: Environment, tmp_path: Path, bre
     breaking(env, tmp_path)
     report = fsck(env)
     assert {problem.code for problem in report.problems} == codes, report.problems
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_a_quick_check_finds_the_same_except_bytes_changed_in_place(
+    env: Environment, tmp_path: Path, breakage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``read=False`` (``fsck --quick``) reads no replica back: only a same-size rewrite goes unseen."""
+    breaking, codes = BREAKAGES[breakage]
+    breaking(env, tmp_path)
+    monkeypatch.setattr(StorageElement, "_read_checksum", _no_read)
+    report = fsck(env, read=False)
+    same_size = breakage == "replica of the same size, other bytes"
+    assert {problem.code for problem in report.problems} == (set() if same_size else codes), report.problems
+
+
+def _no_read(*args: object, **kwargs: object) -> str:
+    raise AssertionError("a quick check read a replica back")
+
+
+def test_a_quick_check_counts_the_replicas_it_compared_by_size(env: Environment) -> None:
+    quick, full = fsck(env, read=False), fsck(env)
+    # Two final replicas at DEST, whose local disk reports no checksum.
+    assert quick.checked == {**full.checked, "replicas_by_size": 2}
+    assert "replicas_by_size" not in full.checked
 
 
 def test_a_replica_that_differs_says_how(env: Environment) -> None:
