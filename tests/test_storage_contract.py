@@ -195,7 +195,7 @@ def test_local_file_is_only_read(se: StorageElement, tmp_path: Path) -> None:
 
 
 def test_missing_local_file_is_source_missing(se: StorageElement, tmp_path: Path) -> None:
-    with pytest.raises(SourceMissing):
+    with pytest.raises(SourceMissing, match=r"absent\.root does not exist \(removed since the upload"):
         se.put(tmp_path / "absent.root", LFN)
     assert_clean(se, LFN)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from failover.checksum import ChecksumType, MultiChecksum, same_checksum
-from failover.errors import SourceChanged
+from failover.errors import SourceChanged, SourceMissing
 from failover.storage.errors import map_storage_errors
 from failover.storage.transfer import Source
 
@@ -55,7 +55,11 @@ def local_file_source(
         SourceChanged: the file's size is not ``expected_size``.
     """
     with map_storage_errors(se, lfn):
-        before = os.stat(local_path)
+        try:
+            before = os.stat(local_path)
+        except FileNotFoundError:
+            gone = f"{os.fspath(local_path)} does not exist (removed since the upload checked it?)"
+            raise SourceMissing(gone, se=se, lfn=lfn) from None
     if expected_size is not None and before.st_size != expected_size:
         raise SourceChanged(
             f"{os.fspath(local_path)} holds {before.st_size:,} bytes, {expected_size:,} when the upload "
