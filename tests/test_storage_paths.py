@@ -193,7 +193,16 @@ def test_plain_local_roots_are_those_fsspec_gives(path: str, scheme: str) -> Non
         assert ours == url_to_fs(url)[1]
         assert LocalBackend().url_of(ours + "/x") == LocalFileSystem().unstrip_protocol(ours + "/x")
     else:
-        assert not (url.removeprefix("file://").startswith("/") and "::" not in url)
+        path = url.removeprefix("file://")
+        assert not (path.startswith("/") and "::" not in url and "://" not in path)
+
+
+def test_a_path_with_a_protocol_separator_is_left_to_fsspec() -> None:
+    """fsspec reads ``/_://`` as the protocol ``/_`` (found by the property test above)."""
+    assert plain_local_root("/_://") is None
+    assert plain_local_root("file:///data/x://y") is None
+    with pytest.raises(InvalidInput, match="unknown storage protocol '/_'"):
+        StorageElement("SE-A", "/_://")
 
 
 def test_a_local_se_made_without_fsspec_has_fsspecs_root_and_filesystem(tmp_path: Path) -> None:

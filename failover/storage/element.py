@@ -53,7 +53,8 @@ def plain_local_root(url: str) -> str | None:
     0.03 to 0.05 s of its start.
     """
     path = url.removeprefix("file://")
-    if "::" in url or not path.startswith("/"):
+    # fsspec reads what comes before any "://" as a protocol ("/a://b" is protocol "/a"), so must we.
+    if "::" in url or "://" in path or not path.startswith("/"):
         return None
     return path.rstrip("/") or "/"
 
