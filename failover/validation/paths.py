@@ -97,13 +97,7 @@ def validate_local_file(path: str | os.PathLike[str]) -> tuple[Path, int]:
             regular file, unreadable or empty.
     """
     local = _absolute_path(path)
-    bad = next((char for char in str(local) if unicodedata.category(char) == "Cs"), None)
-    if bad is not None:
-        # The upload's record is UTF-8 text: it could not hold the path to read the file again from.
-        raise InvalidInput(
-            f"Supplied file name is not valid Unicode: {os.fsencode(local)!r}: {_not_unicode(bad)} "
-            f"(rename the file to upload it)"
-        )
+    _check_unicode(local)
     info = _stat(local)
     if stat.S_ISDIR(info.st_mode):
         raise InvalidInput(f"Supplied file is a directory: {local}")
@@ -113,6 +107,20 @@ def validate_local_file(path: str | os.PathLike[str]) -> tuple[Path, int]:
     if info.st_size == 0:
         raise InvalidInput(f"Supplied file is zero size: {local}")
     return local, info.st_size
+
+
+def _check_unicode(local: Path) -> None:
+    # The upload's record is UTF-8 text: it could not hold the path to read the file again from.
+    text = str(local)
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"Supplied file name is not valid Unicode: {os.fsencode(local)!r}: "
+            f"{_not_unicode(text[exc.start])} (rename the file to upload it)"
+        ) from None
 
 
 def _absolute_path(path: object) -> Path:
