@@ -6,21 +6,22 @@ verified, fsync-ed, as always), the landed files are registered with one catalog
 and every outcome is fired in one transaction. Nothing is acknowledged before its commit, and every step
 is idempotent, so a crash anywhere leaves machines in Uploading that :func:`resume` finishes without a
 second copy. A file whose put fails is recorded with the batch's other failures, and goes on to its next
-SE in the next round, still in batch. A file that must wait before its next try, has no SE left, meets a
-catalog's refusal or already has an upload takes the one-file path (:func:`~failover.driver.drive_upload`)
-instead; so does an upload that another process created or moved on meanwhile (the same LFN uploaded twice
-at once), which then reports where that upload is.
+SE in the next round, still in batch; files that must wait before trying their SE again (``retry_upload``)
+wait together. A file that has no SE left, meets a catalog's refusal or has an upload that is not in
+Uploading any more takes the one-file path (:func:`~failover.driver.drive_upload`) instead; so does an
+upload that another process created or moved on meanwhile (the same LFN uploaded twice at once), which
+then reports where that upload is.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from failover.driver import drive_upload, landed_event, put_files, register_put
 from failover.environment import Environment
@@ -28,6 +29,7 @@ from failover.errors import FailoverError, InvalidInput, TransientError, UploadI
 from failover.registration import precheck_catalogs
 from failover.storage import PutResult
 from failover.uploads import UploadNames, UploadResult, check_names, plan_upload, result_of
+from fsm.clock import parse_time
 from fsm.crashpoints import crash_point
 from persistence.errors import AlreadyExists
 from persistence.requests import RequestHeader
@@ -38,9 +40,28 @@ from states.uploading import failure_trigger, outcome_trigger
 
 log = logging.getLogger("failover")
 
-__all__ = ["BatchItem", "drive_many", "left_in_flight", "not_started", "upload_many"]
+__all__ = [
+    "BatchItem",
+    "StopFlag",
+    "drive_many",
+    "left_in_flight",
+    "left_waiting",
+    "not_started",
+    "upload_many",
+]
+
+#: The longest slice of a retry wait when a stop event may cut it short.
+_WAIT_SLICE_S = 0.2
 
 Outcome = UploadResult | FailoverError
+
+
+class StopFlag(Protocol):
+    """What tells a long call to stop early: a ``threading.Event``, or a ``multiprocessing`` one."""
+
+    def is_set(self) -> bool:
+        """Whether to stop."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +86,7 @@ def upload_many(
     request: RequestHeader | None = None,
     batch_size: int = 256,
     on_result: Callable[[BatchItem, Outcome], None] | None = None,
-    stopping: threading.Event | None = None,
+    stopping: StopFlag | None = None,
     **options: Any,
 ) -> list[Outcome]:
     """
@@ -86,7 +107,7 @@ def upload_many(
         if stopping is not None and stopping.is_set():
             done = [not_started(item) for item in chunk]
         else:
-            done = _upload_chunk(env, chunk, header, options, names)
+            done = _upload_chunk(env, chunk, header, options, names, stopping)
         for item, outcome in zip(chunk, done, strict=True):
             outcomes.append(outcome)
             if on_result is not None:
@@ -118,9 +139,10 @@ def _upload_chunk(
     request: RequestHeader,
     options: dict[str, Any],
     names: UploadNames | None,
+    stopping: StopFlag | None,
 ) -> list[Outcome]:
     while True:
-        outcomes, fresh, slow = _plan_chunk(env, chunk, request, options, names)
+        outcomes, fresh, existing = _plan_chunk(env, chunk, request, options, names)
         try:
             created = _create_all(env, fresh.values())
         except AlreadyExists:
@@ -128,8 +150,10 @@ def _upload_chunk(
             # twice at once). Nothing was created: plan again, and that LFN's upload is one to continue.
             continue
         break
-    machines = {index: machine_id for index, (machine_id, _) in fresh.items()}
-    _drive_chunk(env, machines, slow, outcomes, known=created)
+    # The uploads this call continues (an earlier call was stopped, say) go in the rounds too: one still
+    # in Uploading goes on with the others, any other takes the one-file path, which reports it.
+    machines = {index: machine_id for index, (machine_id, _) in fresh.items()} | dict(existing)
+    _drive_chunk(env, machines, [], outcomes, known=created, stopping=stopping)
     return [outcomes[index] for index in range(len(chunk))]
 
 
@@ -170,19 +194,20 @@ def drive_many(
     machine_ids: Sequence[str],
     *,
     batch_size: int = 256,
-    stopping: threading.Event | None = None,
+    stopping: StopFlag | None = None,
 ) -> list[Outcome]:
     """
     Move existing uploads on until each leaves Uploading, a batch at a time (what :func:`resume` uses).
 
-    The same fast path as :func:`upload_many` for uploads whose current SE can be tried at once: puts
-    one by one, one catalog transaction per catalog and one transaction for every outcome per batch.
-    Any other upload (a retry delay to wait for, no SE left, a catalog refusal, a failed put) is driven
-    by :func:`~failover.driver.drive_upload`, as it would be alone.
+    The same rounds as :func:`upload_many`: the batch's puts to one SE together, one catalog transaction
+    per catalog and one transaction for the outcomes per round, the failed puts recorded together, and
+    the uploads that must wait before their next try waited for together. Any other upload (no SE left, a
+    catalog refusal) is driven by :func:`~failover.driver.drive_upload`, as it would be alone.
 
     Args:
         stopping: once set, the batch being driven is finished and the uploads after it are left as they
-            are (in flight): each ends with :func:`left_in_flight`.
+            are (in flight): each ends with :func:`left_in_flight`. A wait for a retry is cut short, and
+            the uploads waiting are left in flight too (:func:`left_waiting`).
 
     Returns:
         For each machine id in order, its :class:`UploadResult` or the error that stopped it.
@@ -194,7 +219,7 @@ def drive_many(
             outcomes.extend(left_in_flight(machine_id) for machine_id in chunk)
             continue
         found: dict[int, Outcome] = {}
-        _drive_chunk(env, dict(enumerate(chunk)), [], found)
+        _drive_chunk(env, dict(enumerate(chunk)), [], found, stopping=stopping)
         outcomes.extend(found[index] for index in range(len(chunk)))
     return outcomes
 
@@ -215,19 +240,25 @@ def _drive_chunk(
     outcomes: dict[int, Outcome],
     *,
     known: Mapping[str, MachineRow] | None = None,
+    stopping: StopFlag | None = None,
 ) -> None:
     """
     Drive ``machines`` (by index) in rounds of the fast path, then ``slow`` one by one. ``known`` holds
     rows just created, by machine id (the others are loaded).
 
-    In a round, each upload whose current SE can be tried at once is put there; the landed files are
-    registered and recorded together, and the failed puts are recorded together too. An upload with
-    another SE to try at once takes the next round: with its destination down, a batch goes to the
-    failover SE as a batch, not file by file.
+    In a round, each upload whose current SE can be tried is put there; the landed files are registered
+    and recorded together, and the failed puts are recorded together too. An upload with another try
+    left takes the next round: with its destination down, a batch goes to the failover SE as a batch,
+    not file by file; with ``retry_upload``, the uploads that must wait before trying their one SE again
+    wait together, once, not one after the other (a batch of 256 files waits the 370 s of DIRAC's
+    schedule once, not 256 times). ``stopping`` cuts such a wait short: the uploads waiting are left in
+    flight, their outcome :func:`left_waiting`.
     """
     rows_known: Mapping[str, MachineRow] = known or {}
     pending = dict(machines)
     while pending:
+        rows_known = _loaded(env, pending, rows_known)
+        pending = _after_waits(env, pending, rows_known, outcomes, stopping)
         landed, failed = _put_all(env, pending, slow, rows_known)
         rows = _record_landed(env, landed)
         rows_known = _record_failures(env, failed)
@@ -245,6 +276,75 @@ def _drive_chunk(
         pending = next_round
     for index, machine_id in slow:
         outcomes[index] = _drive(env, machine_id)
+
+
+def _loaded(
+    env: Environment, pending: Mapping[int, str], known: Mapping[str, MachineRow]
+) -> dict[str, MachineRow]:
+    """``known`` with the rows of the pending uploads it lacks, loaded at once."""
+    missing = [machine_id for machine_id in pending.values() if machine_id not in known]
+    return {**known, **env.uploads.load_many(missing)} if missing else dict(known)
+
+
+def _retry_time(row: MachineRow) -> datetime | None:
+    """When an upload in Uploading may try its SE again, if it must wait for that."""
+    when = row.data["next_attempt_at"] if row.state == UploadState.UPLOADING else None
+    return None if when is None else parse_time(when)
+
+
+def _after_waits(
+    env: Environment,
+    pending: Mapping[int, str],
+    rows: Mapping[str, MachineRow],
+    outcomes: dict[int, Outcome],
+    stopping: StopFlag | None,
+) -> dict[int, str]:
+    """
+    Wait until every pending upload that must wait before its next try may try again (the latest of
+    their times: uploads that failed together are due a moment apart); return the uploads to put now.
+    Stopped during the wait, the uploads waiting are left in flight (their outcome set here).
+    """
+    times = {
+        index: when for index, mid in pending.items() if mid in rows and (when := _retry_time(rows[mid]))
+    }
+    if not times or _sleep_until(env, max(times.values()), stopping):
+        return dict(pending)
+    for index in times:
+        outcomes[index] = left_waiting(rows[pending[index]])
+    return {index: machine_id for index, machine_id in pending.items() if index not in times}
+
+
+def _sleep_until(env: Environment, when: datetime, stopping: StopFlag | None) -> bool:
+    """
+    Sleep with the environment's sleeper until ``when``; False if ``stopping`` was set meanwhile. With a
+    stop event, the sleep goes in short slices (the sleeper, injected by tests, may not be interruptible).
+    """
+    delay = (when - env.clock()).total_seconds()
+    if delay <= 0:
+        return True
+    if stopping is None:
+        env.sleeper(delay)
+        return True
+    slept = 0.0
+    while slept < delay:
+        if stopping.is_set():
+            return False
+        step = min(_WAIT_SLICE_S, delay - slept)
+        env.sleeper(step)
+        slept += step
+    return True
+
+
+def left_waiting(row: MachineRow) -> UploadInterrupted:
+    """The outcome of an upload stopped while it waited to try its SE again: left in flight."""
+    data = row.data
+    se = (current_candidate(data) or {}).get("se", "its SE")
+    return UploadInterrupted(
+        f"{data['local_path']} was not uploaded yet: the upload was stopped while it waited to try {se} "
+        f"again at {data['next_attempt_at']}; it is left in flight, and the same upload run again (or "
+        "`failover resume`) continues it",
+        lfn=data["lfn"],
+    )
 
 
 def _create_all(env: Environment, plans: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, MachineRow]:
@@ -267,16 +367,16 @@ def _put_all(
     Returns the landed files, and the failed puts (with the SE tried and the error) for the caller to
     record.
 
-    The fast path is for an upload in Uploading with an SE left to try and no retry delay to wait for.
-    Before its first put, the catalogs are asked whether they would refuse it (a refusal takes the
-    one-file path, which records it). The files going to one SE are put together
+    The fast path is for an upload in Uploading with an SE left to try (any retry delay was waited for,
+    by :func:`_after_waits`). Before its first put, the catalogs are asked whether they would refuse it
+    (a refusal takes the one-file path, which records it). The files going to one SE are put together
     (:meth:`~failover.storage.StorageElement.put_many`).
     """
     ready: list[tuple[int, MachineRow, Mapping[str, Any]]] = []
     for index, machine_id in machines.items():
         row = known.get(machine_id) or env.uploads.load(machine_id)
         candidate = current_candidate(row.data)
-        if row.state != UploadState.UPLOADING or row.data["next_attempt_at"] is not None or candidate is None:
+        if row.state != UploadState.UPLOADING or candidate is None:
             slow.append((index, machine_id))
             continue
         if not row.data["attempts"]:

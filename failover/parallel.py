@@ -18,9 +18,9 @@ If a worker dies (killed, or out of memory), the files of the batches handed out
 :func:`~failover.resume.resume`, and the same upload run again continues or reports every file.
 
 To stop early (a Ctrl-C, a batch system's SIGTERM), the caller sets the ``stopping`` event it passed:
-the batches being uploaded are finished, the others are not handed out, and their files end as
-:func:`~failover.batch.not_started`. The workers ignore SIGINT and SIGTERM themselves, and a worker
-whose caller is gone ends after its batch.
+the batches being uploaded are finished (a wait before a retry is cut short: those uploads are left in
+flight), the others are not handed out, and their files end as :func:`~failover.batch.not_started`.
+The workers ignore SIGINT and SIGTERM themselves, and a worker whose caller is gone ends after its batch.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
 
-from failover.batch import BatchItem, Outcome, not_started, upload_many
+from failover.batch import BatchItem, Outcome, StopFlag, not_started, upload_many
 from failover.environment import Environment
 from failover.errors import UploadInterrupted
 from persistence.requests import RequestHeader
@@ -55,6 +55,8 @@ MAX_AUTO_JOBS = 4
 _POLL_S = 0.2
 
 _worker_env: Environment | None = None
+#: In a worker: set by the caller's stop.
+_worker_stop: StopFlag | None = None
 #: Held by a worker while it uploads a batch.
 _in_batch = threading.Lock()
 
@@ -108,14 +110,18 @@ def _upload_batch(
     request: RequestHeader,
     options: dict[str, Any],
 ) -> list[tuple[int, Outcome]]:
-    """A worker's task: open this process's environment on first use, then upload one batch."""
+    """
+    A worker's task: open this process's environment on first use, then upload one batch (a stop of the
+    caller cuts its retry waits short: see :func:`~failover.batch.upload_many`).
+    """
     global _worker_env
     with _in_batch:
         if _worker_env is None:
             _worker_env = open_env()
             Finalize(None, _worker_env.close, exitpriority=10)
+        items = [item for _, item in batch]
         outcomes = upload_many(
-            _worker_env, [item for _, item in batch], request=request, batch_size=len(batch), **options
+            _worker_env, items, request=request, batch_size=len(batch), stopping=_worker_stop, **options
         )
     return [(index, outcome) for (index, _), outcome in zip(batch, outcomes, strict=True)]
 
@@ -179,7 +185,12 @@ def upload_in_processes(
     running: dict[Future[list[tuple[int, Outcome]]], list[tuple[int, BatchItem]]] = {}
     # Set when the caller stops us, a worker dies (the pool takes no more work then) or an error ends it.
     halt = threading.Event()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker) as pool:
+    # Seen by the workers: a stop cuts short the retry waits of the batches they are uploading.
+    workers_stop = context.Event()
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(workers_stop,)
+    )
+    with pool:
 
         def hand_out() -> None:
             # One batch ahead of the workers, no more: a batch not handed out is one a stop can keep back.
@@ -200,6 +211,8 @@ def upload_in_processes(
                 for future in finished:
                     if not _record(future, running.pop(future), items, outcomes, on_batch):
                         halt.set()
+                if stopping.is_set():
+                    workers_stop.set()
                 if halt.is_set() or stopping.is_set():
                     for future in [f for f in running if f.cancel()]:
                         running.pop(future)
@@ -237,13 +250,15 @@ def _record(
     return alive
 
 
-def _start_worker() -> None:
+def _start_worker(stop: StopFlag) -> None:
     """
     In a worker, first: SIGINT and SIGTERM are for the calling process to act on (see
-    :func:`upload_in_processes`); and a worker whose caller is gone (killed, say) ends once its batch is
-    done, rather than wait for batches forever (the pool's queue never closes: the worker holds its
-    writing end too).
+    :func:`upload_in_processes`), which passes a stop on through ``stop``; and a worker whose caller is
+    gone (killed, say) ends once its batch is done, rather than wait for batches forever (the pool's
+    queue never closes: the worker holds its writing end too).
     """
+    global _worker_stop
+    _worker_stop = stop
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     caller = multiprocessing.parent_process()

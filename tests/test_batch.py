@@ -107,8 +107,10 @@ def test_a_failing_first_se_sends_the_batch_to_the_failover_se_as_a_batch(
     assert fsck(wrapped).ok
 
 
-def test_an_upload_whose_next_se_must_wait_takes_the_one_file_path(tmp_path: Path, env: Environment) -> None:
-    """With retryUpload and one SE, a transient failure waits: that file leaves the batch, and waits."""
+def test_an_upload_whose_next_try_must_wait_waits_then_tries_in_the_next_round(
+    tmp_path: Path, env: Environment
+) -> None:
+    """With retryUpload and one SE, a transient failure waits (once), then the file is put again."""
     faults = FaultInjector()
     faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=1)
     sleeps: list[float] = []
@@ -118,6 +120,66 @@ def test_an_upload_whose_next_se_must_wait_takes_the_one_file_path(tmp_path: Pat
     )
     assert {r.state for r in results} == {UploadState.REGISTERED}  # type: ignore[union-attr]
     assert faults.calls[("DEST", "put")] == 3 and len(sleeps) == 1
+
+
+def test_files_that_must_wait_before_trying_again_wait_together(tmp_path: Path, env: Environment) -> None:
+    """
+    Their SE down, 20 files with retryUpload wait DIRAC's 10, 60 and 300 s once, together: before, each
+    file went through its whole schedule after the one before it (256 files: over a day).
+    """
+    faults = FaultInjector()
+    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
+    sleeps: list[float] = []
+    wrapped = dataclasses.replace(faults.wrap(env), sleeper=sleeps.append)
+    results = upload_many(wrapped, batch_files(tmp_path, 20), destinations=["DEST"], retry_upload=True)
+    assert all(isinstance(r, UploadFailed) for r in results)
+    assert faults.calls[("DEST", "put")] == 20 * 4
+    assert sleeps == pytest.approx([10, 60, 300], abs=1)
+    assert {env.uploads.load(i.lfn).data["attempts"]["DEST"] for i in batch_files(tmp_path, 20)} == {4}
+
+
+def test_a_stop_during_a_retry_wait_leaves_the_files_in_flight_for_the_same_call_again(
+    tmp_path: Path, env: Environment
+) -> None:
+    """Ctrl-C while the batch waits 300 s: it stops at once; called again, the uploads go on from there."""
+    faults = FaultInjector()
+    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
+    stopping = threading.Event()
+    sleeps: list[float] = []
+
+    def sleeper(seconds: float) -> None:
+        sleeps.append(seconds)
+        stopping.set()  # the signal arrives during the first slice of the wait
+
+    wrapped = dataclasses.replace(faults.wrap(env), sleeper=sleeper)
+    items = batch_files(tmp_path, 3)
+    stopped = upload_many(wrapped, items, destinations=["DEST"], retry_upload=True, stopping=stopping)
+    assert all(isinstance(r, UploadInterrupted) and "left in flight" in str(r) for r in stopped)
+    assert len(sleeps) == 1 and sleeps[0] <= 0.2
+    assert {env.uploads.load(item.lfn).state for item in items} == {UploadState.UPLOADING}
+
+    faults.clear()
+    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=3)  # one more failed try each, then it is back
+    again = dataclasses.replace(faults.wrap(env), sleeper=lambda seconds: None)
+    results = upload_many(again, items, destinations=["DEST"], retry_upload=True)
+    assert {r.state for r in results} == {UploadState.REGISTERED}  # type: ignore[union-attr]
+    assert {env.uploads.load(i.lfn).data["attempts"]["DEST"] for i in items} == {2}
+    assert fsck(env).ok
+
+
+def test_resume_waits_once_for_the_uploads_left_waiting(tmp_path: Path, env: Environment) -> None:
+    faults = FaultInjector()
+    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
+    stopping = threading.Event()
+    stopped = dataclasses.replace(faults.wrap(env), sleeper=lambda seconds: stopping.set())
+    items = batch_files(tmp_path, 5)
+    upload_many(stopped, items, destinations=["DEST"], retry_upload=True, stopping=stopping)
+    sleeps: list[float] = []
+
+    report = resume(dataclasses.replace(faults.wrap(env), sleeper=sleeps.append))
+
+    assert sorted(report.failed) == sorted(item.lfn for item in items)
+    assert sleeps == pytest.approx([10, 60, 300], abs=1)
 
 
 def test_total_failure_is_reported_per_file(tmp_path: Path, env: Environment) -> None:

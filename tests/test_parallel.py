@@ -20,6 +20,7 @@ from failover import Environment, UploadInterrupted, UploadResult, fsck, open_wo
 from failover.batch import BatchItem
 from failover.errors import InvalidInput
 from failover.parallel import auto_jobs, cpu_quota, upload_in_processes, usable_cpus
+from failover.testing import Fault, FaultInjector
 from fsm.crashpoints import CRASH_AT
 from persistence.requests import RequestHeader
 from states import UploadState
@@ -217,6 +218,38 @@ def test_a_stop_hands_out_no_more_batches_and_the_running_ones_finish(tmp_path: 
     env = open_workspace(home, ses=SES)
     assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (len(uploaded),)
     assert fsck(env).ok
+
+
+def _open_with_dest_down(home: Path) -> Environment:
+    """The workers' opener: DEST is unreachable from them, for good."""
+    faults = FaultInjector()
+    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
+    return faults.wrap(open_workspace(home, ses=SES))
+
+
+def test_a_stop_cuts_short_the_retry_waits_of_the_workers(tmp_path: Path, home: Path) -> None:
+    """
+    With retryUpload, the workers' batches wait 10 s before trying DEST again: a stop (Ctrl-C) reaches
+    them, they end their wait at once, and the files are left in flight for the same call again.
+    """
+    items = batch_files(tmp_path, 4, lfn_dir="/vo/waiting")
+    stopping = threading.Event()
+    stopper = threading.Timer(1.0, stopping.set)
+    stopper.start()
+    results = upload_in_processes(
+        functools.partial(_open_with_dest_down, home),
+        items,
+        jobs=2,
+        batch_size=2,
+        request=RequestHeader("waiting"),
+        destinations=["DEST"],
+        retry_upload=True,
+        stopping=stopping,
+    )
+    # Sat out, the waits (10, 60, 300 s) would end with every file failed, not left in flight.
+    assert all(isinstance(r, UploadInterrupted) and "left in flight" in str(r) for r in results), results
+    env = open_workspace(home, ses=SES)
+    assert {env.uploads.load(item.lfn).state for item in items} == {UploadState.UPLOADING}
 
 
 _ORPHANING_PARENT = """

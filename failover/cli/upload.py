@@ -286,9 +286,11 @@ def upload(
 
     Prints each file's LFN, state, SE and whether its registration was deferred (past 100 files, as
     aligned plain text), then the count of files by state. Exit status 1 if any file failed (the
-    others are still uploaded). Ctrl-C or SIGTERM stops it cleanly: the files being uploaded are
-    finished and reported, the others are left alone (Interrupted) for the same command to upload
-    again; exit status 130 or 143. A second signal aborts at once (`failover resume` finishes).
+    others are still uploaded). With --retry-upload, the files that must wait before trying their SE
+    again wait together. Ctrl-C or SIGTERM stops it cleanly: the files being uploaded are finished and
+    reported (a wait for a retry is cut short), the others are left alone (Interrupted) for the same
+    command to upload again; exit status 130 or 143. A second signal aborts at once (`failover resume`
+    finishes).
     Without --dest and --failover, the configuration's upload defaults are used (the embedded
     default: LOCAL-DISK, then FAILOVER-DISK).
 
