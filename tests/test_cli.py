@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import doctest
 import json
 import os
@@ -15,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,11 @@ from click.testing import CliRunner, Result
 from rich.cells import cell_len
 
 from failover import parallel
+from failover.batch import BatchItem, upload_many
 from failover.cli import app, cli
 from failover.cli import requests as requests_cli
+from failover.errors import UploadInterrupted
+from failover.testing import Fault, FaultInjector
 from failover.uploads import plan_upload
 from failover.workspace import open_workspace
 from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
@@ -325,6 +330,23 @@ def test_status_of_one_lfn_gives_attempts_failures_and_operations(home: Path, fa
     ]
     table = failover(home, "status", failed_over[0])
     assert "failed attempts: LOCAL-DISK 1" in table.stdout
+
+
+def test_status_of_an_upload_waiting_to_try_again_says_when(home: Path, outputs: list[Path]) -> None:
+    """Stopped while it waited (retryUpload, its one SE down): status says when it tries next."""
+    faults = FaultInjector()
+    faults.inject("LOCAL-DISK", Fault.STORAGE_UNAVAILABLE, times=None)
+    stopping = threading.Event()
+    env = dataclasses.replace(faults.wrap(open_workspace(home)), sleeper=lambda seconds: stopping.set())
+    item = BatchItem(outputs[0], "/vo/waiting/hits.root")
+    (stopped,) = upload_many(env, [item], destinations=["LOCAL-DISK"], retry_upload=True, stopping=stopping)
+    assert isinstance(stopped, UploadInterrupted)
+    when = env.uploads.load(item.lfn).data["next_attempt_at"]
+    env.store.close()
+
+    details = failover(home, "status", item.lfn)
+
+    assert f"  next try at: {when} (resume, or the same upload again, goes on)" in details.stdout.splitlines()
 
 
 def test_history_lists_the_journal_in_order(home: Path, failed_over: list[str]) -> None:

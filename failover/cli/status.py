@@ -100,6 +100,10 @@ def _print_details(details: dict[str, Any]) -> None:
             console.print(f"  {label}: {', '.join(value) if isinstance(value, list) else value}")
     console.print(f"  candidates: {', '.join(details['candidates'])}")
     console.print(f"  failed attempts: {_attempts_text(details)}")
+    if details["state"] == "Uploading" and details["next_attempt_at"]:
+        console.print(
+            f"  next try at: {details['next_attempt_at']} (resume, or the same upload again, goes on)"
+        )
     for failure in details["failures"]:
         console.print(f"  failure: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
     if details["deferred"]:
