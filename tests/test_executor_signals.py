@@ -5,14 +5,18 @@ working on, records it, puts the request back without a lease and exits 0, wheth
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import queue
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +179,42 @@ def test_signal_while_idle_stops_without_waiting_for_the_poll_interval(
     assert took < 5.0
     assert worker.expect("stopped")
     assert _leases(workspace) == []
+
+
+def test_a_looping_executor_waits_out_a_locked_database(
+    client_env: Environment, failed_over: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service survives the database being unavailable for a while: it logs, polls again, goes on."""
+    request_id = failed_over("/vo/locked/out.root")
+    locker = sqlite3.connect(tmp_path / "ws" / "failover.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    stopping = threading.Event()
+
+    def serve() -> None:  # its own environment: a connection belongs to the thread that opened it
+        env = open_workspace(tmp_path / "ws", ses=("SE-A", "SE-B", "SE-C", "FAIL-1", "FAIL-2"))
+        env.store.conn.execute("PRAGMA busy_timeout = 50")
+        runner = Executor(env)
+        runner.stopping = stopping
+        runner.run_forever(0.05)
+        env.close()
+
+    loop = threading.Thread(target=serve)
+    with caplog.at_level(logging.WARNING, logger="failover.executor"):
+        loop.start()
+        deadline = time.monotonic() + 30
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+        locker.execute("ROLLBACK")
+        while _status(tmp_path, request_id) != "Done" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stopping.set()
+        loop.join(timeout=30)
+    assert not loop.is_alive()
+    assert _status(tmp_path, request_id) == "Done"
+    assert "the database is unavailable, trying again in 0.05 s" in caplog.records[0].getMessage()
+
+
+def _status(tmp_path: Path, request_id: int) -> str:
+    with contextlib.closing(sqlite3.connect(tmp_path / "ws" / "failover.db")) as conn:
+        (status,) = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()
+    return str(status)

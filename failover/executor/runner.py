@@ -34,6 +34,7 @@ from failover.request import (
 )
 from fsm.clock import format_time
 from fsm.crashpoints import crash_point
+from persistence.errors import StoreUnavailable
 from persistence.leases import release_request, take_due_requests
 
 __all__ = ["Executor", "new_executor_name"]
@@ -165,10 +166,23 @@ class Executor:
         return results
 
     def run_forever(self, poll_interval: float = 5.0) -> None:
-        """Poll for due requests until :attr:`stopping` is set (SIGTERM and SIGINT set it)."""
+        """
+        Poll for due requests until :attr:`stopping` is set (SIGTERM and SIGINT set it).
+
+        A database that cannot be used for a while (locked past the timeout, its disk full) is logged
+        and tried again at the next poll, as a service should: nothing of a failed transaction was
+        stored, and a request it leaves taken is taken again once its lease expires.
+        """
         self._install_signal_handlers()
         while not self.stopping.is_set():
-            if self.run_once() == 0:
+            try:
+                taken = self.run_once()
+            except StoreUnavailable as err:
+                log.warning(
+                    "%s: the database is unavailable, trying again in %g s: %s", self.name, poll_interval, err
+                )
+                taken = 0
+            if taken == 0:
                 self.stopping.wait(poll_interval)
 
     def _install_signal_handlers(self) -> None:
