@@ -10,7 +10,7 @@ key, ``commitRequest`` and ``Executor.run_once`` are idempotent, and the checks 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -131,17 +131,17 @@ def to_retrying(se: str) -> Upload:
     return lambda ft, f: ft.transferAndRegisterFile(f.name, f.path, f.lfn, [se], f.meta, retryUpload=True)
 
 
-def back_after(box: Sandbox, se: str, lfn: str, attempts: int) -> None:
+def back_after(box: Sandbox, se: str, lfns: Sequence[str], attempts: int) -> None:
     """
-    Make ``se`` come back once ``attempts`` failed puts of ``lfn`` there are stored.
+    Make ``se`` come back once ``attempts`` failed puts there are stored for each of ``lfns``.
 
     The put retry waits through the environment's sleeper, so this sleeper (which never sleeps) decides
-    from the durable attempt count, not from a count in this process: every restart sees the same outage.
+    from the durable attempt counts, not from a count in this process: every restart sees the same outage.
     """
 
     def sleep(seconds: float) -> None:
-        row = box.env.uploads.find(lfn)
-        if row is not None and row.data["attempts"].get(se, 0) >= attempts:
+        rows = [box.env.uploads.find(lfn) for lfn in lfns]
+        if all(row is not None and row.data["attempts"].get(se, 0) >= attempts for row in rows):
             box.faults.clear(se)
 
     box.env.sleeper = sleep

@@ -23,6 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from failover.batch import BatchItem, upload_many
 from failover.catalog import FileEntry, Replica
@@ -81,7 +82,7 @@ def _direct(box: Sandbox) -> None:
 
 def _retry_same_se(box: Sandbox) -> None:
     (file,) = job_files(box, "retry_same_se", 1)
-    back_after(box, "SE-A", file.lfn, attempts=2)
+    back_after(box, "SE-A", [file.lfn], attempts=2)
     with down(box, "SE-A", operation="put"):
         upload_phase(box, "retry_same_se", [to_retrying("SE-A")])
 
@@ -155,8 +156,11 @@ def _removal_stuck(box: Sandbox) -> None:
         cancel_upload(box.env, file.lfn)
 
 
-def _many(box: Sandbox, name: str, count: int) -> None:
-    """Resume, upload the job's files with ``upload_many`` in batches of 2, commit the request if any."""
+def _many(box: Sandbox, name: str, count: int, batch_size: int = 2, **options: Any) -> None:
+    """
+    Resume, upload the job's files with ``upload_many`` in batches (to SE-A, then FAIL-1, unless
+    ``options`` say otherwise), commit the request if any.
+    """
     resume(box.env, remove_temporary=True)
     header = RequestHeader(f"crashtest:{name}", name, *box.env.request_owner)
     items = [
@@ -164,7 +168,8 @@ def _many(box: Sandbox, name: str, count: int) -> None:
         for file in job_files(box, name, count)
         if (upload := box.env.uploads.find(file.lfn)) is None or upload.state != UploadState.FAILED
     ]
-    upload_many(box.env, items, destinations=["SE-A"], failovers=["FAIL-1"], request=header, batch_size=2)
+    where = options or {"destinations": ["SE-A"], "failovers": ["FAIL-1"]}
+    upload_many(box.env, items, request=header, batch_size=batch_size, **where)
     request = box.env.requests.find(header.client_key)
     if request is not None:
         box.env.requests.commit(request.id)
@@ -178,6 +183,13 @@ def _many_files_failover(box: Sandbox) -> None:
     with down(box, "SE-A"):
         _many(box, "many_files_failover", 3)
     execute(box)
+
+
+def _many_files_retry(box: Sandbox) -> None:
+    files = job_files(box, "many_files_retry", 3)
+    back_after(box, "SE-A", [file.lfn for file in files], attempts=2)
+    with down(box, "SE-A", operation="put"):
+        _many(box, "many_files_retry", 3, batch_size=3, destinations=["SE-A"], retry_upload=True)
 
 
 def _total_failure(box: Sandbox) -> None:
@@ -266,6 +278,12 @@ SCENARIOS: dict[str, Scenario] = {
             _many_files_failover,
             (S.CLEANED,) * 3,
             "upload_many with the destination down: each file fails over alone, then the executor",
+        ),
+        Scenario(
+            "many_files_retry",
+            _many_files_retry,
+            (S.REGISTERED,) * 3,
+            "upload_many with retryUpload on one SE down: the batch fails twice, waits together, then lands",
         ),
         Scenario("total_failure", _total_failure, (S.FAILED,) * 2, "every SE down; an empty SE list"),
         Scenario("refused", _refused, (S.FAILED,), "a catalog holds the LFN with another GUID"),
