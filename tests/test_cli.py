@@ -141,6 +141,9 @@ def test_upload_processes_every_file_and_exits_1_when_one_fails(
         (["--dest", "LOCAL-DISK"], "exactly one of --lfn"),
         (["--lfn", "/vo/a", "--lfn-prefix", "/vo"], "exactly one of --lfn"),
         (["--failover", "FAILOVER-DISK", "--lfn", "/vo/a"], "--failover needs --dest or --target"),
+        # Said once, not once per file.
+        (["--lfn-prefix", "vo/run42"], "--lfn-prefix: LFN 'vo/run42' is not absolute"),
+        (["--lfn-prefix", "/vo/../run42/"], "--lfn-prefix: LFN '/vo/../run42' has an empty, '.' or '..'"),
     ],
 )
 def test_upload_usage_errors_exit_2(home: Path, outputs: list[Path], args: list[str], message: str) -> None:

@@ -35,9 +35,9 @@ from failover.cli.app import (
     workspace_options,
 )
 from failover.environment import Environment
-from failover.errors import FailoverError, UploadFailed, UploadInterrupted
+from failover.errors import FailoverError, InvalidInput, UploadFailed, UploadInterrupted
 from failover.parallel import BATCH_FILES, MAX_AUTO_JOBS, auto_jobs, upload_in_processes
-from failover.validation import parse_name_list
+from failover.validation import parse_name_list, validate_lfn
 from persistence.errors import StoreUnavailable
 from persistence.requests import RequestHeader
 
@@ -119,7 +119,13 @@ def _lfns(files: Sequence[Path], lfn: str | None, prefix: str | None) -> list[st
             raise click.UsageError("--lfn names one file; use --lfn-prefix for several")
         return [lfn]
     assert prefix is not None
-    lfns = [f"{prefix.rstrip('/')}/{file.name}" for file in files]
+    directory = prefix.rstrip("/")
+    if directory:  # "/" alone is the root; anything else must be an LFN itself, checked once, not per file
+        try:
+            validate_lfn(directory)
+        except InvalidInput as err:
+            raise click.UsageError(f"--lfn-prefix: {err}") from None
+    lfns = [f"{directory}/{file.name}" for file in files]
     twice = sorted(lfn for lfn, count in Counter(lfns).items() if count > 1)
     if twice:
         raise click.UsageError(f"several files would be uploaded as {', '.join(twice)}")
