@@ -141,9 +141,6 @@ def test_upload_processes_every_file_and_exits_1_when_one_fails(
         (["--dest", "LOCAL-DISK"], "exactly one of --lfn"),
         (["--lfn", "/vo/a", "--lfn-prefix", "/vo"], "exactly one of --lfn"),
         (["--failover", "FAILOVER-DISK", "--lfn", "/vo/a"], "--failover needs --dest or --target"),
-        # Said once, not once per file.
-        (["--lfn-prefix", "vo/run42"], "--lfn-prefix: LFN 'vo/run42' is not absolute"),
-        (["--lfn-prefix", "/vo/../run42/"], "--lfn-prefix: LFN '/vo/../run42' has an empty, '.' or '..'"),
     ],
 )
 def test_upload_usage_errors_exit_2(home: Path, outputs: list[Path], args: list[str], message: str) -> None:
@@ -228,6 +225,33 @@ def test_a_database_that_fills_up_mid_upload_says_what_finishes_the_work(
     again = as_json(failover(home, *command))
     assert [u["state"] for u in again["uploads"]] == ["Registered"] * 600
     assert failover(home, "fsck").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--lfn-prefix", "vo/run42"], "InvalidInput: --lfn-prefix: LFN 'vo/run42' is not absolute"),
+        (["--lfn-prefix", "/vo/../run42/"], "InvalidInput: --lfn-prefix: LFN '/vo/../run42' has an empty"),
+        (
+            ["--lfn-prefix", "/vo/run42", "--dest", "NOPE"],
+            "UnknownStorageElement: Storage element 'NOPE' is not configured (configured: LOCAL-DISK, "
+            "FAILOVER-DISK)",
+        ),
+        (
+            ["--lfn-prefix", "/vo/run42", "--catalog", "NOPE"],
+            "UnknownCatalog: Catalog 'NOPE' is not configured (configured: LocalCatalog)",
+        ),
+    ],
+)
+def test_a_mistake_common_to_every_file_is_said_once(
+    home: Path, outputs: list[Path], args: list[str], line: str
+) -> None:
+    """Not once per file (10,000 files: 10,000 lines), and nothing is uploaded."""
+    result = failover(home, "upload", *map(str, outputs), *args)
+    assert result.exit_code == 1
+    (said,) = result.stderr.splitlines()
+    assert said.startswith(line)
+    assert result.stdout == ""
 
 
 def test_upload_lfn_names_a_single_file(home: Path, outputs: list[Path]) -> None:

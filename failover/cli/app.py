@@ -34,7 +34,8 @@ from failover.errors import FailoverError, InvalidInput, UploadFailed
 from failover.executor import ExecutorPolicy
 from failover.uploads import latest_upload
 from failover.validation import validate_lfn
-from failover.workspace import DEFAULT_SES, open_workspace, workspace_home
+from failover.validation.names import CatalogChoice
+from failover.workspace import DEFAULT_CATALOG, DEFAULT_SES, open_workspace, workspace_home
 from fsm.errors import FsmError
 from persistence.errors import StoreError
 from persistence.rows import MachineRow
@@ -356,6 +357,20 @@ class Workspace:
         if self.config is not None:
             return self.config.upload
         return UploadDefaults(destinations=DEFAULT_SES[:1], failovers=DEFAULT_SES[1:])
+
+    @property
+    def storage_names(self) -> list[str]:
+        """The configured storage elements' names, known without opening the environment."""
+        config = self.config
+        return [se.name for se in config.storage] if config is not None else list(DEFAULT_SES)
+
+    @property
+    def catalog_choices(self) -> list[CatalogChoice]:
+        """The configured catalogs as the input validator sees them, known without opening anything."""
+        config = self.config
+        if config is None:
+            return [CatalogChoice(DEFAULT_CATALOG, True)]
+        return [CatalogChoice(catalog.name, catalog.master) for catalog in config.catalogs]
 
     def close(self) -> None:
         """Close the database and the catalogs' connections if they were opened."""

@@ -37,7 +37,7 @@ from failover.cli.app import (
 from failover.environment import Environment
 from failover.errors import FailoverError, InvalidInput, UploadFailed, UploadInterrupted
 from failover.parallel import BATCH_FILES, MAX_AUTO_JOBS, auto_jobs, upload_in_processes
-from failover.validation import parse_name_list, validate_lfn
+from failover.validation import parse_name_list, select_catalogs, validate_lfn, validate_ses
 from persistence.errors import StoreUnavailable
 from persistence.requests import RequestHeader
 
@@ -98,6 +98,24 @@ def _names(values: Sequence[str]) -> list[str]:
     return parse_name_list(",".join(values))
 
 
+def _check_names(
+    workspace: Workspace, ses: list[str], catalogs: Sequence[str] | None, master_only: bool
+) -> None:
+    """
+    An unknown SE or catalog is one error, naming what is configured, not one error per file. Checked
+    against the configuration: nothing is opened before the worker processes are forked.
+    """
+    try:
+        validate_ses(ses, workspace.storage_names)
+    except InvalidInput as err:
+        raise type(err)(f"{err} (configured: {', '.join(workspace.storage_names)})", se=err.se) from None
+    try:
+        select_catalogs(catalogs or None, workspace.catalog_choices, master_only)
+    except InvalidInput as err:
+        known = ", ".join(choice.name for choice in workspace.catalog_choices)
+        raise type(err)(f"{err} (configured: {known})", catalog=err.catalog) from None
+
+
 def _listed(stream: BinaryIO | None, null: bool) -> list[Path]:
     """
     The paths named in ``stream``: one per line, or ending with NUL (``null``); empty entries skipped.
@@ -124,7 +142,7 @@ def _lfns(files: Sequence[Path], lfn: str | None, prefix: str | None) -> list[st
         try:
             validate_lfn(directory)
         except InvalidInput as err:
-            raise click.UsageError(f"--lfn-prefix: {err}") from None
+            raise type(err)(f"--lfn-prefix: {err}", lfn=err.lfn) from None
     lfns = [f"{directory}/{file.name}" for file in files]
     twice = sorted(lfn for lfn, count in Counter(lfns).items() if count > 1)
     if twice:
@@ -319,11 +337,13 @@ def upload(
     aims = _names(targets) or dest
     if not dest and not aims:
         raise click.UsageError("--failover needs --dest or --target: where the file must end up")
+    chosen_catalogs = _names(catalogs) or defaults.catalogs
+    _check_names(workspace, [*dest, *fail, *aims], chosen_catalogs, master_only or defaults.master_only)
     where = {
         "destinations": dest,
         "failovers": fail,
         "targets": aims,
-        "catalogs": _names(catalogs) or defaults.catalogs,
+        "catalogs": chosen_catalogs,
         "master_only": master_only or defaults.master_only,
         "retry_upload": retry_upload,
     }
