@@ -151,7 +151,8 @@ def _upload_chunk(
             continue
         break
     # The uploads this call continues (an earlier call was stopped, say) go in the rounds too: one still
-    # in Uploading goes on with the others, any other takes the one-file path, which reports it.
+    # in Uploading goes on with the others (after them, if it must wait), any other takes the one-file
+    # path, which reports it.
     machines = {index: machine_id for index, (machine_id, _) in fresh.items()} | dict(existing)
     _drive_chunk(env, machines, [], outcomes, known=created, stopping=stopping)
     return [outcomes[index] for index in range(len(chunk))]
@@ -258,7 +259,7 @@ def _drive_chunk(
     pending = dict(machines)
     while pending:
         rows_known = _loaded(env, pending, rows_known)
-        pending = _after_waits(env, pending, rows_known, outcomes, stopping)
+        pending, later = _this_round(env, pending, rows_known, outcomes, stopping)
         landed, failed = _put_all(env, pending, slow, rows_known)
         rows = _record_landed(env, landed)
         rows_known = _record_failures(env, failed)
@@ -273,7 +274,7 @@ def _drive_chunk(
                 next_round[index] = machine_id
             else:  # another process moved it on meanwhile: the one-file path reports it
                 slow.append((index, machine_id))
-        pending = next_round
+        pending = next_round | later
     for index, machine_id in slow:
         outcomes[index] = _drive(env, machine_id)
 
@@ -292,26 +293,33 @@ def _retry_time(row: MachineRow) -> datetime | None:
     return None if when is None else parse_time(when)
 
 
-def _after_waits(
+def _this_round(
     env: Environment,
     pending: Mapping[int, str],
     rows: Mapping[str, MachineRow],
     outcomes: dict[int, Outcome],
     stopping: StopFlag | None,
-) -> dict[int, str]:
+) -> tuple[dict[int, str], dict[int, str]]:
     """
-    Wait until every pending upload that must wait before its next try may try again (the latest of
-    their times: uploads that failed together are due a moment apart); return the uploads to put now.
-    Stopped during the wait, the uploads waiting are left in flight (their outcome set here).
+    Split the pending uploads into those to put in this round and those for a later one. The uploads
+    that may be tried now go first; once only uploads that must wait before their next try are left,
+    this waits until all of them may try again (the latest of their times: uploads that failed together
+    are due a moment apart), and they all go. Stopped during the wait, they are left in flight (their
+    outcome set here) and nothing goes.
     """
     times = {
         index: when for index, mid in pending.items() if mid in rows and (when := _retry_time(rows[mid]))
     }
-    if not times or _sleep_until(env, max(times.values()), stopping):
-        return dict(pending)
+    if not times:
+        return dict(pending), {}
+    if len(times) < len(pending):
+        now = {index: machine_id for index, machine_id in pending.items() if index not in times}
+        return now, {index: pending[index] for index in times}
+    if _sleep_until(env, max(times.values()), stopping):
+        return dict(pending), {}
     for index in times:
         outcomes[index] = left_waiting(rows[pending[index]])
-    return {index: machine_id for index, machine_id in pending.items() if index not in times}
+    return {}, {}
 
 
 def _sleep_until(env: Environment, when: datetime, stopping: StopFlag | None) -> bool:
@@ -368,7 +376,7 @@ def _put_all(
     record.
 
     The fast path is for an upload in Uploading with an SE left to try (any retry delay was waited for,
-    by :func:`_after_waits`). Before its first put, the catalogs are asked whether they would refuse it
+    by :func:`_this_round`). Before its first put, the catalogs are asked whether they would refuse it
     (a refusal takes the one-file path, which records it). The files going to one SE are put together
     (:meth:`~failover.storage.StorageElement.put_many`).
     """

@@ -167,6 +167,29 @@ def test_a_stop_during_a_retry_wait_leaves_the_files_in_flight_for_the_same_call
     assert fsck(env).ok
 
 
+def test_files_that_may_go_now_are_not_held_back_by_files_that_must_wait(
+    tmp_path: Path, env: Environment
+) -> None:
+    """The same call again, with new files too: the new ones are put first, then the batch waits."""
+    faults = FaultInjector()
+    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
+    stopping = threading.Event()
+    stopped = dataclasses.replace(faults.wrap(env), sleeper=lambda seconds: stopping.set())
+    items = batch_files(tmp_path, 5)
+    upload_many(stopped, items[:3], destinations=["DEST"], retry_upload=True, stopping=stopping)
+    faults.clear()
+    states_at_the_wait: list[set[str]] = []
+
+    def sleeper(seconds: float) -> None:
+        states_at_the_wait.append({env.uploads.load(item.lfn).state for item in items[3:]})
+
+    again = dataclasses.replace(faults.wrap(env), sleeper=sleeper)
+    results = upload_many(again, items, destinations=["DEST"], retry_upload=True)
+
+    assert {r.state for r in results} == {UploadState.REGISTERED}  # type: ignore[union-attr]
+    assert states_at_the_wait == [{UploadState.REGISTERED}]
+
+
 def test_resume_waits_once_for_the_uploads_left_waiting(tmp_path: Path, env: Environment) -> None:
     faults = FaultInjector()
     faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
