@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from failover.errors import InvalidRequest
 from failover.request import (
     File,
     FileStatus,
@@ -256,7 +257,14 @@ class RequestStore:
         operations = operations_of_requests(self.conn, list(rows))
         return {request_id: _request_model(row, operations[request_id]) for request_id, row in rows.items()}
 
-    def import_dirac(self, document: str, *, owner: tuple[str, str] = ("", "")) -> tuple[int, bool]:
+    def import_dirac(
+        self,
+        document: str,
+        *,
+        owner: tuple[str, str] = ("", ""),
+        ses: Collection[str] | None = None,
+        catalogs: Collection[str] | None = None,
+    ) -> tuple[int, bool]:
         """
         Store a DIRAC request JSON document as a committed request, ready for the executor.
 
@@ -266,12 +274,15 @@ class RequestStore:
         Args:
             document: the request's JSON text.
             owner: (owner, owner group) for a document that names none.
+            ses: the storage elements configured here, if the request must name only those.
+            catalogs: the catalogs configured here, if the request must name only those.
 
         Returns:
             The request id, and True when it was stored now (False: imported before).
 
         Raises:
-            InvalidRequest: the document is not a valid request.
+            InvalidRequest: the document is not a valid request, or names an SE or a catalog that is not
+                in ``ses`` or ``catalogs`` (the executor could only fail it).
         """
         key = "import:" + hashlib.sha256(document.encode("utf-8")).hexdigest()
         found = self.find(key)
@@ -280,6 +291,7 @@ class RequestStore:
         request = request_from_dirac_json(document)
         request.owner, request.owner_group = request.owner or owner[0], request.owner_group or owner[1]
         validate_request(request)
+        _check_known_names(request, ses, catalogs)
         header = RequestHeader(
             key, request.name, request.owner, request.owner_group, request.source_component, request.job_id
         )
@@ -306,3 +318,18 @@ class RequestStore:
             crash_point("before-commit-request")
         crash_point("after-commit-request")
         return committed
+
+
+def _check_known_names(
+    request: Request, ses: Collection[str] | None, catalogs: Collection[str] | None
+) -> None:
+    """Refuse a request that names an SE or a catalog not configured here (when those are given)."""
+    for index, op in enumerate(request.operations):
+        names = [("SE", name, ses) for name in [*op.target_se, *filter(None, [op.source_se])]]
+        names += [("catalog", name, catalogs) for name in op.catalog]
+        for what, name, known in names:
+            if known is not None and name not in known:
+                raise InvalidRequest(
+                    f"operation {index} ({op.type}) names the {what} {name!r}, which is not configured here "
+                    f"(configured: {', '.join(known)}): the executor could only fail it"
+                )

@@ -441,6 +441,29 @@ def test_import_refuses_an_invalid_request(home: Path, tmp_path: Path) -> None:
     assert result.stderr.startswith("InvalidRequest: ")
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("TargetSE", "CERN-DST", "names the SE 'CERN-DST', which is not configured here"),
+        ("SourceSE", "CERN-BUFFER", "names the SE 'CERN-BUFFER', which is not configured here"),
+        ("Catalog", "DIRACFileCatalog", "names the catalog 'DIRACFileCatalog', which is not configured here"),
+    ],
+)
+def test_import_refuses_a_request_naming_what_is_not_configured(
+    home: Path, failed_over: list[str], tmp_path: Path, field: str, value: str, said: str
+) -> None:
+    """Stored, it could only fail in the executor: refused, said at once, nothing stored."""
+    document = json.loads(failover(home, "requests", "export", "1").stdout)
+    document["RequestName"] = "from-dirac"
+    document["Operations"][0][field] = value
+    path = tmp_path / "from-dirac.json"
+    path.write_text(json.dumps(document))
+    result = failover(home, "requests", "import", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"InvalidRequest: operation 0 (ReplicateAndRegister) {said}")
+    assert [r["id"] for r in as_json(failover(home, "requests", "list", "--json"))] == [1]
+
+
 def test_a_stuck_upload_is_retried_or_given_up(home: Path, failed_over: list[str], blocked: Path) -> None:
     """The failover replica vanishes: the upload is Stuck; retry re-issues it, cancel ends it Failed."""
     lfn = failed_over[0]

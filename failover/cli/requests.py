@@ -188,8 +188,13 @@ def export(workspace: Workspace, request_id: int, output: Path | None) -> None:
 
 
 def import_request(env: Environment, document: str) -> tuple[int, bool]:
-    """Store a DIRAC request JSON document as a committed request (see :meth:`RequestStore.import_dirac`)."""
-    return env.requests.import_dirac(document, owner=env.request_owner)
+    """
+    Store a DIRAC request JSON document as a committed request (see :meth:`RequestStore.import_dirac`);
+    one that names an SE or a catalog not configured in ``env`` is refused.
+    """
+    return env.requests.import_dirac(
+        document, owner=env.request_owner, ses=list(env.storage), catalogs=env.catalogs.names()
+    )
 
 
 @requests.command("import")
@@ -199,6 +204,9 @@ def import_request(env: Environment, document: str) -> tuple[int, bool]:
 def import_command(workspace: Workspace, as_json: bool, file: Path) -> None:
     """
     Import a DIRAC request JSON file as a committed request, ready for the executor.
+
+    A request that names an SE or a catalog not configured here is refused: the executor could only
+    fail it. Importing the same file again stores nothing.
 
     \b
     Example:
