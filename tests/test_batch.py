@@ -167,16 +167,23 @@ def test_a_stop_during_a_retry_wait_leaves_the_files_in_flight_for_the_same_call
     assert fsck(env).ok
 
 
-def test_files_that_may_go_now_are_not_held_back_by_files_that_must_wait(
-    tmp_path: Path, env: Environment
-) -> None:
-    """The same call again, with new files too: the new ones are put first, then the batch waits."""
+def _stopped_while_waiting(env: Environment, items: list[BatchItem]) -> FaultInjector:
+    """Upload ``items`` with retryUpload while DEST is down, stopped in the first wait; DEST stays down."""
     faults = FaultInjector()
     faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
     stopping = threading.Event()
     stopped = dataclasses.replace(faults.wrap(env), sleeper=lambda seconds: stopping.set())
+    outcomes = upload_many(stopped, items, destinations=["DEST"], retry_upload=True, stopping=stopping)
+    assert all(isinstance(outcome, UploadInterrupted) for outcome in outcomes)
+    return faults
+
+
+def test_files_that_may_go_now_are_not_held_back_by_files_that_must_wait(
+    tmp_path: Path, env: Environment
+) -> None:
+    """The same call again, with new files too: the new ones are put first, then the batch waits."""
     items = batch_files(tmp_path, 5)
-    upload_many(stopped, items[:3], destinations=["DEST"], retry_upload=True, stopping=stopping)
+    faults = _stopped_while_waiting(env, items[:3])
     faults.clear()
     states_at_the_wait: list[set[str]] = []
 
@@ -191,12 +198,8 @@ def test_files_that_may_go_now_are_not_held_back_by_files_that_must_wait(
 
 
 def test_resume_waits_once_for_the_uploads_left_waiting(tmp_path: Path, env: Environment) -> None:
-    faults = FaultInjector()
-    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, times=None)
-    stopping = threading.Event()
-    stopped = dataclasses.replace(faults.wrap(env), sleeper=lambda seconds: stopping.set())
     items = batch_files(tmp_path, 5)
-    upload_many(stopped, items, destinations=["DEST"], retry_upload=True, stopping=stopping)
+    faults = _stopped_while_waiting(env, items)
     sleeps: list[float] = []
 
     report = resume(dataclasses.replace(faults.wrap(env), sleeper=sleeps.append))

@@ -10,8 +10,7 @@ that changed while it was read (its size, inode or modification time moved, or t
 as many as the file held) or whose checksum is not the caller's.
 
 A rewrite of the same size within the filesystem's timestamp granularity (a few milliseconds) of the
-first ``stat`` is not seen, unless the caller gave the file's checksum: DIRAC sees no more (it compares
-sizes only).
+first ``stat`` is not seen, unless the caller gave the file's checksum.
 """
 
 from __future__ import annotations
@@ -52,7 +51,8 @@ def local_file_source(
 
     Raises:
         SourceMissing: there is no such file.
-        SourceChanged: the file's size is not ``expected_size``.
+        SourceChanged: the file's size is not ``expected_size`` (the returned source's ``verify`` raises
+            it too, for a file that changed while it was read or has another checksum than expected).
     """
     with map_storage_errors(se, lfn):
         try:
