@@ -154,7 +154,7 @@ def _upload_chunk(
     # in Uploading goes on with the others (after them, if it must wait), any other takes the one-file
     # path, which reports it.
     machines = {index: machine_id for index, (machine_id, _) in fresh.items()} | dict(existing)
-    _drive_chunk(env, machines, [], outcomes, known=created, stopping=stopping)
+    _drive_chunk(env, machines, outcomes, known=created, stopping=stopping)
     return [outcomes[index] for index in range(len(chunk))]
 
 
@@ -168,7 +168,7 @@ def _plan_chunk(
     """Plan each file: its error, a machine to create (id and data), or an existing upload to drive."""
     outcomes: dict[int, Outcome] = {}
     fresh: dict[int, tuple[str, dict[str, Any]]] = {}
-    slow: list[tuple[int, str]] = []
+    existing: list[tuple[int, str]] = []
     for index, item in enumerate(chunk):
         try:
             machine_id, data = plan_upload(
@@ -184,10 +184,10 @@ def _plan_chunk(
             outcomes[index] = err
             continue
         if data is None:
-            slow.append((index, machine_id))
+            existing.append((index, machine_id))
         else:
             fresh[index] = (machine_id, data)
-    return outcomes, fresh, slow
+    return outcomes, fresh, existing
 
 
 def drive_many(
@@ -220,7 +220,7 @@ def drive_many(
             outcomes.extend(left_in_flight(machine_id) for machine_id in chunk)
             continue
         found: dict[int, Outcome] = {}
-        _drive_chunk(env, dict(enumerate(chunk)), [], found, stopping=stopping)
+        _drive_chunk(env, dict(enumerate(chunk)), found, stopping=stopping)
         outcomes.extend(found[index] for index in range(len(chunk)))
     return outcomes
 
@@ -237,15 +237,14 @@ def left_in_flight(machine_id: str) -> UploadInterrupted:
 def _drive_chunk(
     env: Environment,
     machines: Mapping[int, str],
-    slow: list[tuple[int, str]],
     outcomes: dict[int, Outcome],
     *,
     known: Mapping[str, MachineRow] | None = None,
     stopping: StopFlag | None = None,
 ) -> None:
     """
-    Drive ``machines`` (by index) in rounds of the fast path, then ``slow`` one by one. ``known`` holds
-    rows just created, by machine id (the others are loaded).
+    Drive ``machines`` (by index) in rounds of the fast path, then those that cannot take it one by one.
+    ``known`` holds rows just created, by machine id (the others are loaded).
 
     In a round, each upload whose current SE can be tried is put there; the landed files are registered
     and recorded together, and the failed puts are recorded together too. An upload with another try
@@ -257,6 +256,7 @@ def _drive_chunk(
     """
     rows_known: Mapping[str, MachineRow] = known or {}
     pending = dict(machines)
+    slow: list[tuple[int, str]] = []
     while pending:
         rows_known = _loaded(env, pending, rows_known)
         pending, later = _this_round(env, pending, rows_known, outcomes, stopping)
