@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from failover.driver import drive_upload, landed_event, put_files, register_put
+from failover.driver import StopFlag, drive_upload, landed_event, put_files, register_put, sleep_until
 from failover.environment import Environment
 from failover.errors import FailoverError, InvalidInput, TransientError, UploadInterrupted
 from failover.registration import precheck_catalogs
@@ -42,7 +42,6 @@ log = logging.getLogger("failover")
 
 __all__ = [
     "BatchItem",
-    "StopFlag",
     "drive_many",
     "left_in_flight",
     "left_waiting",
@@ -50,18 +49,7 @@ __all__ = [
     "upload_many",
 ]
 
-#: The longest slice of a retry wait when a stop event may cut it short.
-_WAIT_SLICE_S = 0.2
-
 Outcome = UploadResult | FailoverError
-
-
-class StopFlag(Protocol):
-    """What tells a long call to stop early: a ``threading.Event``, or a ``multiprocessing`` one."""
-
-    def is_set(self) -> bool:
-        """Whether to stop."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -315,32 +303,11 @@ def _this_round(
     if len(times) < len(pending):
         now = {index: machine_id for index, machine_id in pending.items() if index not in times}
         return now, {index: pending[index] for index in times}
-    if _sleep_until(env, max(times.values()), stopping):
+    if sleep_until(env, max(times.values()), stopping):
         return dict(pending), {}
     for index in times:
         outcomes[index] = left_waiting(rows[pending[index]])
     return {}, {}
-
-
-def _sleep_until(env: Environment, when: datetime, stopping: StopFlag | None) -> bool:
-    """
-    Sleep with the environment's sleeper until ``when``; False if ``stopping`` was set meanwhile. With a
-    stop event, the sleep goes in short slices (the sleeper, injected by tests, may not be interruptible).
-    """
-    delay = (when - env.clock()).total_seconds()
-    if delay <= 0:
-        return True
-    if stopping is None:
-        env.sleeper(delay)
-        return True
-    slept = 0.0
-    while slept < delay:
-        if stopping.is_set():
-            return False
-        step = min(_WAIT_SLICE_S, delay - slept)
-        env.sleeper(step)
-        slept += step
-    return True
 
 
 def left_waiting(row: MachineRow) -> UploadInterrupted:

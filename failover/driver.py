@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from failover.catalog import FileCatalog
 from failover.checksum import parse_checksum_type
@@ -27,7 +28,7 @@ from states import UploadState, UploadTrigger
 from states.upload_data import current_candidate
 from states.uploading import failure_trigger, outcome_trigger
 
-__all__ = ["drive_upload", "landed_event", "put_file", "register_put"]
+__all__ = ["StopFlag", "drive_upload", "landed_event", "put_file", "register_put", "sleep_until"]
 
 log = logging.getLogger("failover")
 
@@ -93,11 +94,42 @@ def _fire(env: Environment, row: MachineRow, trigger: str, event: Mapping[str, A
 
 
 def _wait_for_next_attempt(env: Environment, data: Mapping[str, Any]) -> None:
-    if data["next_attempt_at"] is None:
-        return
-    delay = (parse_time(data["next_attempt_at"]) - env.clock()).total_seconds()
-    if delay > 0:
+    if data["next_attempt_at"] is not None:
+        sleep_until(env, parse_time(data["next_attempt_at"]))
+
+
+class StopFlag(Protocol):
+    """What tells a long call to stop early: a ``threading.Event``, or a ``multiprocessing`` one."""
+
+    def is_set(self) -> bool:
+        """Whether to stop."""
+        ...
+
+
+#: The longest slice of a wait that a stop flag may cut short.
+_WAIT_SLICE_S = 0.2
+
+
+def sleep_until(env: Environment, when: datetime, stopping: StopFlag | None = None) -> bool:
+    """
+    Sleep with the environment's sleeper until ``when`` (by its clock); False if ``stopping`` was set
+    meanwhile. With a stop flag, the sleep goes in short slices (the sleeper, injected by tests, may not
+    be interruptible).
+    """
+    delay = (when - env.clock()).total_seconds()
+    if delay <= 0:
+        return True
+    if stopping is None:
         env.sleeper(delay)
+        return True
+    slept = 0.0
+    while slept < delay:
+        if stopping.is_set():
+            return False
+        step = min(_WAIT_SLICE_S, delay - slept)
+        env.sleeper(step)
+        slept += step
+    return True
 
 
 def put_file(env: Environment, data: Mapping[str, Any], se_name: str) -> PutResult:

@@ -38,7 +38,8 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
 
-from failover.batch import BatchItem, Outcome, StopFlag, not_started, upload_many
+from failover.batch import BatchItem, Outcome, not_started, upload_many
+from failover.driver import StopFlag
 from failover.environment import Environment
 from failover.errors import UploadInterrupted
 from persistence.requests import RequestHeader
