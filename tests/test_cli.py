@@ -534,19 +534,10 @@ def test_a_signal_stops_the_upload_cleanly_and_the_same_command_finishes_it(
     files = [str(item.local_path) for item in batch_files(tmp_path, 3000)]
     command = [sys.executable, "-m", "failover.cli", "upload", *files, "--lfn-prefix", "/vo/sig"]
     command += ["--home", str(home), "--jobs", jobs, "--json"]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("FAILOVER_")}
-    pipe = subprocess.PIPE
-    upload = subprocess.Popen(command, stdout=pipe, stderr=pipe, text=True, env=env, start_new_session=True)
     db = home / "failover.db"
-    deadline = time.monotonic() + 60
-    while not _count(db, "Registered"):  # the handlers are set before the first file is uploaded
-        assert time.monotonic() < deadline and upload.poll() is None, "no file was uploaded"
-        time.sleep(0.01)
-    if to_group:
-        os.killpg(upload.pid, signum)
-    else:
-        upload.send_signal(signum)
-    stdout, stderr = upload.communicate(timeout=60)
+    # The handlers are set before the first file is uploaded.
+    upload = _stopped_once(command, db, "Registered", signum, to_group=to_group)
+    stdout, stderr = upload.stdout, upload.stderr
     assert upload.returncode == 128 + signum, stderr
     states = [u["state"] for u in json.loads(stdout)["uploads"]]
     done = states.count("Registered")
@@ -557,7 +548,7 @@ def test_a_signal_stops_the_upload_cleanly_and_the_same_command_finishes_it(
     )
     assert _count(db, "Registered") == done, "every machine is Registered: none left in flight"
     assert failover(home, "fsck").exit_code == 0
-    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    again = subprocess.run(command, capture_output=True, text=True, env=_without_failover_env(), timeout=60)
     assert again.returncode == 0, again.stderr
     assert {u["state"] for u in json.loads(again.stdout)["uploads"]} == {"Registered"}
 
@@ -577,17 +568,8 @@ def test_a_signal_stops_resume_after_its_batch_and_the_next_resume_finishes(
             env.uploads.create(planned, data)
     env.close()
     command = [sys.executable, "-m", "failover.cli", "resume", "--home", str(home), "--json"]
-    env_vars = {key: value for key, value in os.environ.items() if not key.startswith("FAILOVER_")}
-    pipe = subprocess.PIPE
-    resuming = subprocess.Popen(
-        command, stdout=pipe, stderr=pipe, text=True, env=env_vars, start_new_session=True
-    )
-    deadline = time.monotonic() + 60
-    while not _count(home / "failover.db", "Registered"):
-        assert time.monotonic() < deadline and resuming.poll() is None, "no upload was finished"
-        time.sleep(0.01)
-    os.killpg(resuming.pid, signal.SIGINT)
-    stdout, stderr = resuming.communicate(timeout=60)
+    resuming = _stopped_once(command, home / "failover.db", "Registered", signal.SIGINT)
+    stdout, stderr = resuming.stdout, resuming.stderr
     assert resuming.returncode == 130, stderr
     report = json.loads(stdout)
     left = report["left"]
@@ -610,17 +592,8 @@ def test_a_signal_stops_the_executor_and_puts_its_request_back(
     assert {u["state"] for u in as_json(uploaded)["uploads"]} == {"FailedOver"}
     blocked.unlink()
     command = [sys.executable, "-m", "failover.cli", "executor", "--once", "--home", str(home)]
-    env_vars = {key: value for key, value in os.environ.items() if not key.startswith("FAILOVER_")}
-    pipe = subprocess.PIPE
-    running = subprocess.Popen(
-        command, stdout=pipe, stderr=pipe, text=True, env=env_vars, start_new_session=True
-    )
-    deadline = time.monotonic() + 60
-    while not _count(home / "failover.db", "Cleaned"):
-        assert time.monotonic() < deadline and running.poll() is None, "no upload was cleaned"
-        time.sleep(0.01)
-    os.killpg(running.pid, signal.SIGINT)
-    _, stderr = running.communicate(timeout=60)
+    running = _stopped_once(command, home / "failover.db", "Cleaned", signal.SIGINT)
+    stderr = running.stderr
     assert running.returncode == 130, stderr
     assert (
         stderr.splitlines()[-1]
@@ -630,6 +603,34 @@ def test_a_signal_stops_the_executor_and_puts_its_request_back(
     again = as_json(failover(home, "executor", "--once", "--json"))
     assert again["requests"] == 1, "the request was put back, not left under the stopped executor's lease"
     assert _count(home / "failover.db", "Cleaned") == len(files)
+
+
+def _without_failover_env() -> dict[str, str]:
+    """This process's environment without the FAILOVER_ variables: the command line's flags decide."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("FAILOVER_")}
+
+
+def _stopped_once(
+    command: list[str], db: Path, state: str, signum: int, *, to_group: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """
+    Run ``command`` in a session of its own until the workspace database ``db`` holds an upload in
+    ``state``, then send it ``signum`` (to its whole process group, or to it alone); return how it ended.
+    """
+    pipe = subprocess.PIPE
+    process = subprocess.Popen(
+        command, stdout=pipe, stderr=pipe, text=True, env=_without_failover_env(), start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while not _count(db, state):
+        assert time.monotonic() < deadline and process.poll() is None, f"no upload reached {state}"
+        time.sleep(0.01)
+    if to_group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def _count(db: Path, state: str) -> int:
