@@ -87,13 +87,13 @@ def fsck(env: Environment, *, read: bool = True) -> FsckReport:
     if not read:
         report.checked["replicas_by_size"] = 0
     for row in uploads:
-        report.problems += list(_check_upload(env, row, report))
+        report.problems += list(_check_upload(env, row, report, read=read))
     report.problems += list(_check_catalogs(env, report))
     report.problems += list(_check_storage(env, uploads, report))
     return report
 
 
-def _check_upload(env: Environment, row: MachineRow, report: FsckReport) -> Iterator[Problem]:
+def _check_upload(env: Environment, row: MachineRow, report: FsckReport, *, read: bool) -> Iterator[Problem]:
     journal = read_journal(env.store.conn, row.id)
     try:
         verify_replay(UPLOAD_MACHINE, row, journal)
@@ -101,7 +101,7 @@ def _check_upload(env: Environment, row: MachineRow, report: FsckReport) -> Iter
         yield Problem("journal-replay", row.id, str(err))
     yield from _check_emissions(env, row.id, journal)
     if row.state in (UploadState.REGISTERED, UploadState.CLEANED):
-        yield from _check_final_replicas(env, row, report)
+        yield from _check_final_replicas(env, row, report, read=read)
     if row.state == UploadState.CLEANED:
         yield from _check_no_temporary(env, row)
     if row.state in _WAITING_ON_EXECUTOR and not _has_runnable_operation(env, row.id):
@@ -146,7 +146,9 @@ def _final_ses(row: MachineRow) -> list[str]:
     return [row.data["uploaded_se"]] if row.state == UploadState.REGISTERED else list(row.data["targets"])
 
 
-def _good_copy(env: Environment, se: str, data: dict[str, Any], report: FsckReport) -> Problem | None:
+def _good_copy(
+    env: Environment, se: str, data: dict[str, Any], report: FsckReport, *, read: bool
+) -> Problem | None:
     """Why ``se`` holds no good copy of the upload, or None when it does (see :func:`fsck`'s ``read``)."""
     lfn = data["lfn"]
     info = env.se(se).stat(lfn)
@@ -155,7 +157,7 @@ def _good_copy(env: Environment, se: str, data: dict[str, Any], report: FsckRepo
     if info.size != data["size"]:
         return Problem("bad-replica", lfn, f"{se} holds {info.size:,} bytes of {lfn}, not {data['size']:,}")
     kind = parse_checksum_type(data["checksum_type"])
-    if "replicas_by_size" in report.checked and kind not in info.checksums:
+    if not read and kind not in info.checksums:
         report.checked["replicas_by_size"] += 1
         return None
     found = info.checksums.get(kind) or env.se(se).checksum(lfn, kind)
@@ -166,11 +168,13 @@ def _good_copy(env: Environment, se: str, data: dict[str, Any], report: FsckRepo
     return None
 
 
-def _check_final_replicas(env: Environment, row: MachineRow, report: FsckReport) -> Iterator[Problem]:
+def _check_final_replicas(
+    env: Environment, row: MachineRow, report: FsckReport, *, read: bool
+) -> Iterator[Problem]:
     data = row.data
     entry = FileEntry(data["lfn"], data["size"], data["checksum"], data["checksum_type"], data["guid"])
     for se in _final_ses(row):
-        if (problem := _good_copy(env, se, data, report)) is not None:
+        if (problem := _good_copy(env, se, data, report, read=read)) is not None:
             yield Problem(problem.code, row.id, problem.message)
         for name in data["catalogs"]:
             catalog = env.catalogs.get(name)
