@@ -3,7 +3,8 @@ Catalog work around a put: the pre-check before the first put, and registration 
 
 A catalog that does not answer never blocks an upload (SPEC §2 **Fix**): the pre-check skips it and
 registration defers to a ``RegisterFile`` operation. Only a catalog's real refusal (conflicting
-metadata, a GUID used by another LFN) stops an upload before anything is put.
+metadata, a GUID used by another LFN, an LFN that clashes with a file or a directory there) stops an
+upload before anything is put.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def _check_one(catalog: FileCatalog, upload: Mapping[str, Any]) -> None:
         )
     registered = catalog.get_file(lfn)
     if registered is None:
+        conflict = catalog.path_conflict(lfn)
+        if conflict is not None:
+            raise RegistrationRefused(
+                f"catalog {catalog.name!r} refuses {lfn}: {conflict}", lfn=lfn, catalog=catalog.name
+            )
         return
     field = conflicting_field(registered, _entry(upload, _local_checksum(upload)))
     if field is not None:

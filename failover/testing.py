@@ -16,8 +16,8 @@ operation on one SE or catalog raise the typed error that the real failure would
 
 Storage operations: ``put``, ``copy`` (the target side of a copy), ``read`` (the source side),
 ``stat``, ``exists``, ``checksum``, ``remove``. Catalog operations: ``get_file``, ``get_replicas``,
-``find_guid``, ``register_file``, ``register_replica``, ``remove_replica``, ``remove_file``,
-``iter_files``. ``"*"`` matches every operation.
+``find_guid``, ``path_conflict``, ``register_file``, ``register_replica``, ``remove_replica``,
+``remove_file``, ``iter_files``. ``"*"`` matches every operation.
 """
 
 from __future__ import annotations
@@ -245,6 +245,11 @@ class FaultyCatalog:
         """See :class:`~failover.catalog.FileCatalog`."""
         self._check("find_guid")
         return self.inner.find_guid(guid)
+
+    def path_conflict(self, lfn: str) -> str | None:
+        """See :class:`~failover.catalog.FileCatalog`."""
+        self._check("path_conflict", lfn)
+        return self.inner.path_conflict(lfn)
 
     def register_file(self, entry: FileEntry, replica: Replica) -> bool:
         """See :class:`~failover.catalog.FileCatalog`."""

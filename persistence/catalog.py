@@ -28,6 +28,8 @@ __all__ = [
     "delete_catalog_file",
     "delete_catalog_replica",
     "find_catalog_guid",
+    "find_file_below",
+    "find_registered_among",
     "insert_new_catalog_file",
     "insert_new_catalog_replica",
     "load_catalog_file",
@@ -104,6 +106,24 @@ def load_catalog_file(conn: sqlite3.Connection, lfn: str) -> CatalogFileRow | No
 def find_catalog_guid(conn: sqlite3.Connection, guid: str) -> str | None:
     """Return the LFN registered with ``guid`` (compared case-insensitively), or ``None``."""
     values = conn.execute("SELECT lfn FROM catalog_files WHERE guid = ?", (guid,)).fetchone()
+    return None if values is None else str(values[0])
+
+
+def find_registered_among(conn: sqlite3.Connection, lfns: list[str]) -> str | None:
+    """Return one of ``lfns`` that is registered, or ``None`` (none is, or ``lfns`` is empty)."""
+    if not lfns:
+        return None
+    marks = ", ".join("?" * len(lfns))
+    values = conn.execute(f"SELECT lfn FROM catalog_files WHERE lfn IN ({marks}) LIMIT 1", lfns).fetchone()
+    return None if values is None else str(values[0])
+
+
+def find_file_below(conn: sqlite3.Connection, lfn: str) -> str | None:
+    """Return the first registered file below ``lfn`` (``/vo/a/x`` for ``/vo/a``), or ``None``."""
+    # Every LFN below "/vo/a" sorts between "/vo/a/" and "/vo/a0" ("0" follows "/"): one range of the key.
+    values = conn.execute(
+        "SELECT lfn FROM catalog_files WHERE lfn > ? AND lfn < ? ORDER BY lfn LIMIT 1", (lfn + "/", lfn + "0")
+    ).fetchone()
     return None if values is None else str(values[0])
 
 

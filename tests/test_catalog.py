@@ -134,6 +134,51 @@ def test_guid_held_by_another_lfn_is_refused(catalog: SQLiteCatalog, guid_form: 
     assert catalog.get_replicas(other) == []
 
 
+@pytest.mark.parametrize(
+    ("registered", "wanted", "reason"),
+    [
+        ("/vo/run/out", "/vo/run/out/part1", "/vo/run/out is a file, not a directory"),
+        ("/vo/run", "/vo/run/out/part1", "/vo/run is a file, not a directory"),
+        ("/vo/run/out/part1", "/vo/run/out", "it is a directory (it holds /vo/run/out/part1)"),
+        ("/vo/run/out/a/b", "/vo/run", "it is a directory (it holds /vo/run/out/a/b)"),
+    ],
+)
+def test_a_name_is_a_file_or_a_directory_never_both(
+    catalog: SQLiteCatalog, registered: str, wanted: str, reason: str
+) -> None:
+    """A file above the LFN, or files below it, refuse the LFN; nothing of it is written."""
+    catalog.register_file(entry(registered, guid(1)), Replica(registered, "SE-A", "file:///r"))
+    assert catalog.path_conflict(wanted) == reason
+    with pytest.raises(RegistrationRefused) as caught:
+        catalog.register_file(entry(wanted, guid(2)), Replica(wanted, "SE-A", "file:///w"))
+    assert caught.value.message == f"catalog 'Main' refuses {wanted}: {reason}"
+    assert (catalog.get_file(wanted), catalog.get_replicas(wanted), catalog.find_guid(guid(2))) == (
+        None,
+        [],
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "neighbour",
+    ["/vo/run/out.1", "/vo/run/out0", "/vo/run/ou", "/vo/run/out-/x", "/vo/run/outer/x", "/vo/run/other"],
+)
+def test_names_sharing_a_prefix_are_no_conflict(catalog: SQLiteCatalog, neighbour: str) -> None:
+    """Only whole path components count: /vo/run/out0 or /vo/run/out-/x is neither above nor below it."""
+    catalog.register_file(entry(neighbour, guid(1)), Replica(neighbour, "SE-A", "file:///n"))
+    assert catalog.path_conflict("/vo/run/out") is None
+    assert catalog.register_file(entry("/vo/run/out", guid(2)), Replica("/vo/run/out", "SE-A", "file:///o"))
+
+
+def test_a_conflict_in_a_batch_refuses_that_file_only(catalog: SQLiteCatalog) -> None:
+    with catalog.batch():
+        catalog.register_file(entry("/vo/b/x", guid(1)), Replica("/vo/b/x", "SE-A", "file:///1"))
+        with pytest.raises(RegistrationRefused, match="is a file"):
+            catalog.register_file(entry("/vo/b/x/y", guid(2)), Replica("/vo/b/x/y", "SE-A", "file:///2"))
+        catalog.register_file(entry("/vo/b/z", guid(3)), Replica("/vo/b/z", "SE-A", "file:///3"))
+    assert [e.lfn for e, _ in catalog.iter_files()] == ["/vo/b/x", "/vo/b/z"]
+
+
 def test_register_file_with_another_pfn_at_same_se_is_refused(catalog: SQLiteCatalog) -> None:
     catalog.register_file(ENTRY, REPLICA)
     with pytest.raises(RegistrationRefused, match="pfn"):

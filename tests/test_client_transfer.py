@@ -366,6 +366,30 @@ def test_guid_held_by_another_lfn_is_refused_and_nothing_uploaded(
     assert client.env.catalogs.get(CATALOG).get_file(LFN) is None
 
 
+@pytest.mark.parametrize(
+    ("registered", "reason"),
+    [
+        ("/vo/user/a/alice/run42", "/vo/user/a/alice/run42 is a file, not a directory"),
+        (f"{LFN}/part1", f"it is a directory (it holds {LFN}/part1)"),
+    ],
+)
+def test_lfn_clashing_with_the_namespace_is_refused_and_nothing_uploaded(
+    client: FailoverTransfer, injector: FaultInjector, output_file: Path, registered: str, reason: str
+) -> None:
+    """
+    A file registered where the LFN needs a directory, or files below the LFN: refused before any put.
+    Before, the destination refused the name, the file went to the failover SE and was registered there,
+    and its replication to the destination could never succeed.
+    """
+    _register(client.env, registered, size=3, checksum="024d0127", guid=OTHER_GUID)
+    result = _upload(client, output_file, ["SE-A", "SE-B"])
+    assert result["OK"] is False
+    assert result["Message"].endswith(f"catalog {CATALOG!r} refuses {LFN}: {reason}")
+    assert _puts(injector) == {}
+    assert client.env.catalogs.get(CATALOG).get_file(LFN) is None
+    assert client.getRequest().is_empty
+
+
 def test_same_content_already_at_the_se_counts_as_put_without_rewriting(
     client: FailoverTransfer, output_file: Path
 ) -> None:

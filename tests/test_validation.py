@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import errno
 import os
 import re
@@ -20,6 +21,7 @@ from failover.errors import ChecksumMismatch, InvalidInput, NameTooLong, Unknown
 from failover.validation import (
     CatalogChoice,
     UploadInput,
+    namespace,
     new_guid,
     parse_name_list,
     parse_size,
@@ -674,3 +676,33 @@ def test_validation_exports_are_sorted_and_importable() -> None:
     exported = failover.validation.__all__
     assert exported == sorted(exported)
     assert all(hasattr(failover.validation, name) for name in exported)
+
+
+def test_the_namespace_doctests_pass() -> None:
+    assert doctest.testmod(namespace, raise_on_error=True).attempted > 0
+
+
+@pytest.mark.parametrize(
+    ("taken", "lfn", "clash"),
+    [
+        (["/vo/a/out"], "/vo/a/out/part1", "/vo/a/out/part1 is below /vo/a/out"),
+        (["/vo/a"], "/vo/a/out/part1", "/vo/a/out/part1 is below /vo/a"),
+        (["/vo/a/out/x/y"], "/vo/a/out", "/vo/a/out is the directory of /vo/a/out/x/y"),
+        (["/vo/a/out/p1", "/vo/a/out/p2"], "/vo/a", "/vo/a is the directory of /vo/a/out/p1"),
+        (["/vo/a/out"], "/vo/a/out", None),
+        (["/vo/a/out"], "/vo/a/out0/x", None),
+        (["/vo/a/out"], "/vo/a/ou", None),
+        (["/vo/a/out/x"], "/vo/a/out/y", None),
+    ],
+)
+def test_call_names_refuse_a_name_that_would_be_a_file_and_a_directory(
+    taken: list[str], lfn: str, clash: str | None
+) -> None:
+    names = namespace.CallNames()
+    for name in taken:
+        names.add(name)
+    found = names.clash(lfn)
+    if clash is None:
+        assert found is None
+    else:
+        assert found == f"{clash}, another file of this upload: a name is a file or a directory, never both"

@@ -116,6 +116,15 @@ class FileCatalog(Protocol):
         """Return the LFN registered with ``guid`` (case-insensitive), or ``None``."""
         ...
 
+    def path_conflict(self, lfn: str) -> str | None:
+        """
+        Say why ``lfn`` cannot be registered as a file in this catalog's namespace, or ``None``.
+
+        A name is a file or a directory, never both: a registered file among the directories above
+        ``lfn``, or registered files below ``lfn`` (``lfn`` is a directory), is a conflict.
+        """
+        ...
+
     def register_file(self, entry: FileEntry, replica: Replica) -> bool:
         """
         Register a file and one replica of it, together.
@@ -125,7 +134,8 @@ class FileCatalog(Protocol):
 
         Raises:
             RegistrationRefused: the LFN is registered with other metadata, its GUID belongs to another
-                LFN, or the replica's SE holds another PFN for it.
+                LFN, the replica's SE holds another PFN for it, or the LFN clashes with the namespace
+                (see :meth:`path_conflict`).
             InvalidInput: the entry is malformed, or the replica is of another LFN.
             CatalogUnavailable: the catalog cannot be reached.
         """

@@ -16,6 +16,7 @@ from pathlib import Path
 from failover.catalog.base import FileEntry, Replica, conflicting_field
 from failover.catalog.errors import map_catalog_errors
 from failover.errors import InvalidInput, RegistrationRefused
+from failover.validation.namespace import lfn_directories
 from fsm.clock import Clock, format_time, utc_now
 from persistence.catalog import (
     CATALOG_SCHEMA,
@@ -24,6 +25,8 @@ from persistence.catalog import (
     delete_catalog_file,
     delete_catalog_replica,
     find_catalog_guid,
+    find_file_below,
+    find_registered_among,
     insert_new_catalog_file,
     insert_new_catalog_replica,
     load_catalog_file,
@@ -45,6 +48,20 @@ def _entry(row: CatalogFileRow) -> FileEntry:
 
 def _replica(row: CatalogReplicaRow) -> Replica:
     return Replica(row.lfn, row.se, row.pfn)
+
+
+def _path_conflict(conn: sqlite3.Connection, lfn: str) -> str | None:
+    """
+    Why ``lfn`` cannot be a file in the namespace, or ``None``: like a file system's, the catalog's
+    names are files or directories, never both.
+    """
+    above = find_registered_among(conn, lfn_directories(lfn))
+    if above is not None:
+        return f"{above} is a file, not a directory"
+    below = find_file_below(conn, lfn)
+    if below is not None:
+        return f"it is a directory (it holds {below})"
+    return None
 
 
 class SQLiteCatalog:
@@ -141,6 +158,11 @@ class SQLiteCatalog:
         with map_catalog_errors(self.name):
             return find_catalog_guid(self._open().conn, guid.strip())
 
+    def path_conflict(self, lfn: str) -> str | None:
+        """Say why ``lfn`` cannot be a file here (a file above it, or files below it), or ``None``."""
+        with map_catalog_errors(self.name, lfn):
+            return _path_conflict(self._open().conn, lfn)
+
     def register_file(self, entry: FileEntry, replica: Replica) -> bool:
         """
         Register a file and one replica of it in one transaction.
@@ -153,7 +175,8 @@ class SQLiteCatalog:
 
         Raises:
             RegistrationRefused: the LFN is registered with another size, checksum type, checksum or
-                GUID; the GUID belongs to another LFN; or the SE holds another PFN for the LFN.
+                GUID; the GUID belongs to another LFN; the SE holds another PFN for the LFN; or the LFN
+                clashes with the namespace (see :meth:`path_conflict`).
             InvalidInput: the checksum type or checksum is invalid, or the replica is of another LFN.
             CatalogUnavailable: the catalog cannot be reached.
         """
@@ -167,8 +190,12 @@ class SQLiteCatalog:
     def _add_file(self, conn: sqlite3.Connection, wanted: FileEntry) -> bool:
         at = format_time(self.clock())
         row = CatalogFileRow(wanted.lfn, wanted.size, wanted.checksum, wanted.checksum_type, wanted.guid, at)
-        # The usual case, a new file, is one statement; only a duplicate is looked at.
+        # The usual case, a new file, is one insert and the namespace's two lookups; a refusal rolls the
+        # insert back with the transaction (or the batch's savepoint).
         if insert_new_catalog_file(conn, row):
+            conflict = _path_conflict(conn, wanted.lfn)
+            if conflict is not None:
+                raise self._refuse(wanted.lfn, conflict)
             return True
         registered = load_catalog_file(conn, wanted.lfn)
         if registered is None:
