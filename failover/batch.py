@@ -29,6 +29,7 @@ from failover.errors import FailoverError, InvalidInput, TransientError, UploadI
 from failover.registration import precheck_catalogs
 from failover.storage import PutResult
 from failover.uploads import UploadNames, UploadResult, check_names, plan_upload, result_of
+from failover.validation.namespace import CallNames
 from fsm.clock import parse_time
 from fsm.crashpoints import crash_point
 from persistence.errors import AlreadyExists
@@ -90,12 +91,13 @@ def upload_many(
     outcomes: list[Outcome] = []
     header = request or env.default_request
     names = _names_once(env, options)
+    taken = CallNames()
     for chunk in _chunks(items, batch_size):
         done: list[Outcome]
         if stopping is not None and stopping.is_set():
             done = [not_started(item) for item in chunk]
         else:
-            done = _upload_chunk(env, chunk, header, options, names, stopping)
+            done = _upload_chunk(env, chunk, header, options, names, taken, stopping)
         for item, outcome in zip(chunk, done, strict=True):
             outcomes.append(outcome)
             if on_result is not None:
@@ -127,10 +129,11 @@ def _upload_chunk(
     request: RequestHeader,
     options: dict[str, Any],
     names: UploadNames | None,
+    taken: CallNames,
     stopping: StopFlag | None,
 ) -> list[Outcome]:
     while True:
-        outcomes, fresh, existing = _plan_chunk(env, chunk, request, options, names)
+        outcomes, fresh, existing = _plan_chunk(env, chunk, request, options, names, taken)
         try:
             created = _create_all(env, fresh.values())
         except AlreadyExists:
@@ -152,8 +155,13 @@ def _plan_chunk(
     request: RequestHeader,
     options: dict[str, Any],
     names: UploadNames | None,
+    taken: CallNames,
 ) -> tuple[dict[int, Outcome], dict[int, tuple[str, dict[str, Any]]], list[tuple[int, str]]]:
-    """Plan each file: its error, a machine to create (id and data), or an existing upload to drive."""
+    """
+    Plan each file: its error, a machine to create (id and data), or an existing upload to drive. A file
+    whose LFN clashes with another's of the call (``taken``, which the planned files join) is refused:
+    the catalogs, which would refuse it, do not hold the other file yet.
+    """
     outcomes: dict[int, Outcome] = {}
     fresh: dict[int, tuple[str, dict[str, Any]]] = {}
     existing: list[tuple[int, str]] = []
@@ -171,6 +179,11 @@ def _plan_chunk(
         except FailoverError as err:
             outcomes[index] = err
             continue
+        clash = taken.clash(item.lfn)
+        if clash is not None:
+            outcomes[index] = InvalidInput(clash, lfn=item.lfn)
+            continue
+        taken.add(item.lfn)
         if data is None:
             existing.append((index, machine_id))
         else:

@@ -42,6 +42,7 @@ from failover.batch import BatchItem, Outcome, not_started, upload_many
 from failover.driver import StopFlag
 from failover.environment import Environment
 from failover.errors import UploadInterrupted
+from failover.validation.namespace import CallNames
 from persistence.requests import RequestHeader
 
 __all__ = ["BATCH_FILES", "MAX_AUTO_JOBS", "auto_jobs", "cpu_quota", "upload_in_processes", "usable_cpus"]
@@ -127,6 +128,22 @@ def _upload_batch(
     return [(index, outcome) for (index, _), outcome in zip(batch, outcomes, strict=True)]
 
 
+def _check_lfns(items: Sequence[BatchItem]) -> None:
+    """
+    Refuse a call where two files have one LFN, or one's LFN is the other's directory: one process must
+    upload both (it refuses the second, see :func:`~failover.batch.upload_many`), or which one wins
+    would depend on which worker went first.
+    """
+    if len({item.lfn for item in items}) != len(items):
+        raise ValueError("two files have the same LFN: one process must upload both")
+    names = CallNames()
+    for item in items:
+        clash = names.clash(item.lfn)
+        if clash is not None:
+            raise ValueError(f"{clash}; one process must upload both")
+        names.add(item.lfn)
+
+
 def _interrupted(item: BatchItem, cause: BaseException) -> UploadInterrupted:
     return UploadInterrupted(
         f"the process uploading {item.local_path} stopped before reporting ({cause}): if it was in flight, "
@@ -165,14 +182,14 @@ def upload_in_processes(
         For each item in order, its :class:`~failover.uploads.UploadResult` or the error that stopped it.
 
     Raises:
-        ValueError: ``jobs`` or ``batch_size`` is below 1, or two items have the same LFN.
+        ValueError: ``jobs`` or ``batch_size`` is below 1, or two items have the same LFN, or one's LFN
+            is the other's directory.
         FailoverError: a worker could not open its environment (raised as the worker raised it).
     """
     batch_size = BATCH_FILES if batch_size is None else batch_size
     if jobs < 1 or batch_size < 1:
         raise ValueError(f"jobs and batch_size must be at least 1, not {jobs} and {batch_size}")
-    if len({item.lfn for item in items}) != len(items):
-        raise ValueError("two files have the same LFN: one process must upload both")
+    _check_lfns(items)
     indexed = list(enumerate(items))
     batches = [indexed[start : start + batch_size] for start in range(0, len(indexed), batch_size)]
     outcomes: dict[int, Outcome] = {}

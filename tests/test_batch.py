@@ -12,7 +12,7 @@ from batch_support import batch_files
 
 from failover import Environment, fsck, open_workspace, resume, uploads
 from failover.batch import BatchItem, upload_many
-from failover.errors import InvalidInput, UploadFailed, UploadInterrupted
+from failover.errors import InvalidInput, RegistrationRefused, UploadFailed, UploadInterrupted
 from failover.testing import Fault, FaultInjector
 from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
 from persistence.requests import RequestHeader
@@ -272,6 +272,44 @@ def test_a_crash_mid_batch_loses_nothing_and_copies_nothing_twice(tmp_path: Path
     assert fsck(env).ok, fsck(env).problems
     assert sorted(env.se("DEST").list_lfns()) == sorted(i.lfn for i in items)
     assert faults.calls[("DEST", "put")] <= 4, "a put already done is found, not repeated"
+
+
+@pytest.mark.parametrize("order", ["file first", "directory's file first"])
+def test_a_file_whose_lfn_clashes_with_anothers_of_the_call_is_refused_alone(
+    tmp_path: Path, env: Environment, order: str
+) -> None:
+    """
+    /vo/batch/f0 and /vo/batch/f0/part1 in one call: the later one is refused before anything of it is
+    stored. Before, the destination refused whichever came second, it went to the failover SE, and its
+    registration and replication could never succeed.
+    """
+    items = batch_files(tmp_path, 3)
+    items[1] = BatchItem(items[1].local_path, f"{items[0].lfn}/part1")
+    if order != "file first":
+        items[0], items[1] = items[1], items[0]
+    outcomes = upload_many(env, items, destinations=["DEST"], failovers=["FAIL"], request=REQUEST)
+    refused = outcomes[1]
+    assert isinstance(refused, InvalidInput) and refused.lfn == items[1].lfn
+    assert "another file of this upload: a name is a file or a directory, never both" in str(refused)
+    assert [getattr(outcomes[i], "state", None) for i in (0, 2)] == [UploadState.REGISTERED] * 2
+    assert sorted(env.se("DEST").list_lfns()) == sorted([items[0].lfn, items[2].lfn])
+    assert list(env.se("FAIL").list_lfns()) == []
+    assert env.store.conn.execute("SELECT COUNT(*) FROM machines").fetchone() == (2,)
+    assert env.store.conn.execute("SELECT COUNT(*) FROM operations").fetchone() == (0,)
+
+
+def test_a_file_below_one_registered_by_an_earlier_call_is_refused_by_the_catalog(
+    tmp_path: Path, env: Environment
+) -> None:
+    items = batch_files(tmp_path, 2)
+    first = upload_many(env, items[:1], destinations=["DEST"], failovers=["FAIL"], request=REQUEST)
+    below = BatchItem(items[1].local_path, f"{items[0].lfn}/part1")
+    (refused,) = upload_many(env, [below], destinations=["DEST"], failovers=["FAIL"], request=REQUEST)
+    assert getattr(first[0], "state", None) == UploadState.REGISTERED
+    assert isinstance(refused, RegistrationRefused)
+    assert f"refuses {below.lfn}: {items[0].lfn} is a file, not a directory" in str(refused)
+    assert list(env.se("DEST").list_lfns()) == [items[0].lfn]
+    assert list(env.se("FAIL").list_lfns()) == []
 
 
 def test_a_file_whose_name_is_not_utf8_is_refused_alone(tmp_path: Path, env: Environment) -> None:

@@ -195,6 +195,19 @@ def test_two_files_with_one_lfn_are_refused_before_any_worker_starts(tmp_path: P
         )
 
 
+def test_a_file_below_another_files_lfn_is_refused_before_any_worker_starts(
+    tmp_path: Path, home: Path
+) -> None:
+    """In two workers, which of the two would be stored would depend on which worker went first."""
+    items = batch_files(tmp_path, 2, lfn_dir="/vo/par")
+    clashing = [items[0], BatchItem(items[1].local_path, f"{items[0].lfn}/part1")]
+    with pytest.raises(ValueError, match=f"is below {items[0].lfn}, another file of this upload"):
+        upload_in_processes(
+            functools.partial(open_workspace, home), clashing, jobs=2, request=RequestHeader("x")
+        )
+    assert not (home / "se").exists() or not any((home / "se").rglob("f*"))
+
+
 def test_a_stop_hands_out_no_more_batches_and_the_running_ones_finish(tmp_path: Path, home: Path) -> None:
     """Stopped as the first batch ends: at most the batches already handed out are uploaded, wholly."""
     items = batch_files(tmp_path, 40, lfn_dir="/vo/stop")
