@@ -28,8 +28,7 @@ __all__ = [
     "delete_catalog_file",
     "delete_catalog_replica",
     "find_catalog_guid",
-    "find_file_below",
-    "find_registered_among",
+    "find_file_above_or_below",
     "insert_new_catalog_file",
     "insert_new_catalog_replica",
     "load_catalog_file",
@@ -109,20 +108,16 @@ def find_catalog_guid(conn: sqlite3.Connection, guid: str) -> str | None:
     return None if values is None else str(values[0])
 
 
-def find_registered_among(conn: sqlite3.Connection, lfns: list[str]) -> str | None:
-    """Return one of ``lfns`` that is registered, or ``None`` (none is, or ``lfns`` is empty)."""
-    if not lfns:
-        return None
-    marks = ", ".join("?" * len(lfns))
-    values = conn.execute(f"SELECT lfn FROM catalog_files WHERE lfn IN ({marks}) LIMIT 1", lfns).fetchone()
-    return None if values is None else str(values[0])
-
-
-def find_file_below(conn: sqlite3.Connection, lfn: str) -> str | None:
-    """Return the first registered file below ``lfn`` (``/vo/a/x`` for ``/vo/a``), or ``None``."""
+def find_file_above_or_below(conn: sqlite3.Connection, lfn: str, above: list[str]) -> str | None:
+    """
+    Return a registered file among ``above`` (the directories above ``lfn``) or below ``lfn`` (``/vo/a/x``
+    for ``/vo/a``), or ``None``: one statement, two lookups of the primary key.
+    """
     # Every LFN below "/vo/a" sorts between "/vo/a/" and "/vo/a0" ("0" follows "/"): one range of the key.
+    marks = ", ".join("?" * len(above))
     values = conn.execute(
-        "SELECT lfn FROM catalog_files WHERE lfn > ? AND lfn < ? ORDER BY lfn LIMIT 1", (lfn + "/", lfn + "0")
+        f"SELECT lfn FROM catalog_files WHERE lfn IN ({marks}) OR (lfn > ? AND lfn < ?) LIMIT 1",
+        (*above, lfn + "/", lfn + "0"),
     ).fetchone()
     return None if values is None else str(values[0])
 

@@ -25,8 +25,7 @@ from persistence.catalog import (
     delete_catalog_file,
     delete_catalog_replica,
     find_catalog_guid,
-    find_file_below,
-    find_registered_among,
+    find_file_above_or_below,
     insert_new_catalog_file,
     insert_new_catalog_replica,
     load_catalog_file,
@@ -55,13 +54,13 @@ def _path_conflict(conn: sqlite3.Connection, lfn: str) -> str | None:
     Why ``lfn`` cannot be a file in the namespace, or ``None``: like a file system's, the catalog's
     names are files or directories, never both.
     """
-    above = find_registered_among(conn, lfn_directories(lfn))
-    if above is not None:
-        return f"{above} is a file, not a directory"
-    below = find_file_below(conn, lfn)
-    if below is not None:
-        return f"it is a directory (it holds {below})"
-    return None
+    above = lfn_directories(lfn)
+    found = find_file_above_or_below(conn, lfn, above)
+    if found is None:
+        return None
+    if found in above:
+        return f"{found} is a file, not a directory"
+    return f"it is a directory (it holds {found})"
 
 
 class SQLiteCatalog:
