@@ -50,7 +50,7 @@ _T = TypeVar("_T")
 CATALOG_KINDS = ("sqlite",)
 
 _TOP_KEYS = ("database", "durability", "owner", "owner_group", "storage", "catalogs", "upload", "executor")
-_SE_KEYS = ("url", "options")
+_SE_KEYS = ("url", "options", "create_root")
 _CATALOG_KEYS = ("kind", "path", "master")
 _UPLOAD_KEYS = ("destinations", "failovers", "catalogs", "master_only", "retry_delays")
 # Executor keys with their lowest allowed value, and whether that bound is excluded.
@@ -92,11 +92,16 @@ class ConfigError(InvalidInput):
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """One configured storage element: its name, fsspec URL and filesystem options."""
+    """
+    One configured storage element: its name, fsspec URL and filesystem options, and whether a missing
+    local root is created (by default not: the SE is unavailable until it exists, so that a storage that
+    is not mounted does not become a directory on the local disk).
+    """
 
     name: str
     url: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    create_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,10 @@ class Config:
             StorageUnavailable: a storage element's filesystem cannot be set up.
             StoreError: the database cannot be opened (persistence errors).
         """
-        storage = {se.name: storage_element(se.name, se.url, se.options) for se in self.storage}
+        storage = {
+            se.name: storage_element(se.name, se.url, se.options, create_root=se.create_root)
+            for se in self.storage
+        }
         catalogs = CatalogSet(
             SQLiteCatalog(c.name, c.path, master=c.master, durability=self.durability) for c in self.catalogs
         )
@@ -316,7 +324,8 @@ class _Checker:
             raise self.error(f"{key}.url", "missing: every storage element needs a url")
         url = self.url(table["url"], f"{key}.url")
         options = self.table(table.get("options", {}), f"{key}.options")
-        return StorageConfig(name, url, dict(options))
+        create_root = self.flag(table.get("create_root", False), f"{key}.create_root")
+        return StorageConfig(name, url, dict(options), create_root)
 
     def url(self, value: object, key: str) -> str:
         text = self.text(value, key).strip()

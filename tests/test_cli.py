@@ -704,7 +704,7 @@ def test_an_error_is_one_line_and_verbose_adds_the_traceback(home: Path) -> None
 def test_a_configuration_file_replaces_the_embedded_default(tmp_path: Path, outputs: list[Path]) -> None:
     config = tmp_path / "failover.toml"
     config.write_text(
-        '[storage.SE-A]\nurl = "se-a"\n[storage.SE-B]\nurl = "se-b"\n'
+        '[storage.SE-A]\nurl = "se-a"\n[storage.SE-B]\nurl = "se-b"\ncreate_root = true\n'
         '[catalogs.Main]\nmaster = true\n[upload]\ndestinations = ["SE-B"]\n'
     )
     result = failover(
@@ -726,6 +726,7 @@ def test_workers_open_the_configuration_given(
     monkeypatch.setattr(parallel, "BATCH_FILES", 1)
     config = tmp_path / "failover.toml"
     config.write_text('[storage.SE-A]\nurl = "se-a"\n[catalogs.Main]\nmaster = true\n')
+    (tmp_path / "se-a").mkdir()
     args = ["upload", *map(str, outputs), "--lfn-prefix", "/vo/c", "--dest", "SE-A", "--jobs", "2"]
     result = failover(tmp_path / "unused", *args, "--config", str(config), "--json")
     assert [u["se"] for u in as_json(result)["uploads"]] == ["SE-A", "SE-A"]

@@ -8,13 +8,15 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from failover import upload
 from failover.config import Config, ConfigError, load_config
-from failover.errors import InvalidInput, error_from_record
-from failover.executor import ExecutorPolicy
+from failover.errors import InvalidInput, StorageUnavailable, error_from_record
+from failover.executor import Executor, ExecutorPolicy
+from failover.request import RequestStatus
 from persistence.db import Durability
 from persistence.requests import RequestHeader
 
@@ -29,6 +31,7 @@ owner_group = "vo_user"
 
 [storage.SE-A]
 url = "file:///tmp/ignored"
+create_root = true
 
 [storage.FAILOVER-1]
 url = "failover-1"
@@ -82,6 +85,7 @@ def test_the_full_example_is_read_with_paths_relative_to_the_file(tmp_path: Path
         ("FAILOVER-1", f"file://{tmp_path}/failover-1"),
     ]
     assert config.storage[1].options == {"auto_mkdir": True}
+    assert [se.create_root for se in config.storage] == [True, False]
     assert [(c.name, c.path, c.master) for c in config.catalogs] == [
         ("Main", tmp_path / "catalog.db", True),
         ("Mirror", tmp_path / "catalog-Mirror.db", False),
@@ -120,6 +124,64 @@ def test_an_opened_configuration_uploads(tmp_path: Path) -> None:
     assert all(catalog._store is None for catalog in env.catalogs)  # type: ignore[attr-defined]
     assert env.catalogs.get("Main").get_file("/vo/out.root") is not None  # a catalog opens again on use
     env.close()  # closing twice is harmless
+
+
+def test_a_missing_local_root_is_an_unavailable_se_not_a_new_directory(tmp_path: Path) -> None:
+    """
+    An SE whose storage is not mounted: its root is not created on the local disk (the file would be
+    registered there and lost with the node); the upload fails over, and once the root exists it works.
+    """
+    text = (
+        '[storage.SE-A]\nurl = "mnt/se-a"\n[storage.FAIL]\nurl = "fail"\ncreate_root = true\n'
+        "[catalogs.Main]\nmaster = true\n"
+    )
+    env = load_config(_write(tmp_path, text)).open()
+    try:
+        local = tmp_path / "out.root"
+        local.write_bytes(b"data" * 10)
+        options: dict[str, Any] = {"destinations": "SE-A", "failovers": "FAIL", "request": RequestHeader("k")}
+        result = upload(env, local, "/vo/out.root", **options)
+        assert (result.se, result.state) == ("FAIL", "FailedOver")
+        assert not (tmp_path / "mnt").exists()
+        with pytest.raises(
+            StorageUnavailable, match=r"its root .*/mnt/se-a does not exist \(is its storage mounted\?\)"
+        ):
+            env.se("SE-A").stat("/vo/out.root")
+        (tmp_path / "mnt" / "se-a").mkdir(parents=True)
+        assert upload(env, local, "/vo/again.root", **options).se == "SE-A"
+    finally:
+        env.close()
+
+
+def test_a_failover_se_not_mounted_is_waited_for_its_replica_is_not_taken_for_gone(tmp_path: Path) -> None:
+    """
+    The executor meets the failover SE unmounted: the replication is retried, nothing is Failed or
+    removed; once the storage is back, the file is replicated and the temporary replica removed.
+    """
+    text = '[storage.SE-A]\nurl = "se-a"\n[storage.FAIL]\nurl = "fail"\n[catalogs.Main]\nmaster = true\n'
+    (tmp_path / "fail").mkdir()
+    env = load_config(_write(tmp_path, text)).open()
+    try:
+        local = tmp_path / "out.root"
+        local.write_bytes(b"data" * 10)
+        header = RequestHeader("k", owner="alice", owner_group="vo_user")
+        result = upload(env, local, "/vo/out.root", destinations="SE-A", failovers="FAIL", request=header)
+        assert (result.se, result.state) == ("FAIL", "FailedOver")  # SE-A was not mounted
+        request = env.requests.find(header.client_key)
+        assert request is not None
+        env.requests.commit(request.id)
+        (tmp_path / "se-a").mkdir()
+        (tmp_path / "fail").rename(tmp_path / "fail.unmounted")
+        executor = Executor(env, ExecutorPolicy(backoff_base=0, jitter=0), name="t")
+        executor.run_once()
+        assert env.requests.load(request.id).status is RequestStatus.Waiting
+        (tmp_path / "fail.unmounted").rename(tmp_path / "fail")
+        executor.run_once()
+        assert env.requests.load(request.id).status is RequestStatus.Done
+        assert (tmp_path / "se-a" / "vo" / "out.root").read_bytes() == b"data" * 10
+        assert not (tmp_path / "fail" / "vo" / "out.root").exists()
+    finally:
+        env.close()
 
 
 def test_the_smallest_configuration_uses_the_defaults(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from failover.checksum import CHUNK_SIZE, MIN_READ_SIZE, ChecksumType
 from failover.errors import InvalidInput, PermissionDenied, StorageUnavailable, TransferCorrupted
 from failover.storage import FsspecBackend, StorageElement
 from failover.storage.backends import LocalBackend
+from failover.storage.staged import PutItem
 from failover.storage.transfer import PIPELINE_CHUNK_SIZE, PIPELINE_MIN_SIZE, digest
 
 
@@ -216,6 +217,47 @@ def test_constructor_strips_the_name_and_creates_the_root(tmp_path: Path) -> Non
     assert se.name == "se-a"
     assert (tmp_path / "new" / "root").is_dir()
     assert repr(se) == f"StorageElement('se-a', {se.url!r})"
+
+
+@pytest.mark.parametrize("url_of", [Path.as_uri, str], ids=["file-url", "plain-path"])
+def test_a_root_that_must_exist_makes_every_operation_unavailable_while_missing(
+    tmp_path: Path, url_of: Any
+) -> None:
+    """
+    create_root=False (a configured SE's default): a missing root is a storage not mounted. Nothing is
+    created in its place, and a replica there is not taken for gone (stat, remove and listings raise).
+    """
+    root = tmp_path / "mnt" / "se-a"
+    local = tmp_path / "out.root"
+    local.write_bytes(b"grid job output")
+    se = StorageElement("SE-A", url_of(root), create_root=False)
+    other = StorageElement("SE-B", (tmp_path / "se-b").as_uri())
+    other.put(local, LFN)
+    calls = {
+        "put": lambda: se.put(local, LFN),
+        "put_many": lambda: _raise_first(se.put_many([PutItem(local, LFN)])),
+        "copy in": lambda: other.copy_to(se, LFN),
+        "copy_many in": lambda: _raise_first(other.copy_many_to(se, [LFN])),
+        "stat": lambda: se.stat(LFN),
+        "checksum": lambda: se.checksum(LFN, ChecksumType.ADLER32),
+        "remove": lambda: se.remove(LFN),
+        "list_lfns": lambda: list(se.list_lfns()),
+        "remove_temporary": se.remove_temporary,
+    }
+    for name, call in calls.items():
+        with pytest.raises(StorageUnavailable, match=r"SE-A: its root .* does not exist") as caught:
+            call()
+        assert caught.value.se == "SE-A", name
+    assert not (tmp_path / "mnt").exists()
+    assert se.pfn(LFN).endswith("/mnt/se-a" + LFN)  # naming a replica touches nothing
+    root.mkdir(parents=True)
+    assert se.put(local, LFN).size == len(b"grid job output")
+    assert list(se.list_lfns()) == [LFN]
+
+
+def _raise_first(outcomes: list[Any]) -> None:
+    if isinstance(outcomes[0], Exception):
+        raise outcomes[0]
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,14 @@ from functools import partial
 from typing import Any, BinaryIO
 
 from failover.checksum import ChecksumType, MultiChecksum, parse_checksum_type
-from failover.errors import FailoverError, InvalidInput, PermissionDenied, SourceMissing, StorageRefused
+from failover.errors import (
+    FailoverError,
+    InvalidInput,
+    PermissionDenied,
+    SourceMissing,
+    StorageRefused,
+    StorageUnavailable,
+)
 from failover.storage.backends import FsspecBackend, LocalBackend, backend_for
 from failover.storage.errors import map_storage_errors
 from failover.storage.inventory import Inventory
@@ -95,6 +102,10 @@ class StorageElement(Inventory):
         name: the SE's name; surrounding spaces are stripped.
         url: the fsspec URL of the SE's root, e.g. ``file:///srv/se-a`` or ``memory://se-a``.
         options: storage options passed to the fsspec filesystem.
+        create_root: create the root directory now if it is missing (the default). With False, a local
+            root is never created: while it is missing (its storage not mounted, say) every operation
+            raises ``StorageUnavailable``, so that nothing lands on the local disk in its place and no
+            replica there is taken for gone. Other roots are then made by the first put.
 
     Attributes:
         fs: the fsspec filesystem holding the root (a local root's is made, and fsspec imported, only
@@ -107,7 +118,12 @@ class StorageElement(Inventory):
             error mapped by :func:`~failover.storage.errors.map_storage_errors`).
     """
 
-    def __init__(self, name: str, url: str, *, options: Mapping[str, Any] | None = None) -> None:
+    #: Whether every operation first checks that the (local) root exists: see ``create_root``.
+    _root_must_exist = False
+
+    def __init__(
+        self, name: str, url: str, *, options: Mapping[str, Any] | None = None, create_root: bool = True
+    ) -> None:
         self.name = name.strip()
         if not self.name:
             raise InvalidInput(f"A storage element needs a name (url {url!r})")
@@ -125,8 +141,9 @@ class StorageElement(Inventory):
                 self._backend = self._make_backend(self.fs)
             else:
                 self.root, self._backend = root, LocalBackend()
-            if self.root.strip("/"):
+            if create_root and self.root.strip("/"):
                 self._backend.make_dirs(self.root)
+        self._root_must_exist = not create_root and isinstance(self._backend, LocalBackend)
 
     def __repr__(self) -> str:
         return f"StorageElement({self.name!r}, {self.url!r})"
@@ -148,7 +165,21 @@ class StorageElement(Inventory):
         """Return the backend for ``fs``; subclasses override this to add store-specific behaviour."""
         return backend_for(fs)
 
+    def _check_root(self) -> None:
+        """Raise ``StorageUnavailable`` if the root must exist and does not (see ``create_root``)."""
+        if self._root_must_exist and not os.path.isdir(self.root):
+            raise StorageUnavailable(
+                f"{self.name}: its root {self.root} does not exist (is its storage mounted?) and is not "
+                "created in its place: create it, or set create_root = true for this SE",
+                se=self.name,
+            )
+
     def _path(self, lfn: str) -> str:
+        """The confined path of ``lfn``'s object, for an operation on it (the root checked first)."""
+        self._check_root()
+        return self._confined(lfn)
+
+    def _confined(self, lfn: str) -> str:
         path = object_path(self.root, lfn)
         with map_storage_errors(self.name, lfn):
             confined = self._backend.confined(self.root, path)
@@ -174,7 +205,7 @@ class StorageElement(Inventory):
             InvalidInput: the LFN is refused (see :func:`~failover.storage.paths.check_lfn`).
             PermissionDenied: the LFN resolves outside the root through a symbolic link.
         """
-        return self._pfn_at(self._path(lfn), lfn)
+        return self._pfn_at(self._confined(lfn), lfn)
 
     def _pfn_at(self, path: str, lfn: str) -> str:
         with map_storage_errors(self.name, lfn):

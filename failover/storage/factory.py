@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from failover.errors import InvalidInput, StorageUnavailable
 from failover.storage.element import StorageElement
+from failover.storage.remote import RemoteStorageElement
 
 __all__ = ["SECRET_IN_URL", "STORAGE_CLASSES", "password_in_url", "storage_class", "storage_element"]
 
@@ -84,7 +85,9 @@ def storage_class(url: str) -> type[StorageElement]:
     return cls
 
 
-def storage_element(name: str, url: str, options: Mapping[str, Any] | None = None) -> StorageElement:
+def storage_element(
+    name: str, url: str, options: Mapping[str, Any] | None = None, *, create_root: bool = True
+) -> StorageElement:
     """
     Build the storage element ``name`` at ``url``, of the class its protocol calls for.
 
@@ -92,6 +95,9 @@ def storage_element(name: str, url: str, options: Mapping[str, Any] | None = Non
         name: the SE's name.
         url: the URL of the SE's root (``root://``, ``s3://``, ``dav(s)://``, ``file://``, a path...).
         options: the SE's options (credentials, endpoint, timeouts, fsspec storage options).
+        create_root: for a root not on a network protocol (``file://``, a path, an fsspec URL): create it
+            now if it is missing, or (False) never, a missing local root making the SE unavailable
+            (:class:`~failover.storage.StorageElement`). A remote SE's root is made by its first put.
 
     Returns:
         The storage element.
@@ -110,4 +116,6 @@ def storage_element(name: str, url: str, options: Mapping[str, Any] | None = Non
     except ImportError as exc:
         message = f"{name}: the client library for {url!r} is not installed: {exc}"
         raise StorageUnavailable(message, se=name.strip()) from exc
-    return cls(name, url, options=options)
+    if issubclass(cls, RemoteStorageElement):
+        return cls(name, url, options=options)
+    return cls(name, url, options=options, create_root=create_root)

@@ -82,7 +82,11 @@ class Inventory:
                 removed += 1
         return removed
 
+    def _check_root(self) -> None:
+        """Raise when the root cannot be used now (the storage element says when: see ``create_root``)."""
+
     def _list_files(self) -> list[str]:
+        self._check_root()
         with map_storage_errors(self.name):
             found = self.fs.find(self.root, detail=True)
         return sorted(path for path, info in found.items() if info.get("type") == "file")
