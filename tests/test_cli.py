@@ -676,6 +676,23 @@ def test_resume_after_a_put_killed_before_publishing_can_remove_what_it_left(
     assert failover(home, "fsck").exit_code == 0
 
 
+def test_resume_reports_an_upload_that_failed_on_stderr_with_status_1(
+    home: Path, outputs: list[Path]
+) -> None:
+    """A job wrapper runs `failover resume || alert`: the upload whose file is gone ends Failed, says so."""
+    killed = run_process(
+        home, "upload", str(outputs[0]), "--lfn", "/vo/k/hits.root", env_extra={CRASH_AT: "before-publish"}
+    )
+    assert killed.returncode == CRASH_EXIT_CODE
+    outputs[0].unlink()  # the job's scratch directory was cleaned before the resume
+    resumed = failover(home, "resume")
+    assert resumed.exit_code == 1
+    assert resumed.stdout.splitlines() == ["resumed 1 uploads; committed requests: none"]
+    (line,) = resumed.stderr.splitlines()
+    assert line.startswith("/vo/k/hits.root: UploadFailed: ") and "does not exist" in line
+    assert as_json(failover(home, "resume", "--json"))["failed"] == {}  # nothing left in flight
+
+
 def test_diagram_check_passes_on_the_committed_diagrams(home: Path) -> None:
     result = failover(home, "diagram", "--check", "--dir", str(REPOSITORY / "diagrams"))
     assert result.exit_code == 0, result.output

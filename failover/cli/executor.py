@@ -138,9 +138,9 @@ def resume(workspace: Workspace, as_json: bool, no_commit: bool, remove_temporar
     """
     After a crash: drive every unfinished upload on, and commit the requests left as drafts.
 
-    Nothing is uploaded twice: a put that finds the same file at the SE counts as done. Ctrl-C or
-    SIGTERM stops it once the batch at hand (256 uploads) is done: the others stay in flight for the
-    next resume; exit status 130 or 143.
+    Nothing is uploaded twice: a put that finds the same file at the SE counts as done. An upload that
+    ends Failed is reported on stderr, exit status 1. Ctrl-C or SIGTERM stops it once the batch at hand
+    (256 uploads) is done: the others stay in flight for the next resume; exit status 130 or 143.
 
     \b
     Example:
@@ -166,12 +166,14 @@ def resume(workspace: Workspace, as_json: bool, no_commit: bool, remove_temporar
         lines = (f"{result.lfn}: {result.state} at {result.se}\n" for result in report.finished)
         click.echo("".join(lines), nl=False)
         for upload, err in report.failed.items():
-            click.echo(click.style(f"{upload}: {error_line(err)}", fg="red"))
+            click.echo(click.style(f"{upload}: {error_line(err)}", fg="red"), err=True)
         committed = ", ".join(map(str, report.committed)) or "none"
         resumed = len(report.finished) + len(report.failed)
         removed = f"; temporary files removed: {report.temporary_removed}" if remove_temporary else ""
         click.echo(f"resumed {resumed:,} uploads; committed requests: {committed}{removed}")
     stop.exit_if_stopped(f"{report.left:,} uploads left in flight; resume again finishes them")
+    if report.failed:
+        raise click.exceptions.Exit(1)
 
 
 @click.command()
