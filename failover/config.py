@@ -29,6 +29,7 @@ from failover.errors import InvalidInput
 from failover.executor import ExecutorPolicy
 from failover.storage.element import plain_local_root
 from failover.storage.factory import SECRET_IN_URL, STORAGE_CLASSES, password_in_url, storage_element
+from failover.storage.overlap import roots_overlap
 from failover.storage.paths import local_url
 from persistence.db import Durability, open_store
 from states import DIRAC_PUT_RETRY, RetryPolicy
@@ -226,6 +227,7 @@ def parse_config(data: Mapping[str, Any], *, file: Path) -> Config:
     check = _Checker(file)
     check.keys(data, "", _TOP_KEYS)
     storage = check.entries(data.get("storage", {}), "storage", check.storage_element, "storage element")
+    check.separate_roots(storage)
     catalogs = check.entries(data.get("catalogs", {}), "catalogs", check.catalog, "catalog")
     upload, put_retry = check.upload(data.get("upload", {}), storage, catalogs)
     executor, poll = check.executor(data.get("executor", {}))
@@ -326,6 +328,18 @@ class _Checker:
         options = self.table(table.get("options", {}), f"{key}.options")
         create_root = self.flag(table.get("create_root", False), f"{key}.create_root")
         return StorageConfig(name, url, dict(options), create_root)
+
+    def separate_roots(self, storage: tuple[StorageConfig, ...]) -> None:
+        for index, se in enumerate(storage):
+            for earlier in storage[:index]:
+                overlap = roots_overlap(earlier.url, se.url)
+                if overlap is not None:
+                    problem = (
+                        f"the root {se.url} is {overlap} {earlier.name}'s ({earlier.url}): two SEs on one "
+                        "storage share their files, and removing a temporary replica from one would delete "
+                        "the other's copy"
+                    )
+                    raise self.error(f"storage.{se.name}.url", problem)
 
     def url(self, value: object, key: str) -> str:
         text = self.text(value, key).strip()

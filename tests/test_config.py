@@ -184,6 +184,19 @@ def test_a_failover_se_not_mounted_is_waited_for_its_replica_is_not_taken_for_go
         env.close()
 
 
+def test_a_root_reached_through_a_link_is_the_same_root(tmp_path: Path) -> None:
+    (tmp_path / "disk" / "se").mkdir(parents=True)
+    (tmp_path / "se-link").symlink_to(tmp_path / "disk" / "se")
+    text = BASE.replace('url = "a"', 'url = "disk/se"') + "[storage.SE-B]\nurl = 'se-link/failover'\n"
+    with pytest.raises(ConfigError, match=r"SE-B\.url: the root .*/se-link/failover is inside SE-A's"):
+        load_config(_write(tmp_path, text))
+
+
+def test_separate_roots_side_by_side_are_accepted(tmp_path: Path) -> None:
+    text = BASE + "[storage.SE-B]\nurl = 'a-b'\n[storage.SE-C]\nurl = 'root://eos//vo/a'\n"
+    assert [se.name for se in load_config(_write(tmp_path, text)).storage] == ["SE-A", "SE-B", "SE-C"]
+
+
 def test_the_smallest_configuration_uses_the_defaults(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, '[storage.A]\nurl = "a"\n[catalogs.C]\n'))
     assert config == Config(
@@ -200,6 +213,15 @@ BASE = '[storage.SE-A]\nurl = "a"\n[catalogs.Main]\nmaster = true\n'
 
 BAD_ENTRIES = [
     ("colour = 'blue'\n" + BASE, "colour", "unknown key"),
+    (BASE + "[storage.SE-B]\nurl = 'a'\n", "storage.SE-B.url", "is the same as SE-A's"),
+    (BASE + "[storage.SE-B]\nurl = 'a/failover'\n", "storage.SE-B.url", "is inside SE-A's"),
+    (BASE + "[storage.SE-B]\nurl = '.'\n", "storage.SE-B.url", "is around SE-A's"),
+    (
+        BASE + "[storage.SE-B]\nurl = 'root://EOS.example.org//vo/se'\n"
+        "[storage.SE-C]\nurl = 'root://eos.example.org//vo/se/tmp'\n",
+        "storage.SE-C.url",
+        "is inside SE-B's (root://EOS.example.org//vo/se): two SEs on one storage share their files",
+    ),
     (BASE + "[storage.SE-B]\nurl = 'b'\nspeed = 3\n", "storage.SE-B.speed", "unknown key"),
     (BASE + "[storage.SE-B]\nurl = 'gopher://b'\n", "storage.SE-B.url", "unknown protocol 'gopher'"),
     (BASE + "[storage.SE-B]\n", "storage.SE-B.url", "missing"),

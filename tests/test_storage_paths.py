@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import os
 import posixpath
 from pathlib import Path
@@ -13,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from failover.errors import InvalidInput
-from failover.storage import LocalBackend, StorageElement
+from failover.storage import LocalBackend, StorageElement, overlap
 from failover.storage.element import plain_local_root
+from failover.storage.overlap import roots_overlap
 from failover.storage.paths import (
     check_lfn,
     inside_real_root,
@@ -235,3 +237,24 @@ def test_a_local_url_keeps_the_percent_encoded_directory_an_earlier_version_made
     right.mkdir(parents=True)
     assert local_url(right) == f"file://{right}"
     assert local_url(tmp_path / "plain") == f"file://{tmp_path}/plain"
+
+
+def test_the_overlap_doctests_pass() -> None:
+    assert doctest.testmod(overlap, raise_on_error=True).attempted > 0
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "overlap"),
+    [
+        ("/srv/se", "file:///srv/se/", "the same as"),
+        ("/srv/se", "/srv/se/../se/tmp", "inside"),
+        ("/srv/se/tmp", "/srv", "around"),
+        ("/srv/se", "/srv/se-b", None),
+        ("/srv/se", "root://eos.example.org//srv/se", None),
+        ("s3://bucket/vo", "s3://BUCKET/vo/tmp", "inside"),
+        ("s3://bucket/vo", "s3://other/vo", None),
+        ("davs://dav.example.org:443/vo", "davs://dav.example.org:8443/vo", None),
+    ],
+)
+def test_roots_overlap(first: str, second: str, overlap: str | None) -> None:
+    assert roots_overlap(first, second) == overlap

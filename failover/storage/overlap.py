@@ -1,0 +1,58 @@
+"""
+Whether two storage elements' roots share storage: the same root, or one inside the other.
+
+Two SEs on one storage hold some LFNs as one object: a failover request then "replicates" a file onto
+itself and its ``RemoveReplica`` deletes the only copy. A configuration refuses such SEs
+(:func:`roots_overlap`); the executor checks each replica it counts on before a removal
+(:meth:`~failover.storage.StorageElement.holds_same_object`), for SEs built by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from urllib.parse import urlsplit
+
+__all__ = ["root_location", "roots_overlap"]
+
+
+def root_location(url: str) -> tuple[str, str]:
+    """
+    Where a root URL's storage is and its path there, comparable between SEs.
+
+    A local root (a path, ``file://``) is resolved through its symbolic links as far as it exists; any
+    other keeps its protocol and host (lowercased) and its normalised path.
+
+    >>> root_location("s3://Bucket.Example.org//vo/se-a/")
+    ('s3://bucket.example.org', '/vo/se-a')
+    >>> root_location("file:///srv/se-a/../se-b")
+    ('file://', '/srv/se-b')
+    """
+    path = url.removeprefix("file://")
+    if "://" not in path and "::" not in url:
+        return "file://", os.path.realpath(path)
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower(), posixpath.normpath("/" + parts.path.lstrip("/"))
+
+
+def roots_overlap(first: str, second: str) -> str | None:
+    """
+    How the root at ``second`` overlaps the one at ``first`` ("the same as", "inside" or "around"), or None.
+
+    >>> roots_overlap("/srv/se", "/srv/se/failover"), roots_overlap("/srv/se", "/srv/se-b")
+    ('inside', None)
+    """
+    (where_a, path_a), (where_b, path_b) = root_location(first), root_location(second)
+    if where_a != where_b:
+        return None
+    if path_a == path_b:
+        return "the same as"
+    if _below(path_b, path_a):
+        return "inside"
+    if _below(path_a, path_b):
+        return "around"
+    return None
+
+
+def _below(path: str, root: str) -> bool:
+    return path.startswith(root.rstrip("/") + "/")
