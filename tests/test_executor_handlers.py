@@ -27,6 +27,7 @@ from failover.request import (
     current_operation,
     refresh_statuses,
 )
+from failover.storage import StorageElement
 from failover.testing import Fault, FaultInjector
 
 LFN = "/vo/user/a/alice/run42/out.root"
@@ -357,6 +358,25 @@ def test_remove_replica_of_the_only_replica_is_never_done(
     assert _file(client_env, request_id, 0).status is FileStatus.Failed
     assert _path(client_env, "SE-A", LFN).exists()
     assert _replica_ses(client_env, LFN) == ["SE-A"]
+
+
+def test_a_target_se_sharing_the_failover_ses_storage_is_no_second_copy(
+    client_env: Environment, failed_over: FailedOver
+) -> None:
+    """
+    SE-A configured (by hand: a configuration refuses it) on FAIL-1's root: the replication finds the
+    file "already there", and removing FAIL-1's replica would have deleted the only copy, with the
+    catalog still listing SE-A's.
+    """
+    request_id = failed_over(LFN)
+    client_env.storage["SE-A"] = StorageElement("SE-A", client_env.se("FAIL-1").url)
+
+    _run(client_env, ExecutorPolicy(max_attempts=1))
+
+    assert _path(client_env, "FAIL-1", LFN).read_bytes() == _content(LFN)
+    removal = _file(client_env, request_id, 1)
+    assert removal.status is FileStatus.Failed
+    assert "at FAIL-1 is the sole verified replica: not removed (SE-A shares its storage" in removal.error
 
 
 @pytest.mark.parametrize("catalog_entry", [False, True], ids=["fully-absent", "dangling-catalog-entry"])

@@ -260,6 +260,23 @@ def _raise_first(outcomes: list[Any]) -> None:
         raise outcomes[0]
 
 
+def test_holds_same_object_tells_shared_storage_from_a_second_copy(tmp_path: Path) -> None:
+    """Two SEs on one root, or on one directory through a link, hold an LFN as one file: no second copy."""
+    (tmp_path / "disk" / "se").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "disk" / "se")
+    local = tmp_path / "out.root"
+    local.write_bytes(b"grid job output")
+    se = StorageElement("SE-A", (tmp_path / "disk" / "se").as_uri())
+    same = StorageElement("SAME", (tmp_path / "disk" / "se").as_uri())
+    linked = StorageElement("LINKED", (tmp_path / "link").as_uri())
+    other = StorageElement("OTHER", (tmp_path / "other").as_uri())
+    se.put(local, LFN)
+    other.put(local, LFN)
+    assert (se.holds_same_object(same, LFN), se.holds_same_object(linked, LFN)) == (True, True)
+    assert (linked.holds_same_object(se, LFN), se.holds_same_object(other, LFN)) == (True, False)
+    assert se.holds_same_object(same, "/vo/none") and not se.holds_same_object(linked, "/vo/none")
+
+
 @pytest.mark.parametrize(
     ("name", "url"), [("  ", "memory://x"), ("se", "nosuchproto://x"), ("se", "x::nope://y")]
 )

@@ -246,7 +246,8 @@ def _another_good_copy(
     env: Environment, op: Operation, lfn: str, doomed: str, fresh: Mapping[str, PutResult]
 ) -> bool:
     """
-    SPEC §5 Fix: a verified and registered copy must remain elsewhere before a replica is removed.
+    SPEC §5 Fix: a verified and registered copy must remain elsewhere before a replica is removed. A
+    copy at an SE sharing the doomed replica's storage is that replica, not another copy.
 
     A copy in ``fresh`` (made and verified by the caller just now) is compared with the catalog entry
     from what its put reported, without reading it back.
@@ -258,6 +259,8 @@ def _another_good_copy(
         for replica in catalog.get_replicas(lfn):
             if replica.se == doomed or replica.se not in env.storage:
                 continue
+            if env.se(replica.se).holds_same_object(env.se(doomed), lfn):
+                continue
             put = fresh.get(replica.se)
             known = None if put is None else _put_matches(put, entry)
             if known is None:
@@ -265,6 +268,18 @@ def _another_good_copy(
             if known:
                 return True
     return False
+
+
+def _sharing(env: Environment, lfn: str, doomed: str) -> str:
+    """What a refused removal adds when other SEs hold the replica as the same object (shared storage)."""
+    alike = [
+        name
+        for name, se in env.storage.items()
+        if name != doomed and se.holds_same_object(env.se(doomed), lfn)
+    ]
+    if not alike:
+        return ""
+    return f" ({', '.join(alike)} share{'s' if len(alike) == 1 else ''} its storage: the same object)"
 
 
 def _put_matches(put: PutResult, entry: FileEntry) -> bool | None:
@@ -302,7 +317,9 @@ def unregister_replicas(
     for se in op.target_se:
         if not _another_good_copy(env, op, file.lfn, se, fresh or {}):
             raise SoleReplica(
-                f"{file.lfn} at {se} is the sole verified replica: not removed", se=se, lfn=file.lfn
+                f"{file.lfn} at {se} is the sole verified replica: not removed{_sharing(env, file.lfn, se)}",
+                se=se,
+                lfn=file.lfn,
             )
         for catalog in _catalogs(env, op):
             crash_point("before-remove-catalog-replica")

@@ -207,6 +207,30 @@ class StorageElement(Inventory):
         """
         return self._pfn_at(self._confined(lfn), lfn)
 
+    def holds_same_object(self, other: StorageElement, lfn: str) -> bool:
+        """
+        Tell whether ``other`` stores ``lfn`` as the very object this SE does: two SEs sharing storage
+        (the same root, nested roots, or local roots reaching one directory through links or mounts).
+        Such a copy is no second copy: removing either removes both.
+
+        Args:
+            other: another storage element.
+            lfn: the logical file name.
+
+        Returns:
+            True when both name the same object: the same PFN, or, on local disks, the same file.
+        """
+        mine, theirs = self._confined(lfn), other._confined(lfn)
+        if self._pfn_at(mine, lfn) == other._pfn_at(theirs, lfn):
+            return True
+        if not (isinstance(self._backend, LocalBackend) and isinstance(other._backend, LocalBackend)):
+            return False
+        try:
+            first, second = os.stat(mine), os.stat(theirs)
+        except OSError:
+            return False
+        return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
     def _pfn_at(self, path: str, lfn: str) -> str:
         with map_storage_errors(self.name, lfn):
             return self._backend.url_of(path)
