@@ -471,6 +471,8 @@ def test_a_stuck_upload_is_retried_or_given_up(home: Path, failed_over: list[str
     (home / "se" / "FAILOVER-DISK" / lfn.lstrip("/")).unlink()
     failover(home, "executor", "--once")
     assert as_json(failover(home, "status", lfn, "--json"))["state"] == "Stuck"
+    (failed,) = as_json(failover(home, "requests", "list", "--status", "Failed", "--json"))
+    assert failed["error"].startswith(f"ReplicateAndRegister: SourceMissing: no good replica of {lfn}")
     assert as_json(failover(home, "retry", lfn, "--json")) == {"lfn": lfn, "request": 2}
     again = failover(home, "retry", lfn)
     assert (again.exit_code, again.stderr) == (1, f"InvalidInput: upload {lfn} is FailedOver, not Stuck\n")

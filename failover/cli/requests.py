@@ -29,6 +29,7 @@ from failover.cli.app import (
 from failover.environment import Environment
 from failover.errors import InvalidRequest
 from failover.request import (
+    OperationStatus,
     Request,
     RequestStatus,
     request_to_dirac_json,
@@ -72,9 +73,15 @@ def _summary(env: Environment, request: Request) -> dict[str, Any]:
         "status": str(request.status),
         "committed": _committed(env, request.request_id),
         "operations": [f"{op.type}:{op.status}" for op in request.operations],
-        "error": request.error,
+        "error": request.error or _failed_operation_error(request),
         "last_update": request.last_update,
     }
+
+
+def _failed_operation_error(request: Request) -> str:
+    """The error of the operation that failed ``request`` (a request's own error is rarely set), or ""."""
+    failed = next((op for op in request.operations if op.status == OperationStatus.Failed), None)
+    return "" if failed is None else f"{failed.type}: {failed.error}"
 
 
 @requests.command("list")
@@ -85,7 +92,7 @@ def _summary(env: Environment, request: Request) -> dict[str, Any]:
 @workspace_options
 def list_command(workspace: Workspace, as_json: bool, status: str | None) -> None:
     """
-    List requests: id, status, whether committed, and their operations.
+    List requests: id, status, whether committed, their operations, and why a failed one failed.
 
     \b
     Example:
