@@ -5,6 +5,7 @@ Errors raised by the persistence layer.
 
     StoreError               root: the store cannot do what was asked
     ├── SchemaTooNew         the database was written by a newer failover: upgrade, do not touch it
+    ├── NetworkFilesystem    the database is on a network filesystem, where SQLite corrupts it
     ├── ConcurrentUpdate     another writer changed the row first (compare-and-swap lost)
     ├── NotFound             no such row
     ├── AlreadyExists        a row with that key exists already
@@ -24,6 +25,7 @@ __all__ = [
     "AlreadyExists",
     "ConcurrentUpdate",
     "ConstraintViolation",
+    "NetworkFilesystem",
     "NotFound",
     "SchemaTooNew",
     "StoreError",
@@ -74,6 +76,12 @@ class TransactionAborted(StoreError):
     """A block inside a savepoint-less transaction failed, so the transaction committed nothing."""
 
     code = "transaction_aborted"
+
+
+class NetworkFilesystem(StoreError):
+    """The database is on a network filesystem (NFS, SMB, AFS...), where SQLite's locks and WAL fail."""
+
+    code = "network_filesystem"
 
 
 class StoreUnavailable(StoreError):

@@ -21,9 +21,11 @@ from persistence import (
     SchemaTooNew,
     Store,
     StoreError,
+    filesystems,
     open_store,
 )
-from persistence.errors import ConstraintViolation, TransactionAborted
+from persistence.errors import ConstraintViolation, NetworkFilesystem, TransactionAborted
+from persistence.filesystems import filesystem_type, network_filesystem
 from persistence.machines import (
     count_by_state,
     insert_machine,
@@ -470,3 +472,56 @@ def test_machines_are_listed_and_counted_by_kind_and_state(store: Store) -> None
     assert [row.id for row in iter_machines(store.conn, kind="counter", states=["Idle"])] == ["a"]
     assert [row.id for row in iter_machines(store.conn)] == ["a", "b", "c"]
     assert count_by_state(store.conn, "counter") == {"Idle": 1, "Done": 1}
+
+
+#: A mount table as /proc/self/mountinfo gives it: local root, an NFS home inside it, a tmpfs below that,
+#: and an AFS cell whose mount point holds a space (written \040).
+MOUNTINFO = """\
+22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 22 0:48 / /home rw,relatime shared:30 - nfs4 fs.example.org:/home rw,vers=4.2
+41 40 0:49 / /home/alice/scratch rw,nosuid shared:31 - tmpfs tmpfs rw
+42 22 0:50 / /afs/cern\\040cell rw master:2 - afs AFS rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "fstype"),
+    [
+        ("/var/lib/failover/failover.db", "ext4"),
+        ("/home/alice/.failover/failover.db", "nfs4"),
+        ("/home", "nfs4"),
+        ("/homework/failover.db", "ext4"),
+        ("/home/alice/scratch/failover.db", "tmpfs"),
+        ("/afs/cern cell/user/a/alice/failover.db", "afs"),
+    ],
+)
+def test_the_filesystem_of_a_path_is_its_longest_mount_point(tmp_path: Path, path: str, fstype: str) -> None:
+    table = tmp_path / "mountinfo"
+    table.write_text(MOUNTINFO)
+    assert filesystem_type(path, str(table)) == fstype
+
+
+def test_without_a_mount_table_the_filesystem_is_unknown(tmp_path: Path) -> None:
+    assert filesystem_type("/home/alice/failover.db", str(tmp_path / "missing")) is None
+
+
+def test_a_database_on_a_network_filesystem_is_refused_and_not_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite on NFS: two hosts sharing the workspace corrupt it. Refused with the way out, nothing made."""
+    monkeypatch.setattr(filesystems, "filesystem_type", lambda path: "nfs4")
+    monkeypatch.delenv(filesystems.ALLOW_NETWORK_DATABASE, raising=False)
+    with pytest.raises(NetworkFilesystem) as caught:
+        open_store(tmp_path / "failover.db")
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'failover.db'}: the database is on a nfs4 filesystem")
+    assert "put it on a local disk" in message and "FAILOVER_ALLOW_NETWORK_DATABASE=1" in message
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv(filesystems.ALLOW_NETWORK_DATABASE, "1")
+    with closing(open_store(tmp_path / "failover.db")) as store:
+        assert store.conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_test_machines_own_disk_is_not_a_network_filesystem(tmp_path: Path) -> None:
+    assert filesystem_type(tmp_path) is not None
+    assert network_filesystem(tmp_path) is None
