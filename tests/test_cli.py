@@ -695,6 +695,29 @@ def test_resume_reports_an_upload_that_failed_on_stderr_with_status_1(
     assert as_json(failover(home, "resume", "--json"))["failed"] == {}  # nothing left in flight
 
 
+def test_output_read_by_a_reader_that_stops_early_ends_quietly_with_every_file_uploaded(
+    home: Path, tmp_path: Path
+) -> None:
+    """`failover upload *.root | head -1`: no BrokenPipeError line, status 1, and all the work is done."""
+    job = tmp_path / "many"
+    job.mkdir()
+    files = []
+    for index in range(600):
+        (job / f"f{index:03d}").write_bytes(b"%d\n" % index)
+        files.append(str(job / f"f{index:03d}"))
+    env = {**os.environ, "FAILOVER_HOME": str(home)}
+    # Long LFNs: past the pipe's 64 KiB, the command must write after the reader has gone.
+    prefix = "/vo/" + "pipe" * 25
+    command = [sys.executable, "-m", "failover.cli", "upload", *files, "--lfn-prefix", prefix]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().split() == [b"LFN", b"State", b"SE", b"Registration"]
+        process.stdout.close()
+        errors = process.stderr.read()
+    assert (process.returncode, errors) == (1, b"")
+    assert as_json(failover(home, "status", "--json"))["uploads"]["Registered"] == 600
+
+
 def test_diagram_check_passes_on_the_committed_diagrams(home: Path) -> None:
     result = failover(home, "diagram", "--check", "--dir", str(REPOSITORY / "diagrams"))
     assert result.exit_code == 0, result.output

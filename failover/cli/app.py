@@ -270,6 +270,10 @@ class FailoverGroup(click.Group):
         """Run the command; a handled error becomes one line on stderr (with ``--verbose``, a traceback)."""
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # Whoever read the output stopped (`failover upload *.root | head`): not an error to report.
+            # Click ends such a command quietly with status 1, as it does when the pipe breaks after it.
+            raise
         except HANDLED_ERRORS as err:
             settings = ctx.find_object(Settings)
             if settings is not None and settings.verbose:
