@@ -210,8 +210,8 @@ class StorageElement(Inventory):
     def holds_same_object(self, other: StorageElement, lfn: str) -> bool:
         """
         Tell whether ``other`` stores ``lfn`` as the very object this SE does: two SEs sharing storage
-        (the same root, nested roots, or local roots reaching one directory through links or mounts).
-        Such a copy is no second copy: removing either removes both.
+        (the same root, or local roots reaching one directory through links or bind mounts). Such a copy
+        is no second copy: removing either removes both.
 
         Args:
             other: another storage element.
