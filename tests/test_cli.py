@@ -664,14 +664,19 @@ def test_resume_with_nothing_to_do(home: Path) -> None:
     assert report == {"finished": [], "failed": {}, "left": 0, "committed": [], "temporary_removed": 0}
 
 
+def _killed_before_publishing(home: Path, output: Path) -> None:
+    """Upload ``output`` as /vo/k/hits.root in a process killed just before its put publishes the file."""
+    killed = run_process(
+        home, "upload", str(output), "--lfn", "/vo/k/hits.root", env_extra={CRASH_AT: "before-publish"}
+    )
+    assert killed.returncode == CRASH_EXIT_CODE
+
+
 def test_resume_after_a_put_killed_before_publishing_can_remove_what_it_left(
     home: Path, outputs: list[Path]
 ) -> None:
     """The kill leaves a temporary file (fsck says so); resume --remove-temporary deletes it and ends it."""
-    killed = run_process(
-        home, "upload", str(outputs[0]), "--lfn", "/vo/k/hits.root", env_extra={CRASH_AT: "before-publish"}
-    )
-    assert killed.returncode == CRASH_EXIT_CODE
+    _killed_before_publishing(home, outputs[0])
     assert "temporary-file" in failover(home, "fsck", "--json").stdout
     report = as_json(failover(home, "resume", "--remove-temporary", "--json"))
     assert (report["temporary_removed"], [u["state"] for u in report["finished"]]) == (1, ["Registered"])
@@ -682,10 +687,7 @@ def test_resume_reports_an_upload_that_failed_on_stderr_with_status_1(
     home: Path, outputs: list[Path]
 ) -> None:
     """A job wrapper runs `failover resume || alert`: the upload whose file is gone ends Failed, says so."""
-    killed = run_process(
-        home, "upload", str(outputs[0]), "--lfn", "/vo/k/hits.root", env_extra={CRASH_AT: "before-publish"}
-    )
-    assert killed.returncode == CRASH_EXIT_CODE
+    _killed_before_publishing(home, outputs[0])
     outputs[0].unlink()  # the job's scratch directory was cleaned before the resume
     resumed = failover(home, "resume")
     assert resumed.exit_code == 1
