@@ -32,6 +32,7 @@ from failover.storage.factory import SECRET_IN_URL, STORAGE_CLASSES, password_in
 from failover.storage.overlap import roots_overlap
 from failover.storage.paths import local_url
 from persistence.db import Durability, open_store
+from persistence.filesystems import refuse_network_filesystem
 from states import DIRAC_PUT_RETRY, RetryPolicy
 
 __all__ = [
@@ -162,8 +163,11 @@ class Config:
 
         Raises:
             StorageUnavailable: a storage element's filesystem cannot be set up.
-            StoreError: the database cannot be opened (persistence errors).
+            StoreError: the database cannot be opened (persistence errors), or it or a catalog's is on a
+                network filesystem (``NetworkFilesystem``).
         """
+        for catalog in self.catalogs:  # opened on first use: a database on NFS is said now, not then
+            refuse_network_filesystem(catalog.path)
         storage = {
             se.name: storage_element(se.name, se.url, se.options, create_root=se.create_root)
             for se in self.storage

@@ -18,8 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from persistence.errors import NetworkFilesystem, TransactionAborted, map_sqlite_errors, store_error
-from persistence.filesystems import ALLOW_NETWORK_DATABASE, network_filesystem
+from persistence.errors import TransactionAborted, map_sqlite_errors, store_error
+from persistence.filesystems import refuse_network_filesystem
 from persistence.migrations import SCHEMA
 from persistence.schema import Schema, sqlite_utils_view
 
@@ -210,16 +210,6 @@ class Transaction(AbstractContextManager[sqlite3.Connection]):
             raise store_error(self._store.path, exc) from exc
 
 
-def _refuse_network_filesystem(path: Path) -> None:
-    fstype = network_filesystem(path)
-    if fstype is not None:
-        raise NetworkFilesystem(
-            f"{path}: the database is on a {fstype} filesystem, where SQLite's locks and write-ahead log "
-            "fail and two hosts sharing it corrupt it: put it on a local disk (--home, $FAILOVER_HOME or "
-            f"the configuration's paths), or set {ALLOW_NETWORK_DATABASE}=1 if only one host ever uses it"
-        )
-
-
 def open_store(
     path: str | Path,
     *,
@@ -245,7 +235,7 @@ def open_store(
         NetworkFilesystem: the database is on a network filesystem (see :mod:`persistence.filesystems`).
     """
     if str(path) != ":memory:":
-        _refuse_network_filesystem(Path(path))
+        refuse_network_filesystem(path)
     with map_sqlite_errors(str(path)):
         store = Store(path, durability=durability, busy_timeout_ms=busy_timeout_ms)
     try:

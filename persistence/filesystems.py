@@ -17,7 +17,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ALLOW_NETWORK_DATABASE", "NETWORK_FILESYSTEMS", "filesystem_type", "network_filesystem"]
+from persistence.errors import NetworkFilesystem
+
+__all__ = [
+    "ALLOW_NETWORK_DATABASE",
+    "NETWORK_FILESYSTEMS",
+    "filesystem_type",
+    "network_filesystem",
+    "refuse_network_filesystem",
+]
 
 #: Set to 1 to open a database on a network filesystem anyway (one host, one process at a time).
 ALLOW_NETWORK_DATABASE = "FAILOVER_ALLOW_NETWORK_DATABASE"
@@ -80,6 +88,20 @@ def network_filesystem(path: str | Path) -> str | None:
         return None
     fstype = filesystem_type(path)
     return fstype if fstype in NETWORK_FILESYSTEMS else None
+
+
+def refuse_network_filesystem(path: str | Path) -> None:
+    """
+    Raise :class:`~persistence.errors.NetworkFilesystem` if the database file ``path`` is on a network
+    filesystem (see :func:`network_filesystem`), naming it and the ways out.
+    """
+    fstype = network_filesystem(path)
+    if fstype is not None:
+        raise NetworkFilesystem(
+            f"{path}: the database is on a {fstype} filesystem, where SQLite's locks and write-ahead log "
+            "fail and two hosts sharing it corrupt it: put it on a local disk (--home, $FAILOVER_HOME or "
+            f"the configuration's paths), or set {ALLOW_NETWORK_DATABASE}=1 if only one host ever uses it"
+        )
 
 
 def _contains(point: str, target: str) -> bool:

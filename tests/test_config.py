@@ -17,7 +17,9 @@ from failover.config import Config, ConfigError, load_config
 from failover.errors import InvalidInput, StorageUnavailable, error_from_record
 from failover.executor import Executor, ExecutorPolicy
 from failover.request import RequestStatus
+from persistence import filesystems
 from persistence.db import Durability
+from persistence.errors import NetworkFilesystem
 from persistence.requests import RequestHeader
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -195,6 +197,22 @@ def test_a_root_reached_through_a_link_is_the_same_root(tmp_path: Path) -> None:
 def test_separate_roots_side_by_side_are_accepted(tmp_path: Path) -> None:
     text = BASE + "[storage.SE-B]\nurl = 'a-b'\n[storage.SE-C]\nurl = 'root://eos//vo/a'\n"
     assert [se.name for se in load_config(_write(tmp_path, text)).storage] == ["SE-A", "SE-B", "SE-C"]
+
+
+def test_a_catalog_on_a_network_filesystem_is_refused_when_the_configuration_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalog opens on first use; on NFS that would be the first registration: said at once instead."""
+    shared = tmp_path / "nfs"
+    monkeypatch.setattr(
+        filesystems, "filesystem_type", lambda path: "nfs4" if shared in Path(path).parents else "ext4"
+    )
+    monkeypatch.delenv(filesystems.ALLOW_NETWORK_DATABASE, raising=False)
+    text = BASE.replace("master = true", f'master = true\npath = "{shared / "catalog.db"}"')
+    config = load_config(_write(tmp_path, text))
+    with pytest.raises(NetworkFilesystem, match=r"nfs/catalog\.db: the database is on a nfs4 filesystem"):
+        config.open()
+    assert not (tmp_path / "failover.db").exists()
 
 
 def test_the_smallest_configuration_uses_the_defaults(tmp_path: Path) -> None:
