@@ -720,6 +720,20 @@ def test_output_read_by_a_reader_that_stops_early_ends_quietly_with_every_file_u
     assert as_json(failover(home, "status", "--json"))["uploads"]["Registered"] == 600
 
 
+def test_an_upload_the_catalog_refuses_says_why_in_status_and_explain(
+    home: Path, outputs: list[Path]
+) -> None:
+    """/vo/ns/out is a file: /vo/ns/out/part1 cannot be one. Refused before any put, and the reason stays."""
+    assert failover(home, "upload", str(outputs[0]), "--lfn", "/vo/ns/out").exit_code == 0
+    refused = failover(home, "upload", str(outputs[1]), "--lfn", "/vo/ns/out/part1")
+    reason = "catalog 'LocalCatalog' refuses /vo/ns/out/part1: /vo/ns/out is a file, not a directory"
+    assert (refused.exit_code, refused.stderr.strip()) == (1, f"{outputs[1]}: RegistrationRefused: {reason}")
+    assert not (home / "se" / "LOCAL-DISK" / "vo" / "ns" / "out").is_dir()
+    assert as_json(failover(home, "status", "/vo/ns/out/part1", "--json"))["refused"] == reason
+    assert f"  refused: {reason}" in failover(home, "status", "/vo/ns/out/part1").stdout.splitlines()
+    assert as_json(failover(home, "explain", "/vo/ns/out/part1", "--json"))["refused"] == reason
+
+
 def test_diagram_check_passes_on_the_committed_diagrams(home: Path) -> None:
     result = failover(home, "diagram", "--check", "--dir", str(REPOSITORY / "diagrams"))
     assert result.exit_code == 0, result.output

@@ -75,6 +75,7 @@ def _details(env: Environment, row: MachineRow) -> dict[str, Any]:
         "failures": failures,
         "registered": list(data.get("registered_catalogs", [])),
         "deferred": dict(data.get("unregistered_catalogs") or {}),
+        "refused": (data.get("refusal") or {}).get("message"),
         "operations": operations,
     }
 
@@ -106,6 +107,8 @@ def _print_details(details: dict[str, Any]) -> None:
         )
     for failure in details["failures"]:
         console.print(f"  failure: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
+    if details["refused"]:
+        console.print(f"  refused: {details['refused']}")
     if details["deferred"]:
         console.print(f"  registration deferred: {details['deferred']}")
     for op in details["operations"]:
@@ -247,6 +250,8 @@ def explain(workspace: Workspace, as_json: bool, lfn: str, fmt: str, output: Pat
     console.print(f"failed attempts: {_attempts_text(details)}")
     for failure in details["failures"]:
         console.print(f"error: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
+    if details["refused"]:
+        console.print(f"refused: {details['refused']}")
 
 
 def _attempts_text(details: dict[str, Any]) -> str:
@@ -254,4 +259,4 @@ def _attempts_text(details: dict[str, Any]) -> str:
 
 
 def _failures(details: dict[str, Any]) -> dict[str, Any]:
-    return {"attempts": details["attempts"], "failures": details["failures"]}
+    return {"attempts": details["attempts"], "failures": details["failures"], "refused": details["refused"]}
