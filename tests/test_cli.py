@@ -30,6 +30,7 @@ from rich.cells import cell_len
 from failover import parallel
 from failover.batch import BatchItem, upload_many
 from failover.cli import app, cli
+from failover.cli import prune as prune_cli
 from failover.cli import requests as requests_cli
 from failover.errors import UploadInterrupted
 from failover.testing import Fault, FaultInjector
@@ -105,7 +106,7 @@ def failed_over(home: Path, outputs: list[Path], blocked: Path) -> list[str]:
     return [u["lfn"] for u in report["uploads"]]
 
 
-@pytest.mark.parametrize("module", [app, requests_cli], ids=lambda module: module.__name__)
+@pytest.mark.parametrize("module", [app, requests_cli, prune_cli], ids=lambda module: module.__name__)
 def test_the_doctests_of_the_cli_pass(module: Any) -> None:
     assert doctest.testmod(module).failed == 0
 
@@ -732,6 +733,17 @@ def test_an_upload_the_catalog_refuses_says_why_in_status_and_explain(
     assert as_json(failover(home, "status", "/vo/ns/out/part1", "--json"))["refused"] == reason
     assert f"  refused: {reason}" in failover(home, "status", "/vo/ns/out/part1").stdout.splitlines()
     assert as_json(failover(home, "explain", "/vo/ns/out/part1", "--json"))["refused"] == reason
+
+
+def test_prune_counts_then_forgets_what_ended_before_the_age_given(home: Path, outputs: list[Path]) -> None:
+    assert failover(home, "upload", str(outputs[0]), "--lfn", "/vo/old/hits.root").exit_code == 0
+    counted = failover(home, "prune", "--older-than", "0s", "--dry-run")
+    assert counted.stdout.startswith("would delete 1 uploads and 0 requests that ended before 20")
+    assert as_json(failover(home, "prune", "--older-than", "30d", "--json"))["uploads"] == 0
+    assert as_json(failover(home, "prune", "--older-than", "0s", "--json"))["uploads"] == 1
+    assert as_json(failover(home, "status", "--json"))["total"] == 0
+    wrong = failover(home, "prune", "--older-than", "3 weeks")
+    assert wrong.exit_code == 2 and "'3 weeks' is not an age such as 30d, 12h, 90m or 3600s" in wrong.stderr
 
 
 def test_diagram_check_passes_on_the_committed_diagrams(home: Path) -> None:

@@ -27,6 +27,7 @@ for _name, _path in (
     ("retry", "failover.cli.executor:retry"),
     ("cancel", "failover.cli.executor:cancel"),
     ("fsck", "failover.cli.fsck:fsck"),
+    ("prune", "failover.cli.prune:prune"),
     ("diagram", "failover.cli.diagram:diagram"),
     ("demo", "failover.cli.demo:demo"),
 ):
