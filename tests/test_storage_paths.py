@@ -254,6 +254,10 @@ def test_the_overlap_doctests_pass() -> None:
         ("s3://bucket/vo", "s3://BUCKET/vo/tmp", "inside"),
         ("s3://bucket/vo", "s3://other/vo", None),
         ("davs://dav.example.org:443/vo", "davs://dav.example.org:8443/vo", None),
+        ("davs://dav.example.org/vo", "davs://alice@dav.example.org:443/vo", "the same as"),
+        ("root://eos.example.org//eos/vo", "root://eos.example.org:1094//eos/vo/tmp", "inside"),
+        ("root://eos.example.org:1095//eos/vo", "root://eos.example.org//eos/vo", None),
+        ("root://eos:port//eos/vo", "root://eos:port//eos/vo/tmp", "inside"),
     ],
 )
 def test_roots_overlap(first: str, second: str, overlap: str | None) -> None:

@@ -15,16 +15,30 @@ from urllib.parse import urlsplit
 
 __all__ = ["root_location", "roots_overlap"]
 
+# A server named with or without its protocol's port is the same server.
+_DEFAULT_PORTS = {
+    "root": 1094,
+    "xroot": 1094,
+    "roots": 1094,
+    "http": 80,
+    "dav": 80,
+    "https": 443,
+    "davs": 443,
+}
+
 
 def root_location(url: str) -> tuple[str, str]:
     """
     Where a root URL's storage is and its path there, comparable between SEs.
 
     A local root (a path, ``file://``) is resolved through its symbolic links as far as it exists; any
-    other keeps its protocol and host (lowercased) and its normalised path.
+    other keeps its protocol, host (lowercased, without a user name) and port (the protocol's default when
+    none is written), and its normalised path.
 
     >>> root_location("s3://Bucket.Example.org//vo/se-a/")
     ('s3://bucket.example.org', '/vo/se-a')
+    >>> root_location("root://alice@EOS.example.org//eos/vo/")
+    ('root://eos.example.org:1094', '/eos/vo')
     >>> root_location("file:///srv/se-a/../se-b")
     ('file://', '/srv/se-b')
     """
@@ -32,7 +46,13 @@ def root_location(url: str) -> tuple[str, str]:
     if "://" not in path and "::" not in url:
         return "file://", os.path.realpath(path)
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower(), posixpath.normpath("/" + parts.path.lstrip("/"))
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # not a number: compared as written (the SE fails on its own when used)
+        return f"{scheme}://{parts.netloc.lower()}", posixpath.normpath("/" + parts.path.lstrip("/"))
+    where = f"{scheme}://{host}" if port is None else f"{scheme}://{host}:{port}"
+    return where, posixpath.normpath("/" + parts.path.lstrip("/"))
 
 
 def roots_overlap(first: str, second: str) -> str | None:
