@@ -29,7 +29,7 @@ from failover.errors import InvalidInput
 from failover.executor import ExecutorPolicy
 from failover.storage.element import plain_local_root
 from failover.storage.factory import SECRET_IN_URL, STORAGE_CLASSES, password_in_url, storage_element
-from failover.storage.overlap import roots_overlap
+from failover.storage.overlap import first_overlap
 from failover.storage.paths import local_url
 from persistence.db import Durability, open_store
 from persistence.filesystems import refuse_network_filesystem
@@ -334,16 +334,14 @@ class _Checker:
         return StorageConfig(name, url, dict(options), create_root)
 
     def separate_roots(self, storage: tuple[StorageConfig, ...]) -> None:
-        for index, se in enumerate(storage):
-            for earlier in storage[:index]:
-                overlap = roots_overlap(earlier.url, se.url)
-                if overlap is not None:
-                    problem = (
-                        f"the root {se.url} is {overlap} {earlier.name}'s ({earlier.url}): two SEs on one "
-                        "storage share their files, and removing a temporary replica from one would delete "
-                        "the other's copy"
-                    )
-                    raise self.error(f"storage.{se.name}.url", problem)
+        found = first_overlap([se.url for se in storage])
+        if found is not None:
+            earlier, se, overlap = storage[found[0]], storage[found[1]], found[2]
+            problem = (
+                f"the root {se.url} is {overlap} {earlier.name}'s ({earlier.url}): two SEs on one storage "
+                "share their files, and removing a temporary replica from one would delete the other's copy"
+            )
+            raise self.error(f"storage.{se.name}.url", problem)
 
     def url(self, value: object, key: str) -> str:
         text = self.text(value, key).strip()

@@ -3,7 +3,7 @@ Whether two storage elements' roots share storage: the same root, or one inside 
 
 Two SEs on one storage hold some LFNs as one object: a failover request then "replicates" a file onto
 itself and its ``RemoveReplica`` deletes the only copy. A configuration refuses such SEs
-(:func:`roots_overlap`); the executor checks each replica it counts on before a removal
+(:func:`first_overlap`); the executor checks each replica it counts on before a removal
 (:meth:`~failover.storage.StorageElement.holds_same_object`), for SEs built by hand.
 """
 
@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-__all__ = ["root_location", "roots_overlap"]
+from failover.storage.element import plain_local_root
+
+__all__ = ["first_overlap", "root_location", "roots_overlap"]
 
 # A server named with or without its protocol's port is the same server.
 _DEFAULT_PORTS = {
@@ -42,9 +45,9 @@ def root_location(url: str) -> tuple[str, str]:
     >>> root_location("file:///srv/se-a/../se-b")
     ('file://', '/srv/se-b')
     """
-    path = url.removeprefix("file://")
-    if "://" not in path and "::" not in url:
-        return "file://", os.path.realpath(path)
+    local = plain_local_root(url)
+    if local is not None:
+        return "file://", os.path.realpath(local)
     parts = urlsplit(url)
     scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
     try:
@@ -62,17 +65,32 @@ def roots_overlap(first: str, second: str) -> str | None:
     >>> roots_overlap("/srv/se", "/srv/se/failover"), roots_overlap("/srv/se", "/srv/se-b")
     ('inside', None)
     """
-    (where_a, path_a), (where_b, path_b) = root_location(first), root_location(second)
+    return _overlap(root_location(first), root_location(second))
+
+
+def first_overlap(urls: Sequence[str]) -> tuple[int, int, str] | None:
+    """
+    The first pair of roots among ``urls`` that overlap: the earlier's index, the later's, and how the later
+    overlaps the earlier (see :func:`roots_overlap`); None when all are apart. Each root is located once.
+    """
+    locations = [root_location(url) for url in urls]
+    for later, location in enumerate(locations):
+        for earlier in range(later):
+            how = _overlap(locations[earlier], location)
+            if how is not None:
+                return earlier, later, how
+    return None
+
+
+def _overlap(first: tuple[str, str], second: tuple[str, str]) -> str | None:
+    (where_a, path_a), (where_b, path_b) = first, second
     if where_a != where_b:
         return None
     if path_a == path_b:
         return "the same as"
-    if _below(path_b, path_a):
+    common = posixpath.commonpath([path_a, path_b])
+    if common == path_a:
         return "inside"
-    if _below(path_a, path_b):
+    if common == path_b:
         return "around"
     return None
-
-
-def _below(path: str, root: str) -> bool:
-    return path.startswith(root.rstrip("/") + "/")
