@@ -74,7 +74,7 @@ def filesystem_type(path: str | os.PathLike[str], mountinfo: str = "/proc/self/m
             continue
         point = _unescape(fields[4])
         fstype = fields[fields.index("-", 6) + 1]
-        if _contains(point, target) and len(point) > best:
+        if os.path.commonpath([point, target]) == point and len(point) > best:
             best, found = len(point), fstype
     return found
 
@@ -102,10 +102,6 @@ def refuse_network_filesystem(path: str | Path) -> None:
             "fail and two hosts sharing it corrupt it: put it on a local disk (--home, $FAILOVER_HOME or "
             f"the configuration's paths), or set {ALLOW_NETWORK_DATABASE}=1 if only one host ever uses it"
         )
-
-
-def _contains(point: str, target: str) -> bool:
-    return point == "/" or target == point or target.startswith(point.rstrip("/") + "/")
 
 
 def _unescape(field: str) -> str:
