@@ -337,14 +337,14 @@ def upload(
     aims = _names(targets) or dest
     if not dest and not aims:
         raise click.UsageError("--failover needs --dest or --target: where the file must end up")
-    chosen_catalogs = _names(catalogs) or defaults.catalogs
-    _check_names(workspace, [*dest, *fail, *aims], chosen_catalogs, master_only or defaults.master_only)
+    chosen_catalogs, masters = _names(catalogs) or defaults.catalogs, master_only or defaults.master_only
+    _check_names(workspace, [*dest, *fail, *aims], chosen_catalogs, masters)
     where = {
         "destinations": dest,
         "failovers": fail,
         "targets": aims,
         "catalogs": chosen_catalogs,
-        "master_only": master_only or defaults.master_only,
+        "master_only": masters,
         "retry_upload": retry_upload,
     }
     owner, group = workspace.request_owner
