@@ -64,6 +64,7 @@ _EXECUTOR_BOUNDS: dict[str, tuple[float, bool]] = {
     "jitter": (0, False),
     "lease_seconds": (0, True),
     "batch_size": (1, False),
+    "round_bytes": (0, False),
     "poll_interval": (0, True),
 }
 
@@ -412,7 +413,7 @@ class _Checker:
             name: self.number(value, f"executor.{name}", *_EXECUTOR_BOUNDS[name])
             for name, value in entry.items()
         }
-        for whole in ("max_attempts", "batch_size"):
+        for whole in ("max_attempts", "batch_size", "round_bytes"):
             if whole in values:
                 self.typed(entry[whole], f"executor.{whole}", int, "a whole number")
                 values[whole] = int(values[whole])

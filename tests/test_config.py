@@ -62,6 +62,7 @@ backoff_cap = 30
 jitter = 0
 lease_seconds = 60
 batch_size = 8
+round_bytes = 1048576
 poll_interval = 0.5
 """
 
@@ -95,7 +96,7 @@ def test_the_full_example_is_read_with_paths_relative_to_the_file(tmp_path: Path
     assert (config.upload.destinations, config.upload.failovers) == (("SE-A",), ("FAILOVER-1",))
     assert (config.upload.catalogs, config.upload.master_only) == (("Main",), True)
     assert config.put_retry.delays == (1.0, 2.5)
-    assert config.executor == ExecutorPolicy(3, 1.0, 3.0, 30.0, 0.0, 60.0, batch_size=8)
+    assert config.executor == ExecutorPolicy(3, 1.0, 3.0, 30.0, 0.0, 60.0, batch_size=8, round_bytes=1 << 20)
     assert config.poll_interval == 0.5
     assert (config.owner, config.owner_group) == ("alice", "vo_user")
 
@@ -271,6 +272,8 @@ BAD_ENTRIES = [
     (BASE + "[executor]\nmax_attempts = 2.5\n", "executor.max_attempts", "a whole number"),
     (BASE + "[executor]\nbatch_size = 0\n", "executor.batch_size", "at least 1"),
     (BASE + "[executor]\nbatch_size = 1.5\n", "executor.batch_size", "a whole number"),
+    (BASE + "[executor]\nround_bytes = -1\n", "executor.round_bytes", "at least 0"),
+    (BASE + "[executor]\nround_bytes = 1e6\n", "executor.round_bytes", "a whole number"),
     (BASE + "[executor]\njitter = 2\n", "executor.jitter", "at most 1"),
     (
         BASE + "[executor]\nbackoff_cap = true\n",

@@ -119,27 +119,180 @@ def test_a_failover_replica_is_removed_only_after_the_catalog_commit_that_unregi
     assert all(replicas == {"SE-A"} for replicas in seen.values()), seen
 
 
-def test_a_request_with_two_files_keeps_the_one_at_a_time_order_in_rounds(
+def test_a_request_of_many_pairs_runs_them_in_one_round_with_its_catalog_and_removals_in_order(
     client_env: Environment, injector: RecordingInjector, tmp_path: Path
 ) -> None:
-    """Replicate file 1, remove its failover copy, then replicate file 2: the request's own order."""
-    ((first, second),) = _jobs(client_env, tmp_path, 1, files_per_job=2)
+    """
+    What ``failover upload`` of many files leaves: one request, a pair per file. Its pairs share one
+    round (one catalog commit, one store commit); the copies run ahead, but each file's registration
+    and catalog removal come in the request's order, and each object removal after the catalog commit.
+    """
+    ((first, second, third),) = _jobs(client_env, tmp_path, 1, files_per_job=3)
     injector.sequence.clear()
+    store_commits: list[str] = []
+    catalog_commits: list[str] = []
+    client_env.store.conn.set_trace_callback(
+        lambda sql: store_commits.append(sql) if sql == "COMMIT" else None
+    )
+    catalog = client_env.catalogs.get(CATALOG).inner  # type: ignore[attr-defined]
+    catalog._open().conn.set_trace_callback(
+        lambda sql: catalog_commits.append(sql) if sql == "COMMIT" else None
+    )
+
+    assert Executor(client_env, POLICY).run_once() == 1
+
+    effects = {
+        ("SE-A", "copy"),
+        (CATALOG, "register_replica"),
+        (CATALOG, "remove_replica"),
+        ("FAIL-1", "remove"),
+    }
+    assert [(t, op, lfn) for t, op, lfn in injector.sequence if (t, op) in effects] == [
+        ("SE-A", "copy", first),
+        ("SE-A", "copy", second),
+        ("SE-A", "copy", third),
+        *(
+            step
+            for lfn in (first, second, third)
+            for step in ((CATALOG, "register_replica", lfn), (CATALOG, "remove_replica", lfn))
+        ),
+        ("FAIL-1", "remove", first),
+        ("FAIL-1", "remove", second),
+        ("FAIL-1", "remove", third),
+    ]
+    assert len(store_commits) == 3, "the take, the round's record, the take that finds nothing"
+    assert len(catalog_commits) == 1
+    assert _states(client_env, [first, second, third]) == [UploadState.CLEANED] * 3
+    assert client_env.requests.load(1).status is RequestStatus.Done
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "round_files", "rounds"),
+    [(32, 100, 1), (3, 100, 2), (3, 2, 3), (32, 0, 5)],
+    ids=["all-in-one", "batch-size", "round-bytes", "one-by-one"],
+)
+def test_a_round_of_one_request_takes_as_many_pairs_as_the_policy_lets_it(
+    client_env: Environment, tmp_path: Path, batch_size: int, round_files: int, rounds: int
+) -> None:
+    """``batch_size`` pairs at most, and past the first only while their files total ``round_bytes``."""
+    ((*lfns,),) = _jobs(client_env, tmp_path, 1, files_per_job=5)
+    size = client_env.requests.load(1).operations[0].files[0].size
+    catalog_commits: list[str] = []
+    catalog = client_env.catalogs.get(CATALOG).inner  # type: ignore[attr-defined]
+    catalog._open().conn.set_trace_callback(
+        lambda sql: catalog_commits.append(sql) if sql == "COMMIT" else None
+    )
+
+    policy = replace(POLICY, batch_size=batch_size, round_bytes=round_files * size)
+    assert Executor(client_env, policy).run_once() == 1
+
+    assert len(catalog_commits) == rounds, "one catalog commit per round"
+    assert sorted(client_env.se("SE-A").list_lfns()) == sorted(lfns)
+    assert _states(client_env, lfns) == [UploadState.CLEANED] * 5
+    assert client_env.requests.load(1).status is RequestStatus.Done
+
+
+def _files(env: Environment, request_id: int = 1) -> list[tuple[FileStatus, int]]:
+    """Each operation's file, in the request's order: (status, attempt)."""
+    return [(f.status, f.attempt) for op in env.requests.load(request_id).operations for f in op.files]
+
+
+def test_a_pair_that_must_wait_stops_its_request_there_and_the_copies_made_ahead_are_removed(
+    client_env: Environment, injector: RecordingInjector, tmp_path: Path
+) -> None:
+    """
+    The first file's copy fails (transient): the request waits at its first operation, as one at a time;
+    the later pairs were copied ahead, and those copies are removed again, unregistered and unrecorded.
+    Once due, the request runs from its first operation and ends Done.
+    """
+    ((first, second, third),) = _jobs(client_env, tmp_path, 1, files_per_job=3)
+    injector.probe[("SE-A", "copy")] = lambda lfn: (
+        injector.inject("SE-A", Fault.STORAGE_UNAVAILABLE, operation="copy") if lfn == first else None
+    )
+    home = tmp_path / "ws"
+
+    with freeze_time(T0):
+        Executor(client_env, POLICY).run_once()
+
+    request = client_env.requests.load(1)
+    assert request.status is RequestStatus.Waiting and request.not_before is not None
+    assert _files(client_env) == [(FileStatus.Waiting, 1)] + [(FileStatus.Waiting, 0)] * 5
+    assert list(client_env.se("SE-A").list_lfns()) == []
+    assert sorted(client_env.se("FAIL-1").list_lfns()) == sorted([first, second, third])
+    assert all(_committed_replicas(home, lfn) == {"FAIL-1"} for lfn in (first, second, third))
+    assert _states(client_env, [first, second, third]) == [UploadState.FAILED_OVER] * 3
+
+    injector.probe.clear()
+    with freeze_time(T0.replace(hour=14)):
+        Executor(client_env, POLICY).run_once()
+
+    assert client_env.requests.load(1).status is RequestStatus.Done
+    assert _states(client_env, [first, second, third]) == [UploadState.CLEANED] * 3
+    assert all(_committed_replicas(home, lfn) == {"SE-A"} for lfn in (first, second, third))
+    assert list(client_env.se("FAIL-1").list_lfns()) == []
+
+
+def test_a_request_that_fails_for_good_leaves_no_copy_made_ahead(
+    client_env: Environment, tmp_path: Path
+) -> None:
+    """
+    The first file's temporary replica is gone: its replication fails for good and so does the request,
+    whose later operations never run. Their files were copied ahead; no unregistered copy stays behind,
+    and their temporary replicas, still the only ones, are kept.
+    """
+    from failover.fsck import fsck
+
+    ((first, second, third),) = _jobs(client_env, tmp_path, 1, files_per_job=3)
+    assert client_env.se("FAIL-1").remove(first)
 
     Executor(client_env, POLICY).run_once()
 
-    effects = [
-        (t, op, lfn)
-        for t, op, lfn in injector.sequence
-        if (t, op) in {("SE-A", "copy"), ("FAIL-1", "remove")}
+    assert client_env.requests.load(1).status is RequestStatus.Failed
+    assert _files(client_env)[0][0] is FileStatus.Failed
+    assert _files(client_env)[2:] == [(FileStatus.Waiting, 0)] * 4
+    assert list(client_env.se("SE-A").list_lfns()) == []
+    assert sorted(client_env.se("FAIL-1").list_lfns()) == sorted([second, third])
+    assert all(_committed_replicas(tmp_path / "ws", lfn) == {"FAIL-1"} for lfn in (second, third))
+    assert not [p for p in fsck(client_env).problems if "SE-A" in str(p)]
+
+
+def test_a_removal_that_must_wait_records_its_request_up_to_it_and_the_later_pairs_are_found_done(
+    client_env: Environment, injector: RecordingInjector, tmp_path: Path
+) -> None:
+    """
+    The first temporary replica cannot be removed yet (after its catalog entry was): the request is
+    recorded up to that removal, which waits. The later pairs went through in the same round (their
+    effects are not undone), and are recorded when their turn comes, found done, not copied again.
+    """
+    ((first, second, third),) = _jobs(client_env, tmp_path, 1, files_per_job=3)
+    injector.probe[("FAIL-1", "remove")] = lambda lfn: (
+        injector.inject("FAIL-1", Fault.STORAGE_UNAVAILABLE, operation="remove") if lfn == first else None
+    )
+
+    with freeze_time(T0):
+        Executor(client_env, POLICY).run_once()
+
+    assert (
+        _files(client_env) == [(FileStatus.Done, 1), (FileStatus.Waiting, 1)] + [(FileStatus.Waiting, 0)] * 4
+    )
+    assert client_env.requests.load(1).status is RequestStatus.Waiting
+    assert _states(client_env, [first, second, third]) == [
+        UploadState.REPLICATING,
+        UploadState.FAILED_OVER,
+        UploadState.FAILED_OVER,
     ]
-    assert effects == [
-        ("SE-A", "copy", first),
-        ("FAIL-1", "remove", first),
-        ("SE-A", "copy", second),
-        ("FAIL-1", "remove", second),
-    ]
-    assert _states(client_env, [first, second]) == [UploadState.CLEANED] * 2
+    assert sorted(client_env.se("SE-A").list_lfns()) == sorted([first, second, third])
+    assert list(client_env.se("FAIL-1").list_lfns()) == [first]
+
+    injector.probe.clear()
+    injector.sequence.clear()
+    with freeze_time(T0.replace(hour=14)):
+        Executor(client_env, POLICY).run_once()
+
+    assert client_env.requests.load(1).status is RequestStatus.Done
+    assert _states(client_env, [first, second, third]) == [UploadState.CLEANED] * 3
+    assert [call for call in injector.sequence if call[:2] == ("SE-A", "copy")] == []
+    assert list(client_env.se("FAIL-1").list_lfns()) == []
 
 
 @pytest.mark.parametrize("files_per_job", [1, 2], ids=["released", "kept-for-the-next-round"])

@@ -174,12 +174,17 @@ def test_an_executor_that_lost_its_lease_stores_nothing(
 def test_the_lease_is_renewed_each_time_a_file_is_recorded(
     client_env: Environment, injector: ProbeInjector, failed_over: FailedOver
 ) -> None:
-    """Three copies of 100 s each under a 120 s lease: renewals keep another executor out throughout."""
+    """
+    Three copies of 100 s each under a 120 s lease: renewals keep another executor out throughout. Files
+    that take 100 s to copy are big, so each pair is a round of its own (``round_bytes``; here 0, the
+    files are small), and each round's record renews the lease.
+    """
     lfns = [f"{LFN}.{n}" for n in range(3)]
     seen: list[tuple[str | None, str | None, bool]] = []
+    policy = replace(POLICY, round_bytes=0)
     with freeze_time(T0) as frozen:
         request_id = failed_over(*lfns)
-        rival = Executor(client_env, POLICY, name="rival")
+        rival = Executor(client_env, policy, name="rival")
 
         def a_copy_takes_100_seconds() -> None:
             frozen.tick(timedelta(seconds=100))
@@ -187,7 +192,7 @@ def test_the_lease_is_renewed_each_time_a_file_is_recorded(
             seen.append((owner, expires, rival.take() is None))
 
         injector.probes[("SE-A", "copy")] = a_copy_takes_100_seconds
-        assert Executor(client_env, POLICY, name="worker").run_once() == 1
+        assert Executor(client_env, policy, name="worker").run_once() == 1
 
     # Each copy starts where the previous operations were recorded (the lease renewed then, +120 s).
     assert seen == [

@@ -122,6 +122,8 @@ def test_signal_during_a_copy_finishes_it_releases_the_request_and_exits_0(
         UploadState.FAILED_OVER,
     ]
     assert workspace.se("SE-A").exists(LFNS[0]) and workspace.se("FAIL-1").exists(LFNS[0])
+    # The second file's copy, made in the same round, is not left behind unregistered.
+    assert not workspace.se("SE-A").exists(LFNS[1]) and workspace.se("FAIL-1").exists(LFNS[1])
 
     assert Executor(workspace).run_once() == 1
     assert workspace.requests.load(request_id).status is RequestStatus.Done

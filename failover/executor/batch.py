@@ -4,25 +4,35 @@ The executor's fast path for failover requests: many requests per catalog commit
 A failover request is pairs of operations: ``ReplicateAndRegister`` to the target, then ``RemoveReplica``
 of the temporary replica. Run one request at a time, each pair costs two catalog commits and two store
 commits. :func:`run_pairs` takes a batch of leased requests through their pairs in rounds; in each round,
-for every request whose current operations are such a pair:
+each request brings its current pair and the pairs right after it (up to ``policy.batch_size``, on files
+no other of them names: what ``failover upload`` of many files leaves is one request of many pairs):
 
-1. copies: each file of the replication is checked (is its effect already there?) and copied where needed;
-2. catalog, one transaction per catalog for the round: each copy registered; then, for a request whose
-   replication is complete, each file of the removal checked and its catalog entries removed (the check
-   sees the registrations just made, and still requires a verified copy elsewhere);
-3. storage: the temporary replicas removed, only now that the catalog commit no longer names them;
-4. store, one transaction for the round: every outcome recorded with the upload transitions it causes,
-   each request in its own savepoint, and a request released when it ends or must wait.
+1. copies: each file of the replications is checked (is its effect already there?) and copied where
+   needed;
+2. catalog, one transaction per catalog for the round: per request, pair after pair, each copy registered,
+   then, once the pair's replication is complete, each file of the removal checked and its catalog
+   entries removed (the check sees the registrations just made, and still requires a verified copy
+   elsewhere); a request's next pair is reached only when this one got through;
+3. storage: the temporary replicas of the pairs reached removed, only now that the catalog commit no
+   longer names them; the copies made for pairs not reached are removed again;
+4. store, one transaction for the round: per request, in its own savepoint, the pairs' outcomes recorded
+   in order with the upload transitions they cause, up to the first pair not wholly done; the request
+   released when it ends or must wait.
 
-Per request, the effects keep the one-at-a-time order: a copy is registered only once it is verified, and
-a replica is removed after its catalog entry and only while a verified, registered copy remains. A crash
-anywhere leaves what a crash of the one-at-a-time path leaves at some point of it: the leases expire and
-the idempotent handlers find what is done. Whatever leaves the happy path (a follow-up operation to run,
-a request of another shape, a catalog commit that fails) is handed back to :meth:`Executor.process`.
+Per request, the catalog and removal effects keep the one-at-a-time order: a copy is registered only once
+it is verified and every pair before it is through, and a replica is removed after its catalog entry and
+only while a verified, registered copy remains. The copies run ahead of that order: a copy not yet
+registered is what a crash between a copy and its registration leaves, and the pair's own run finds it.
+So does a temporary replica whose removal fails after the catalog commit: the later pairs of its request
+went through in that round, and are recorded when their turn comes, found done. Apart from the copies made
+ahead, a crash anywhere leaves what a crash of the one-at-a-time path leaves at some point of it: the
+leases expire and the idempotent handlers find what is done. Whatever leaves the happy path (a follow-up
+operation to run, a request of another shape, a catalog commit that fails) is handed back to
+:meth:`Executor.process`.
 
 A request canceled or taken over while its copies ran gets nothing more (its lease is checked before the
-catalog phase). A stop (SIGTERM) lets the round finish its copies and registrations, the current
-operations, then releases every request of the round.
+catalog phase). A stop (SIGTERM) lets the round finish its copies and each request's first registrations,
+the current operations, then releases every request of the round.
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ from failover.request import (
     File,
     FileStatus,
     Operation,
+    OperationStatus,
     OperationType,
     Request,
     current_operation,
@@ -67,7 +78,7 @@ from fsm.crashpoints import crash_point
 from persistence.leases import lease_owners
 from persistence.rows import MachineRow
 
-__all__ = ["Pair", "current_pair", "run_pairs"]
+__all__ = ["Pair", "RequestPairs", "current_pairs", "round_pairs", "run_pairs"]
 
 log = logging.getLogger("failover.executor")
 T = TypeVar("T")
@@ -79,10 +90,8 @@ Release = Callable[[Lease, Request, "datetime | None"], bool]
 
 @dataclass
 class Pair:
-    """One request's current replication and removal, and what this round made of their files."""
+    """One replication and the removal after it, and what this round made of their files."""
 
-    lease: Lease
-    request: Request
     replicate: Operation
     remove: Operation
     outcomes: list[tuple[Operation, FileOutcome]] = field(default_factory=list)
@@ -90,86 +99,138 @@ class Pair:
     #: The copies this round made and verified, by LFN then target SE.
     placed: dict[str, dict[str, PutResult]] = field(default_factory=dict)
     unregistered: list[File] = field(default_factory=list)
+    #: A registration left a follow-up operation to run: the request continues one operation at a time.
+    followups: bool = False
+    #: The catalog phase came to this pair: every pair before it in its request got through.
+    reached: bool = False
+
+
+@dataclass
+class RequestPairs:
+    """One leased request's part of a round: its pairs, in the request's order, and how the round left it."""
+
+    lease: Lease
+    request: Request
+    pairs: list[Pair]
     #: The round went off the happy path for this request: it continues one operation at a time.
     handed_back: bool = False
     #: The request was released at the end of the round (ended, must wait, or the executor stops).
     released: bool = False
-    #: The request's next pair, once this round is recorded (None: none; see ``handed_back``).
-    following: tuple[Operation, Operation] | None = None
+    #: The request's next pairs, once this round is recorded (none: see ``handed_back``).
+    following: list[tuple[Operation, Operation]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, lease: Lease, request: Request, pairs: list[tuple[Operation, Operation]]) -> RequestPairs:
+        """A request's part of the next round, from its pairs as :func:`current_pairs` gives them."""
+        return cls(lease, request, [Pair(replicate, remove) for replicate, remove in pairs])
 
 
-def current_pair(request: Request, current: Operation | None = None) -> tuple[Operation, Operation] | None:
+def current_pairs(
+    request: Request, current: Operation | None = None, limit: int = 1, max_bytes: int | None = None
+) -> list[tuple[Operation, Operation]]:
     """
-    The request's current operation and the next one, when they are a replication then a removal.
+    The request's current operation and the next one when they are a replication then a removal, and up
+    to ``limit`` such pairs in all from there on, each right after the one before, with every file
+    Waiting and no LFN named by two of them (empty: the request does not start with such a pair).
 
-    ``current``: the current operation, as :func:`refresh_statuses` has just returned it (default: found
-    by looking at every operation).
+    Args:
+        current: the current operation, as :func:`refresh_statuses` has just returned it (default:
+            found by looking at every operation).
+        limit: the most pairs returned.
+        max_bytes: a pair after the first is returned only while the pairs' files to replicate total
+            at most this (None: no bound), so that one round's copies of big files stay short beside
+            the lease, which is renewed when the round is recorded.
     """
     op = current if current is not None else current_operation(request)
-    if op is None or request.status.is_final or op.type is not OperationType.ReplicateAndRegister:
-        return None
+    if op is None or request.status.is_final:
+        return []
+    operations = request.operations
     index = request.index_of(op)
-    if index + 1 >= len(request.operations):
-        return None
-    after = request.operations[index + 1]
-    if after.type is not OperationType.RemoveReplica:
-        return None
-    if not all(f.status is FileStatus.Waiting for f in (*op.files, *after.files)):
-        return None
-    return op, after
+    pairs: list[tuple[Operation, Operation]] = []
+    lfns: set[str] = set()
+    size = 0
+    while len(pairs) < limit and index + 1 < len(operations):
+        replicate, remove = operations[index], operations[index + 1]
+        if replicate.type is not OperationType.ReplicateAndRegister:
+            break
+        if remove.type is not OperationType.RemoveReplica:
+            break
+        files = (*replicate.files, *remove.files)
+        named = {f.lfn for f in files}
+        if not all(f.status is FileStatus.Waiting for f in files) or not named.isdisjoint(lfns):
+            break
+        size += sum(f.size or 0 for f in replicate.files)
+        if pairs and max_bytes is not None and size > max_bytes:
+            break
+        lfns |= named
+        pairs.append((replicate, remove))
+        index += 2
+    return pairs
+
+
+def round_pairs(
+    request: Request, current: Operation | None, policy: ExecutorPolicy
+) -> list[tuple[Operation, Operation]]:
+    """The request's pairs that join a round, as ``policy`` bounds one (see :func:`current_pairs`)."""
+    if policy.batch_size <= 1:
+        return []
+    return current_pairs(request, current, policy.batch_size, policy.round_bytes)
 
 
 def run_pairs(
     env: Environment,
-    pairs: list[Pair],
+    requests: list[RequestPairs],
     policy: ExecutorPolicy,
     rng: random.Random,
     *,
     stopping: Callable[[], bool],
     release: Release,
-) -> list[Pair]:
+) -> list[RequestPairs]:
     """
-    Run one round over ``pairs`` (see the module docstring) and record it; return the pairs recorded.
+    Run one round over ``requests`` (see the module docstring) and record it; return the requests
+    recorded.
 
-    A pair whose request was canceled or lost its lease is not in the result: after the copies, nothing
-    more is done for it. ``release`` releases a request inside the recording transaction. ``stopping``
-    is asked before the catalog removals: a stop finishes the replications (the current operations)
-    and leaves the removals for later.
+    A request canceled or whose lease was lost is not in the result: after the copies, nothing more is
+    done for it. ``release`` releases a request inside the recording transaction. ``stopping`` is asked
+    before each request's removals: a stop finishes the replications (the current operations) and
+    leaves the removals for later.
     """
     run = _Round(env, policy, rng)
-    _copy_files(run, pairs)
+    _copy_files(run, [pair for request in requests for pair in request.pairs])
     # As the one-at-a-time path finds out when it records the replication: a request canceled, or taken
     # over after its lease expired, gets nothing more from this executor.
-    pairs = _still_held(env, pairs)
+    requests = _still_held(env, requests)
     try:
         with _catalog_batches(env):
-            for pair in pairs:
-                _register_files(run, pair)
-            if not stopping():
-                for pair in pairs:
-                    _unregister_files(run, pair)
+            for request in requests:
+                _catalog_changes(run, request, stopping)
     except FailoverError as err:
         # The round's catalog changes were not committed: nothing of it is recorded, every request
         # continues one operation at a time (its copies are found there).
         log.warning("catalog commit of a batch failed, running its requests one at a time: %s", err)
-        for pair in pairs:
-            pair.outcomes.clear()
-            pair.handed_back = True
-        return pairs
+        for request in requests:
+            for pair in request.pairs:
+                pair.outcomes.clear()
+            request.handed_back = True
+        return requests
     crash_point("after-commit:catalog:batch")
-    for pair in pairs:
-        _remove_objects(run, pair)
-    return _record(env, pairs, release, stopping)
+    for request in requests:
+        for pair in request.pairs:
+            if pair.reached:
+                _remove_objects(run, pair)
+            else:
+                _discard_copies(env, pair)
+    return _record(env, requests, release, stopping, policy)
 
 
-def _still_held(env: Environment, pairs: list[Pair]) -> list[Pair]:
-    owners = lease_owners(env.store.conn, [pair.lease.request_id for pair in pairs])
+def _still_held(env: Environment, requests: list[RequestPairs]) -> list[RequestPairs]:
+    owners = lease_owners(env.store.conn, [request.lease.request_id for request in requests])
     held = []
-    for pair in pairs:
-        if owners.get(pair.lease.request_id) == pair.lease.owner:
-            held.append(pair)
+    for request in requests:
+        if owners.get(request.lease.request_id) == request.lease.owner:
+            held.append(request)
         else:
-            log.warning("lost the lease of request %d", pair.lease.request_id)
+            log.warning("lost the lease of request %d", request.lease.request_id)
     return held
 
 
@@ -278,19 +339,46 @@ def _right_or_again(plan: CopyPlan, put: PutResult, env: Environment, op: Operat
     return False
 
 
+def _catalog_changes(run: _Round, request: RequestPairs, stopping: Callable[[], bool]) -> None:
+    """
+    Phase 2 for one request: pair after pair, register the copies, then remove the catalog entries of
+    the replicas the removal names; the next pair only once this one got through (its replication
+    registered, its removal's entries gone), and no removal once the executor is stopping.
+    """
+    for pair in request.pairs:
+        pair.reached = True
+        _register_files(run, pair)
+        if stopping():
+            return
+        _unregister_files(run, pair)
+        if not _through_catalog(pair):
+            return
+
+
 def _register_files(run: _Round, pair: Pair) -> None:
     op = pair.replicate
     for file in pair.copied:
         ok, followups = run.step(pair, op, file, partial(register_copies, placed=pair.placed.get(file.lfn)))
         if ok:
             pair.outcomes.append((op, success_outcome(file, followups)))
-            pair.handed_back = pair.handed_back or bool(followups)
+            pair.followups = pair.followups or bool(followups)
+
+
+def _done(pair: Pair, op: Operation) -> set[int]:
+    """The files of ``op`` this round found or made Done (by ``id``)."""
+    return {id(o.file) for of, o in pair.outcomes if of is op and o.status is FileStatus.Done}
 
 
 def _replication_done(pair: Pair) -> bool:
     """Every file of the replication copied, verified and registered (a follow-up hands the pair back)."""
-    done = {id(o.file) for op, o in pair.outcomes if op is pair.replicate and o.status is FileStatus.Done}
-    return not pair.handed_back and all(id(file) in done for file in pair.replicate.files)
+    done = _done(pair, pair.replicate)
+    return not pair.followups and all(id(file) in done for file in pair.replicate.files)
+
+
+def _through_catalog(pair: Pair) -> bool:
+    """The replication done, and every file of the removal unregistered now or found removed already."""
+    settled = _done(pair, pair.remove) | {id(file) for file in pair.unregistered}
+    return _replication_done(pair) and all(id(file) in settled for file in pair.remove.files)
 
 
 def _unregister_files(run: _Round, pair: Pair) -> None:
@@ -314,66 +402,125 @@ def _remove_objects(run: _Round, pair: Pair) -> None:
             pair.outcomes.append((op, success_outcome(file)))
 
 
+def _discard_copies(env: Environment, pair: Pair) -> None:
+    """
+    Remove the copies this round made for a pair the catalog phase did not come to: its request stopped
+    before it (a failure, a follow-up, a stop), and a request that then fails for good must not leave an
+    unregistered copy behind. The temporary replica, the only registered one, is untouched; a copy that
+    cannot be removed now is found by the pair's own run.
+    """
+    for lfn, copies in pair.placed.items():
+        for name in copies:
+            try:
+                env.se(name).remove(lfn)
+            except FailoverError as err:
+                log.warning("could not remove the copy of %s made ahead at %s: %s", lfn, name, err)
+
+
 def _record(
-    env: Environment, pairs: list[Pair], release: Release, stopping: Callable[[], bool]
-) -> list[Pair]:
+    env: Environment,
+    requests: list[RequestPairs],
+    release: Release,
+    stopping: Callable[[], bool],
+    policy: ExecutorPolicy,
+) -> list[RequestPairs]:
     """
-    Record every pair in one transaction, each in a savepoint. A request is released when it ended, must
-    wait or the executor stops; one whose next operations are another pair keeps its lease for the next
-    round; any other is handed back. Either the release or, for a request kept, the lease renewal checks
-    the lease is still held: one write per request, and a lost lease undoes the request's savepoint.
+    Record every request in one transaction, each in a savepoint. A request is released when it ended,
+    must wait or the executor stops; one whose next operations are more pairs keeps its lease for the
+    next round (as many as ``policy`` lets a round take); any other is handed back. Either the release
+    or, for a request kept, the lease renewal checks the lease is still held: one write per request, and
+    a lost lease undoes the request's savepoint.
     """
-    recorded: list[Pair] = []
+    recorded: list[RequestPairs] = []
     with env.store.transaction():
         # The round's uploads, loaded at once; a request's transitions fire from there (compare-and-swap
         # on the version). An upload a recorded request moved is loaded again by any later request that
         # names it (the release of a failed request moves its uploads too).
-        uploads = env.uploads.load_many(
-            [op.machine_id for pair in pairs for op in (pair.replicate, pair.remove) if op.machine_id]
-        )
-        for pair in pairs:
-            fired = {
-                mid: uploads[mid] for op in (pair.replicate, pair.remove) if (mid := op.machine_id) in uploads
-            }
+        uploads = env.uploads.load_many([mid for request in requests for mid in _machine_ids(request)])
+        for request in requests:
+            fired = {mid: uploads[mid] for mid in _machine_ids(request) if mid in uploads}
             try:
                 with env.store.transaction() as conn:  # a savepoint: each request all or nothing
-                    retry_at = _record_pair(env, pair, fired)
-                    done = pair.request.status.is_final or retry_at is not None or stopping()
-                    if done and not pair.handed_back:
-                        if not release(pair.lease, pair.request, retry_at):
-                            lease = pair.lease
+                    retry_at = _record_pairs(env, request, fired, policy)
+                    done = request.request.status.is_final or retry_at is not None or stopping()
+                    if done and not request.handed_back:
+                        if not release(request.lease, request.request, retry_at):
+                            lease = request.lease
                             raise LeaseLost(f"request {lease.request_id}: lease of {lease.owner} lost")
-                        pair.released = True
+                        request.released = True
                     else:
-                        pair.lease.renew(conn, env.clock())
-                        pair.handed_back = pair.handed_back or pair.following is None
+                        request.lease.renew(conn, env.clock())
+                        request.handed_back = request.handed_back or not request.following
             except LeaseLost:
-                log.warning("lost the lease of request %d", pair.lease.request_id)
+                log.warning("lost the lease of request %d", request.lease.request_id)
                 continue
             for machine_id in fired:
                 uploads.pop(machine_id, None)
-            recorded.append(pair)
+            recorded.append(request)
         crash_point("before-commit:executor:batch")
     crash_point("after-commit:executor:batch")
     return recorded
 
 
-def _record_pair(env: Environment, pair: Pair, fired: dict[str, MachineRow]) -> datetime | None:
+def _machine_ids(request: RequestPairs) -> list[str]:
+    """The uploads the pairs the catalog phase came to move."""
+    return [
+        op.machine_id
+        for pair in request.pairs
+        if pair.reached
+        for op in (pair.replicate, pair.remove)
+        if op.machine_id
+    ]
+
+
+def _record_pairs(
+    env: Environment, request: RequestPairs, fired: dict[str, MachineRow], policy: ExecutorPolicy
+) -> datetime | None:
     """
-    Record a pair's outcomes in the order of its operations; return the earliest retry time, if any.
-    ``fired`` holds its uploads' rows as stored, and is kept up to date.
+    Record a request's pairs in order, up to the first that is not wholly done (its files retried,
+    failed, handed back or left for later): the pairs after it are its request's later operations, and
+    run when their turn comes (whatever this round did for them is found then). Return the earliest
+    retry time, if any; set the request's ``following`` pairs and whether it is handed back.
+    """
+    retries: list[datetime] = []
+    current = None
+    for pair in request.pairs:
+        if not pair.reached:
+            break
+        current, retry_at = _record_pair(env, request, pair, fired)
+        if retry_at is not None:
+            retries.append(retry_at)
+        request.handed_back = request.handed_back or pair.followups
+        if not _wholly_done(pair):
+            break
+    request.following = round_pairs(request.request, current, policy) if current is not None else []
+    return min(retries) if retries else None
+
+
+def _wholly_done(pair: Pair) -> bool:
+    return not pair.followups and all(
+        op.status is OperationStatus.Done for op in (pair.replicate, pair.remove)
+    )
+
+
+def _record_pair(
+    env: Environment, request: RequestPairs, pair: Pair, fired: dict[str, MachineRow]
+) -> tuple[Operation | None, datetime | None]:
+    """
+    Record a pair's outcomes in the order of its operations; return the request's current operation
+    afterwards and the pair's earliest retry time, if any. ``fired`` holds the uploads' rows as stored,
+    and is kept up to date.
     """
     order = {id(pair.replicate): 0, id(pair.remove): 1}
     retries = []
     ordered = sorted(pair.outcomes, key=lambda item: order[id(item[0])])
     for op, outcome in ordered:
         # The lease is checked once, by _record, in the same savepoint.
-        record_outcome(env, pair.lease, op, outcome, renew=False, fired=fired)
+        record_outcome(env, request.lease, op, outcome, renew=False, fired=fired)
         outcome.apply(op)
         if outcome.retry_at is not None:
             retries.append(outcome.retry_at)
     # Only this pair's operations changed since the request's last refresh (a follow-up operation
     # inserted resets the request's hint, and the refresh then looks at every operation).
-    current = refresh_statuses(pair.request, changed=(pair.replicate, pair.remove))
-    pair.following = current_pair(pair.request, current)
-    return min(retries) if retries else None
+    current = refresh_statuses(request.request, changed=(pair.replicate, pair.remove))
+    return current, (min(retries) if retries else None)

@@ -21,7 +21,11 @@ class ExecutorPolicy:
         jitter: the delay varies by up to this fraction either way, so retries of many requests spread out.
         lease_seconds: how long a taken request stays Assigned without renewal.
         batch_size: requests taken per transaction; failover requests among them run together, with
-            one catalog commit and one store commit per round (1: every request alone).
+            one catalog commit and one store commit per round, each with up to this many of its pairs
+            (1: every request alone, one operation at a time).
+        round_bytes: a request's pairs after its first join a round only while their files total at
+            most this many bytes, so that a round's copies stay short beside the lease (renewed when the
+            round is recorded).
     """
 
     max_attempts: int = 10
@@ -31,6 +35,7 @@ class ExecutorPolicy:
     jitter: float = 0.1
     lease_seconds: float = 300.0
     batch_size: int = 32
+    round_bytes: int = 64 << 20
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 
 from failover.environment import Environment
-from failover.executor.batch import Pair, current_pair, run_pairs
+from failover.executor.batch import RequestPairs, round_pairs, run_pairs
 from failover.executor.leases import Lease, LeaseLost
 from failover.executor.operations import record_outcome, run_file
 from failover.executor.policy import ExecutorPolicy
@@ -129,22 +129,22 @@ class Executor:
             Each lease with the status its request was left in (Assigned when the lease was lost).
         """
         results: list[tuple[Lease, RequestStatus]] = []
-        pairs: list[Pair] = []
+        batched: list[RequestPairs] = []
         loaded = self.env.requests.load_many([lease.request_id for lease in leases])
         for lease in leases:
             request = loaded.get(lease.request_id)
             if request is None:  # gone meanwhile: raises NotFound, as loading it alone does
                 request = self.env.requests.load(lease.request_id)
             current = refresh_statuses(request)
-            ops = current_pair(request, current) if self.policy.batch_size > 1 else None
-            if ops is None:
-                results.append((lease, self.process(lease, request)))
+            pairs = round_pairs(request, current, self.policy)
+            if pairs:
+                batched.append(RequestPairs.of(lease, request, pairs))
             else:
-                pairs.append(Pair(lease, request, *ops))
-        while pairs:
+                results.append((lease, self.process(lease, request)))
+        while batched:
             recorded = run_pairs(
                 self.env,
-                pairs,
+                batched,
                 self.policy,
                 self.rng,
                 stopping=self.stopping.is_set,
@@ -152,17 +152,16 @@ class Executor:
                     self.env.store.conn, lease, request, retry_at
                 ),
             )
-            lost = {id(pair) for pair in pairs} - {id(pair) for pair in recorded}
-            results += [(pair.lease, RequestStatus.Assigned) for pair in pairs if id(pair) in lost]
-            pairs = []
-            for pair in recorded:
-                if pair.released:
-                    results.append((pair.lease, pair.request.status))
-                elif pair.handed_back:
-                    results.append((pair.lease, self.process(pair.lease)))
+            lost = {id(each) for each in batched} - {id(each) for each in recorded}
+            results += [(each.lease, RequestStatus.Assigned) for each in batched if id(each) in lost]
+            batched = []
+            for each in recorded:
+                if each.released:
+                    results.append((each.lease, each.request.status))
+                elif each.handed_back:
+                    results.append((each.lease, self.process(each.lease)))
                 else:
-                    assert pair.following is not None  # else it was handed back
-                    pairs.append(Pair(pair.lease, pair.request, *pair.following))
+                    batched.append(RequestPairs.of(each.lease, each.request, each.following))
         return results
 
     def run_forever(self, poll_interval: float = 5.0) -> None:
