@@ -28,12 +28,7 @@ from failover.cli.app import (
 )
 from failover.environment import Environment
 from failover.errors import InvalidRequest
-from failover.request import (
-    OperationStatus,
-    Request,
-    RequestStatus,
-    request_to_dirac_json,
-)
+from failover.request import Request, RequestStatus, failure_reason, request_to_dirac_json
 
 __all__ = ["import_request", "list_requests", "requests"]
 
@@ -73,15 +68,9 @@ def _summary(env: Environment, request: Request) -> dict[str, Any]:
         "status": str(request.status),
         "committed": _committed(env, request.request_id),
         "operations": [f"{op.type}:{op.status}" for op in request.operations],
-        "error": request.error or _failed_operation_error(request),
+        "error": failure_reason(request),
         "last_update": request.last_update,
     }
-
-
-def _failed_operation_error(request: Request) -> str:
-    """The error of the operation that failed ``request`` (a request's own error is rarely set), or ""."""
-    failed = next((op for op in request.operations if op.status == OperationStatus.Failed), None)
-    return "" if failed is None else f"{failed.type}: {failed.error}"
 
 
 @requests.command("list")

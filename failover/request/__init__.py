@@ -19,7 +19,12 @@ from failover.request.model import (
     Request,
     RequestStatus,
 )
-from failover.request.status import current_operation, operation_status_from_files, refresh_statuses
+from failover.request.status import (
+    current_operation,
+    failure_reason,
+    operation_status_from_files,
+    refresh_statuses,
+)
 from failover.request.validation import find_problems, validate_request
 
 __all__ = [
@@ -31,6 +36,7 @@ __all__ = [
     "Request",
     "RequestStatus",
     "current_operation",
+    "failure_reason",
     "find_problems",
     "operation_status_from_files",
     "refresh_statuses",

@@ -117,6 +117,18 @@ def current_operation(request: Request) -> Operation | None:
     return None if index is None else request.operations[index]
 
 
+def failure_reason(request: Request) -> str:
+    """
+    Why ``request`` failed, or was canceled: the first Failed operation's type and error (else its
+    first failed file's), else the request's own error; "" when there is none.
+    """
+    for op in request.operations:
+        if op.status == OperationStatus.Failed:
+            errors = [f.error for f in op.files if f.error]
+            return f"{op.type}: {op.error or (errors[0] if errors else 'failed')}"
+    return request.error
+
+
 def refresh_statuses(
     request: Request, *, now: datetime | None = None, changed: Sequence[Operation] | None = None
 ) -> Operation | None:
