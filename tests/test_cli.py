@@ -285,7 +285,8 @@ def test_failed_over_uploads_end_cleaned_after_the_executor_runs(
     """The issue's story through the CLI: fail over, bring the target back, execute, all Cleaned, fsck ok."""
     assert as_json(failover(home, "status", "--json"))["uploads"]["FailedOver"] == 2
     blocked.unlink()
-    assert as_json(failover(home, "executor", "--once", "--json"))["requests"] == 1
+    ran = as_json(failover(home, "executor", "--once", "--json"))
+    assert (ran["requests"], ran["left"], ran["failed"]) == (1, {"Done": 1}, [])
     counts = as_json(failover(home, "status", "--json"))
     assert (counts["uploads"]["Cleaned"], counts["total"], counts["requests"]) == (2, 2, {"Done": 1})
     fsck = failover(home, "fsck")
@@ -294,6 +295,50 @@ def test_failed_over_uploads_end_cleaned_after_the_executor_runs(
     quick = failover(home, "fsck", "--quick")
     assert quick.exit_code == 0, quick.output
     assert quick.stdout.strip() == "checked 2 uploads, 2 replicas by size, 2 catalog replicas, 2 objects: ok"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_executor_once_reports_a_request_that_failed_on_stderr_and_exits_1(
+    home: Path, failed_over: list[str], blocked: Path, jobs: str
+) -> None:
+    """
+    A job wrapper's ``failover executor --once || alert`` must alert: the first file's temporary replica
+    is gone, so the request fails for good (exit 0 before, with "processed 1 request" only).
+    """
+    (home / "se" / "FAILOVER-DISK" / failed_over[0].lstrip("/")).unlink()
+    blocked.unlink()
+
+    result = failover(home, "executor", "--once", "--jobs", jobs)
+
+    assert result.exit_code == 1
+    assert result.stdout.rstrip().endswith(
+        "processed 1 request" + (" in 2 processes" if jobs == "2" else "") + "; left Failed 1"
+    )
+    assert result.stderr.startswith("request 1 failed: ReplicateAndRegister: SourceMissing: ")
+    assert failed_over[0] in result.stderr
+
+    # Run again: nothing is due, nothing failed in this pass.
+    again = failover(home, "executor", "--once", "--json", "--jobs", jobs)
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)["requests"] == 0
+
+
+def test_executor_once_json_names_each_failed_request_with_why(
+    home: Path, failed_over: list[str], blocked: Path
+) -> None:
+    (home / "se" / "FAILOVER-DISK" / failed_over[0].lstrip("/")).unlink()
+    blocked.unlink()
+
+    result = failover(home, "executor", "--once", "--json")
+
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert (report["requests"], report["left"]) == (1, {"Failed": 1})
+    ((failed),) = report["failed"]
+    assert failed["id"] == 1
+    assert failed["error"].startswith("ReplicateAndRegister: SourceMissing: ")
+    listed = as_json(failover(home, "requests", "list", "--json"))
+    assert [r["error"] for r in listed] == [failed["error"]], "the same reason as requests list gives"
 
 
 def test_upload_in_worker_processes_reports_each_file_in_place(

@@ -20,7 +20,7 @@ from freezegun import freeze_time
 from failover.dirac import FailoverTransfer
 from failover.environment import Environment
 from failover.errors import CatalogUnavailable
-from failover.executor import Executor, ExecutorPolicy
+from failover.executor import Executor, ExecutorPolicy, PassReport
 from failover.request import FileStatus, RequestStatus
 from failover.testing import Fault, FaultInjector
 from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
@@ -526,3 +526,26 @@ def injector_down(injector: FaultInjector, target: str) -> Iterator[None]:
         yield
     finally:
         injector.clear(target)
+
+
+def test_a_pass_reports_how_it_left_each_request_and_which_failed(
+    client_env: Environment, tmp_path: Path
+) -> None:
+    jobs = _jobs(client_env, tmp_path, 3)
+    assert client_env.se("FAIL-1").remove(jobs[1][0])
+
+    report = Executor(client_env, POLICY).run_pass()
+
+    assert report == PassReport(taken=3, left={"Done": 2, "Failed": 1}, failed=(2,))
+    assert Executor(client_env, POLICY).run_pass() == PassReport()
+
+
+def test_reports_of_passes_side_by_side_merge() -> None:
+    merged = PassReport.merged(
+        [
+            PassReport(2, {"Done": 1, "Failed": 1}, (4,)),
+            PassReport(),
+            PassReport(3, {"Done": 2, "Waiting": 1}, ()),
+        ]
+    )
+    assert merged == PassReport(5, {"Done": 3, "Failed": 1, "Waiting": 1}, (4,))

@@ -210,7 +210,13 @@ def test_the_cli_runs_the_due_requests_in_worker_processes(home: Path) -> None:
     result = CliRunner().invoke(cli, args)
 
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"executor": "cli", "processes": 2, "requests": UPLOADS}
+    assert json.loads(result.stdout) == {
+        "executor": "cli",
+        "processes": 2,
+        "requests": UPLOADS,
+        "left": {"Done": UPLOADS},
+        "failed": [],
+    }
     env = _opener(home)()
     assert set(lease_takers(env).values()) <= {"cli-1", "cli-2"}
     _all_cleaned(env)

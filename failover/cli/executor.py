@@ -21,10 +21,11 @@ from failover.cli.app import (
     stopping_on_signals,
     workspace_options,
 )
-from failover.executor import Executor
-from failover.executor.processes import run_forever_in_processes, run_once_in_processes
+from failover.executor import Executor, PassReport
+from failover.executor.processes import run_forever_in_processes, run_pass_in_processes
 from failover.executor.runner import new_executor_name
 from failover.operator import cancel_request, cancel_upload, retry_upload, retry_uploads
+from failover.request import failure_reason
 from failover.resume import resume as resume_uploads
 from failover.resume import upload_ids_in
 from states import UploadState
@@ -61,8 +62,10 @@ def executor(
     Several executors may run at once: each request is taken under a lease. With --jobs N, this
     command runs N of them in worker processes, to use N CPUs. Retries and backoff follow the
     configuration's [executor] table. Ctrl-C or SIGTERM stops it after the current file and puts its
-    requests back, for the next run to take at once. With --loop, each pass that took requests, each
-    retry scheduled and each file failed for good is logged on stderr with the time.
+    requests back, for the next run to take at once. With --once, it says how it left the requests it
+    took; a request that ended Failed is reported on stderr with why, exit status 1. With --loop, each
+    pass that took requests, each retry scheduled and each file failed for good is logged on stderr with
+    the time.
 
     \b
     Example:
@@ -85,9 +88,11 @@ def executor(
         return
     with stopping_on_signals() as stop:
         runner.stopping = stop.event  # stops after the current file, and puts its requests back
-        taken = runner.run_once()
-    _report(as_json, runner.name, taken, jobs)
+        report = runner.run_pass()
+    _report(workspace, as_json, runner.name, report, jobs)
     stop.exit_if_stopped("the requests not finished are put back; run again to go on")
+    if report.failed:
+        raise click.exceptions.Exit(1)
 
 
 def _log_each_pass() -> None:
@@ -113,15 +118,34 @@ def _run_in_processes(
             opener, jobs, interval, policy=policy, name=name, on_start=lambda: stdout().print(banner)
         )
         return
-    _report(as_json, name, run_once_in_processes(opener, jobs, policy=policy, name=name), jobs)
+    report = run_pass_in_processes(opener, jobs, policy=policy, name=name)
+    _report(workspace, as_json, name, report, jobs)
+    if report.failed:
+        raise click.exceptions.Exit(1)
 
 
-def _report(as_json: bool, name: str, taken: int, jobs: int) -> None:
+def _report(workspace: Workspace, as_json: bool, name: str, report: PassReport, jobs: int) -> None:
+    """How the pass left the requests it took; each request it left Failed, with why, on stderr."""
+    failed = {
+        request_id: failure_reason(workspace.env.requests.load(request_id)) for request_id in report.failed
+    }
     if as_json:
-        print_json({"executor": name, "processes": jobs, "requests": taken})
-    else:
-        workers = f" in {jobs} processes" if jobs > 1 else ""
-        stdout().print(f"{name}: processed {taken} request{'s' if taken != 1 else ''}{workers}")
+        print_json(
+            {
+                "executor": name,
+                "processes": jobs,
+                "requests": report.taken,
+                "left": report.left,
+                "failed": [{"id": request_id, "error": error} for request_id, error in failed.items()],
+            }
+        )
+        return
+    workers = f" in {jobs} processes" if jobs > 1 else ""
+    left = ", ".join(f"{status} {count}" for status, count in sorted(report.left.items()))
+    taken = f"processed {report.taken} request{'s' if report.taken != 1 else ''}"
+    stdout().print(f"{name}: {taken}{workers}" + (f"; left {left}" if left else ""), highlight=False)
+    for request_id, error in failed.items():
+        click.echo(click.style(f"request {request_id} failed: {error}", fg="red"), err=True)
 
 
 @click.command()

@@ -35,9 +35,10 @@ from typing import Any
 from failover.environment import Environment
 from failover.errors import ExecutorInterrupted
 from failover.executor.policy import ExecutorPolicy
+from failover.executor.report import PassReport
 from failover.executor.runner import Executor, new_executor_name
 
-__all__ = ["run_forever_in_processes", "run_once_in_processes", "worker_names"]
+__all__ = ["run_forever_in_processes", "run_once_in_processes", "run_pass_in_processes", "worker_names"]
 
 log = logging.getLogger("failover.executor")
 
@@ -76,7 +77,21 @@ def run_once_in_processes(
         ExecutorInterrupted: a worker stopped without finishing (killed, say); the others finished.
         FailoverError: a worker failed (raised as the worker raised it) once the others finished.
     """
-    return _run_workers(open_env, jobs, policy, name, poll_interval=None)
+    return run_pass_in_processes(open_env, jobs, policy=policy, name=name).taken
+
+
+def run_pass_in_processes(
+    open_env: Callable[[], Environment],
+    jobs: int,
+    *,
+    policy: ExecutorPolicy | None = None,
+    name: str | None = None,
+) -> PassReport:
+    """
+    As :func:`run_once_in_processes`, returning the workers' :meth:`Executor.run_pass` reports merged:
+    the requests taken, how they were left, and which failed.
+    """
+    return PassReport.merged(_run_workers(open_env, jobs, policy, name, poll_interval=None))
 
 
 def run_forever_in_processes(
@@ -108,7 +123,7 @@ def _run_workers(
     *,
     poll_interval: float | None,
     on_start: Callable[[], None] | None = None,
-) -> int:
+) -> list[PassReport]:
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     policy = policy or ExecutorPolicy()
@@ -143,7 +158,7 @@ def _run_workers(
         log.error("executor worker failed as well: %s", later)
     if failures:
         raise failures[0]
-    return sum(outcome for outcome in outcomes if isinstance(outcome, int))
+    return [outcome for outcome in outcomes if isinstance(outcome, PassReport)]
 
 
 @contextmanager
@@ -184,14 +199,14 @@ def _collect(
     stopping: threading.Event,
     *,
     looping: bool,
-) -> list[int | BaseException]:
+) -> list[PassReport | BaseException]:
     """
     Each worker's outcome, in worker order, taken as each worker ends. A looping worker that ends
     without being asked (it died or failed) stops the others: the caller hears of it at once, rather
     than running on with fewer executors unnoticed.
     """
     index_of = {reader: index for index, (_, reader) in enumerate(workers)}
-    outcomes: dict[int, int | BaseException] = {}
+    outcomes: dict[int, PassReport | BaseException] = {}
     while index_of:
         ready_readers = wait(list(index_of), timeout=_RESEND_S)
         if not ready_readers and stopping.is_set():
@@ -221,7 +236,7 @@ def _work(
     stopping: threading.Event,
     writer: Connection,
 ) -> None:
-    """A worker: run one executor until it is done (or stopped), and send back what it took or raised."""
+    """A worker: run one executor until it is done (or stopped); send back its report or what it raised."""
     for signum in _STOP_SIGNALS:
         signal.signal(signum, lambda *_: stopping.set())
     caller = multiprocessing.parent_process()
@@ -234,10 +249,10 @@ def _work(
             runner = Executor(env, policy, name=name, seed=seed)
             runner.stopping = stopping
             if poll_interval is None:
-                result = runner.run_once()
+                result = runner.run_pass()
             else:
                 runner.run_forever(poll_interval)
-                result = 0
+                result = PassReport()
         finally:
             env.close()
     except BaseException as exc:  # reported to the caller, which raises it
@@ -256,10 +271,10 @@ def _stop_when_orphaned(caller_sentinel: int, stopping: threading.Event) -> None
     stopping.set()
 
 
-def _outcome(process: BaseProcess, reader: Connection, policy: ExecutorPolicy) -> int | BaseException:
-    """What a worker sent (requests taken, or what it raised); a worker that sent nothing was interrupted."""
+def _outcome(process: BaseProcess, reader: Connection, policy: ExecutorPolicy) -> PassReport | BaseException:
+    """What a worker sent (its pass's report, or what it raised); one that sent nothing was interrupted."""
     try:
-        outcome: int | BaseException = reader.recv()
+        outcome: PassReport | BaseException = reader.recv()
     except EOFError:
         process.join()
         return ExecutorInterrupted(

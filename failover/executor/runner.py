@@ -23,6 +23,7 @@ from failover.executor.batch import RequestPairs, round_pairs, run_pairs
 from failover.executor.leases import Lease, LeaseLost
 from failover.executor.operations import record_outcome, run_file
 from failover.executor.policy import ExecutorPolicy
+from failover.executor.report import PassReport
 from failover.executor.upload_hooks import on_request_failed
 from failover.request import (
     FileStatus,
@@ -30,6 +31,7 @@ from failover.request import (
     Request,
     RequestStatus,
     current_operation,
+    failure_reason,
     refresh_statuses,
 )
 from fsm.clock import format_time
@@ -45,15 +47,6 @@ log = logging.getLogger("failover.executor")
 def new_executor_name() -> str:
     """A fresh lease owner name, for an executor not given one: ``executor-`` and 8 random hex digits."""
     return f"executor-{uuid.uuid4().hex[:8]}"
-
-
-def _failure_reason(request: Request) -> str:
-    """Why a request failed: its own error, else the first failed operation's (or file's) error."""
-    for op in request.operations:
-        if op.status.value == "Failed":
-            errors = [f.error for f in op.files if f.error]
-            return f"{op.type}: {op.error or (errors[0] if errors else 'failed')}"
-    return request.error or request.status.value
 
 
 class Executor:
@@ -87,8 +80,13 @@ class Executor:
         return leases[0] if leases else None
 
     def run_once(self) -> int:
+        """Process every request that is due now; return how many were taken (see :meth:`run_pass`)."""
+        return self.run_pass().taken
+
+    def run_pass(self) -> PassReport:
         """
-        Process every request that is due now; return how many were taken.
+        Process every request that is due now; return how many were taken, how they were left, and
+        which failed.
 
         A request put back unfinished (for instance due at once because it could not advance) waits for
         the next call instead of being taken again in a loop. Only those are excluded from the next take:
@@ -97,17 +95,20 @@ class Executor:
         """
         taken = 0
         unfinished: list[int] = []
+        failed: list[int] = []
         left_in: Counter[str] = Counter()
         while not self.stopping.is_set() and (leases := self.take_many(exclude=unfinished)):
             taken += len(leases)
             for lease, status in self.process_many(leases):
                 left_in[str(status)] += 1
+                if status is RequestStatus.Failed:
+                    failed.append(lease.request_id)
                 if not status.is_final:
                     unfinished.append(lease.request_id)
         if taken:
             counts = ", ".join(f"{status} {count}" for status, count in sorted(left_in.items()))
             log.info("%s: %d request%s taken, left %s", self.name, taken, "s" if taken != 1 else "", counts)
-        return taken
+        return PassReport(taken, dict(left_in), tuple(failed))
 
     def take_many(self, exclude: Collection[int] = (), limit: int | None = None) -> list[Lease]:
         """Take up to ``limit`` due requests (default ``policy.batch_size``), not in ``exclude``, at once."""
@@ -294,6 +295,6 @@ class Executor:
             not_before=not_before,
         )
         if released and status in (RequestStatus.Failed, RequestStatus.Canceled):
-            on_request_failed(self.env, lease.request_id, _failure_reason(request))
+            on_request_failed(self.env, lease.request_id, failure_reason(request) or request.status.value)
         crash_point("before-release")
         return released
