@@ -41,6 +41,7 @@ def test_all_is_sorted_and_complete() -> None:
         "Request",
         "RequestStatus",
         "current_operation",
+        "failure_reason",
         "find_problems",
         "operation_status_from_files",
         "refresh_statuses",

@@ -17,6 +17,7 @@ from failover.request import (
     Request,
     RequestStatus,
     current_operation,
+    failure_reason,
     operation_status_from_files,
     refresh_statuses,
 )
@@ -131,6 +132,23 @@ def test_failed_operation_stops_the_request_and_later_ones_never_become_current(
     assert replicate.status == OperationStatus.Failed
     assert remove.status == OperationStatus.Queued
     assert current_operation(request) is None
+
+
+def test_why_a_request_failed_is_its_first_failed_operation_error_else_its_own() -> None:
+    done, failed, later = _with_files(D), _with_files(D, F), _with_files(F)
+    failed.files[1].error = "SourceMissing: gone"
+    request = _request(done, failed, later)
+    refresh_statuses(request, now=NOW)
+    assert failure_reason(request) == "RemoveFile: SourceMissing: gone", (
+        "the file's error, the operation has none"
+    )
+    failed.error = "the operation's own"
+    assert failure_reason(request) == "RemoveFile: the operation's own"
+
+    canceled = _request(_with_files(W))
+    canceled.error = "canceled by operator"
+    assert failure_reason(canceled) == "canceled by operator"
+    assert failure_reason(_request(_with_files(D))) == ""
 
 
 def test_partly_failed_operation_fails_once_nothing_waits() -> None:
