@@ -22,9 +22,9 @@ ratio is the median of the rounds' ratios.
 Shapes (``--shapes``): ``jobs`` as above, and ``one-request``, where one job uploads all the files and
 commits one request holding every upload's pair (what ``failover upload`` of many files leaves when they
 fail over). Until 2026-11-27 the executor looked at all of a request's operations again for each pair it
-ran, and a request of 20,000 operations took it a quarter of an hour; until 2026-11-28 it ran such a request
-one pair per round (a catalog commit, a store commit and a group of one copy per pair: about 850 ops/s
-FULL, half the ``jobs`` shape), where now a round takes up to ``batch_size`` of its pairs.
+ran, and a request of 20,000 operations took it a quarter of an hour; until later that day it ran such a
+request one pair per round (a catalog commit, a store commit and a group of one copy per pair: about 850
+ops/s FULL, half the ``jobs`` shape), where now a round takes up to ``batch_size`` of its pairs.
 
 Profiles: ``FULL`` (the product default: every commit fsynced) and ``NORMAL`` (fsync at checkpoints
 only, where the engine's CPU cost shows). ``--profile`` runs the engine side of the first profile once
