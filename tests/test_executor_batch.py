@@ -80,21 +80,23 @@ def _committed_replicas(home: Path, lfn: str) -> set[str]:
         return {se for (se,) in conn.execute("SELECT se FROM catalog_replicas WHERE lfn = ?", (lfn,))}
 
 
+def _commits(env: Environment) -> tuple[list[str], list[str]]:
+    """Lists that fill with each COMMIT of the store and of the catalog from now on."""
+    store: list[str] = []
+    catalog: list[str] = []
+    env.store.conn.set_trace_callback(lambda sql: store.append(sql) if sql == "COMMIT" else None)
+    inner = env.catalogs.get(CATALOG).inner  # type: ignore[attr-defined]
+    inner._open().conn.set_trace_callback(lambda sql: catalog.append(sql) if sql == "COMMIT" else None)
+    return store, catalog
+
+
 def _states(env: Environment, lfns: list[str]) -> list[str]:
     return [env.uploads.load(lfn).state for lfn in lfns]
 
 
 def test_a_batch_of_failover_requests_commits_once_per_round(client_env: Environment, tmp_path: Path) -> None:
     jobs = _jobs(client_env, tmp_path, 5)
-    store_commits: list[str] = []
-    catalog_commits: list[str] = []
-    client_env.store.conn.set_trace_callback(
-        lambda sql: store_commits.append(sql) if sql == "COMMIT" else None
-    )
-    catalog = client_env.catalogs.get(CATALOG).inner  # type: ignore[attr-defined]
-    catalog._open().conn.set_trace_callback(
-        lambda sql: catalog_commits.append(sql) if sql == "COMMIT" else None
-    )
+    store_commits, catalog_commits = _commits(client_env)
 
     assert Executor(client_env, POLICY).run_once() == 5
 
@@ -129,15 +131,7 @@ def test_a_request_of_many_pairs_runs_them_in_one_round_with_its_catalog_and_rem
     """
     ((first, second, third),) = _jobs(client_env, tmp_path, 1, files_per_job=3)
     injector.sequence.clear()
-    store_commits: list[str] = []
-    catalog_commits: list[str] = []
-    client_env.store.conn.set_trace_callback(
-        lambda sql: store_commits.append(sql) if sql == "COMMIT" else None
-    )
-    catalog = client_env.catalogs.get(CATALOG).inner  # type: ignore[attr-defined]
-    catalog._open().conn.set_trace_callback(
-        lambda sql: catalog_commits.append(sql) if sql == "COMMIT" else None
-    )
+    store_commits, catalog_commits = _commits(client_env)
 
     assert Executor(client_env, POLICY).run_once() == 1
 
@@ -177,11 +171,7 @@ def test_a_round_of_one_request_takes_as_many_pairs_as_the_policy_lets_it(
     """``batch_size`` pairs at most, and past the first only while their files total ``round_bytes``."""
     ((*lfns,),) = _jobs(client_env, tmp_path, 1, files_per_job=5)
     size = client_env.requests.load(1).operations[0].files[0].size
-    catalog_commits: list[str] = []
-    catalog = client_env.catalogs.get(CATALOG).inner  # type: ignore[attr-defined]
-    catalog._open().conn.set_trace_callback(
-        lambda sql: catalog_commits.append(sql) if sql == "COMMIT" else None
-    )
+    _, catalog_commits = _commits(client_env)
 
     policy = replace(POLICY, batch_size=batch_size, round_bytes=round_files * size)
     assert Executor(client_env, policy).run_once() == 1
