@@ -345,3 +345,33 @@ def test_the_outcome_that_finishes_a_request_releases_it_in_the_same_commit(
     assert any("UPDATE files SET status = 'Done'" in s for s in removal)
     assert any("lease_owner = NULL" in s for s in removal)
     assert _row(client_env, request_id) == ("Done", None, None)
+
+
+def test_a_round_of_long_copies_keeps_its_leases_between_them(
+    client_env: Environment, injector: ProbeInjector, failed_over: FailedOver
+) -> None:
+    """
+    Three requests in one round, their copies 100 s each under a 120 s lease (big files: one per chunk
+    of ``round_bytes``). Between chunks the round renews its leases once a third of their time has
+    passed, so another executor takes none of the requests while the copies run.
+    """
+    policy = replace(POLICY, round_bytes=0)
+    seen: list[tuple[str | None, bool]] = []
+    with freeze_time(T0) as frozen:
+        ids = [failed_over(f"{LFN}.{n}") for n in range(3)]
+        rival = Executor(client_env, policy, name="rival")
+
+        def a_copy_takes_100_seconds() -> None:
+            frozen.tick(timedelta(seconds=100))
+            seen.append((_row(client_env, ids[0])[2], rival.take() is None))
+
+        injector.probes[("SE-A", "copy")] = a_copy_takes_100_seconds
+        assert Executor(client_env, policy, name="worker").run_once() == 3
+
+    # Taken at 0 s (expiring at 120 s), renewed after the first copy (at 100 s) and the second (200 s).
+    assert seen == [
+        (format_time(_seconds(120)), True),
+        (format_time(_seconds(100 + 120)), True),
+        (format_time(_seconds(200 + 120)), True),
+    ]
+    assert [_row(client_env, n) for n in ids] == [("Done", None, None)] * 3

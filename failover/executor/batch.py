@@ -8,7 +8,8 @@ each request brings its current pair and the pairs right after it (up to ``polic
 no other of them names: what ``failover upload`` of many files leaves is one request of many pairs):
 
 1. copies: each file of the replications is checked (is its effect already there?) and copied where
-   needed;
+   needed, in chunks of about ``policy.round_bytes``; between chunks, the round's leases are renewed once
+   a third of their time has passed, so that no other executor takes the requests while big files copy;
 2. catalog, one transaction per catalog for the round: per request, pair after pair, each copy registered,
    then, once the pair's replication is complete, each file of the removal checked and its catalog
    entries removed (the check sees the registrations just made, and still requires a verified copy
@@ -40,7 +41,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -195,7 +196,7 @@ def run_pairs(
     before each request's removals: a stop finishes the replications (the current operations) and
     leaves the removals for later.
     """
-    run = _Round(env, policy, rng)
+    run = _Round(env, policy, rng, [request.lease for request in requests], env.clock())
     _copy_files(run, [pair for request in requests for pair in request.pairs])
     # As the one-at-a-time path finds out when it records the replication: a request canceled, or taken
     # over after its lease expired, gets nothing more from this executor.
@@ -243,13 +244,31 @@ def _catalog_batches(env: Environment) -> Iterator[None]:
         crash_point("before-commit:catalog:batch")
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Round:
-    """What every step of a round needs."""
+    """What every step of a round needs, and the round's leases, kept while its copies run."""
 
     env: Environment
     policy: ExecutorPolicy
     rng: random.Random
+    leases: list[Lease]
+    #: When the leases were last taken or renewed, as far as this round knows: when it started.
+    renewed_at: datetime
+
+    def keep_leases(self) -> None:
+        """
+        Renew the round's leases once a third of their time has passed since they were last renewed, so
+        that another executor does not take the requests while their copies run (many big files). A
+        lease already lost stays lost: the lease check before the catalog phase drops its request.
+        """
+        now = self.env.clock()
+        if not self.leases or (now - self.renewed_at).total_seconds() < self.leases[0].seconds / 3:
+            return
+        with self.env.store.transaction() as conn:
+            for lease in self.leases:
+                with suppress(LeaseLost):
+                    lease.renew(conn, now)
+        self.renewed_at = now
 
     def step(
         self, pair: Pair, op: Operation, file: File, step: Callable[[Environment, Operation, File], T]
@@ -304,28 +323,50 @@ def _copy_files(run: _Round, pairs: list[Pair]) -> None:
             groups.setdefault((plan.source.name, plan.target.name, plan.kind), []).append((pair, plan))
     failed: set[int] = set()
     for members in groups.values():
-        first = members[0][1]
-        lfns = [plan.file.lfn for _, plan in members]
-        for _ in lfns:
-            crash_point("before-copy")
-        puts = first.source.copy_many_to(first.target, lfns, checksum_types=(first.kind,))
-        for _ in lfns:
-            crash_point("after-copy")
-        for (pair, plan), put in zip(members, puts, strict=True):
-            if id(plan.file) in failed:
-                continue
-            if isinstance(put, FailoverError):
-                pair.outcomes.append((pair.replicate, run.failure(pair.replicate, plan.file, put)))
-                failed.add(id(plan.file))
-            else:
-                ok, right = run.step(pair, pair.replicate, plan.file, partial(_right_or_again, plan, put))
-                if not ok:
-                    failed.add(id(plan.file))
-                elif right:
-                    pair.placed.setdefault(plan.file.lfn, {})[plan.target.name] = put
+        # In chunks of about round_bytes (a bigger file alone), the leases kept between chunks.
+        for chunk in _by_bytes(members, run.policy.round_bytes):
+            _copy_chunk(run, chunk, failed)
+            run.keep_leases()
     for pair, file, _ in planned:
         if id(file) not in failed:
             pair.copied.append(file)
+
+
+def _copy_chunk(run: _Round, members: list[tuple[Pair, CopyPlan]], failed: set[int]) -> None:
+    """Make one chunk of a group's copies (one source, target and checksum type) and check each."""
+    first = members[0][1]
+    lfns = [plan.file.lfn for _, plan in members]
+    for _ in lfns:
+        crash_point("before-copy")
+    puts = first.source.copy_many_to(first.target, lfns, checksum_types=(first.kind,))
+    for _ in lfns:
+        crash_point("after-copy")
+    for (pair, plan), put in zip(members, puts, strict=True):
+        if id(plan.file) in failed:
+            continue
+        if isinstance(put, FailoverError):
+            pair.outcomes.append((pair.replicate, run.failure(pair.replicate, plan.file, put)))
+            failed.add(id(plan.file))
+        else:
+            ok, right = run.step(pair, pair.replicate, plan.file, partial(_right_or_again, plan, put))
+            if not ok:
+                failed.add(id(plan.file))
+            elif right:
+                pair.placed.setdefault(plan.file.lfn, {})[plan.target.name] = put
+
+
+def _by_bytes(members: list[tuple[Pair, CopyPlan]], max_bytes: int) -> Iterator[list[tuple[Pair, CopyPlan]]]:
+    """``members`` in runs whose files total at most ``max_bytes`` (a bigger file in a run alone)."""
+    chunk: list[tuple[Pair, CopyPlan]] = []
+    size = 0
+    for member in members:
+        size += member[1].file.size or 0
+        if chunk and size > max_bytes:
+            yield chunk
+            chunk, size = [], member[1].file.size or 0
+        chunk.append(member)
+    if chunk:
+        yield chunk
 
 
 def _right_or_again(plan: CopyPlan, put: PutResult, env: Environment, op: Operation, file: File) -> bool:

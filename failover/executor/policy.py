@@ -24,8 +24,8 @@ class ExecutorPolicy:
             one catalog commit and one store commit per round, each with up to this many of its pairs
             (1: every request alone, one operation at a time).
         round_bytes: a request's pairs after its first join a round only while their files total at
-            most this many bytes, so that a round's copies stay short beside the lease (renewed when the
-            round is recorded).
+            most this many bytes; a round's copies are made in chunks of about this size, and its leases
+            renewed between chunks once a third of their time has passed.
     """
 
     max_attempts: int = 10
