@@ -25,6 +25,7 @@ __all__ = [
     "RequestHeader",
     "RequestRow",
     "commit_request",
+    "count_uploads_of_request",
     "ensure_request",
     "find_request",
     "insert_operation",
@@ -342,6 +343,17 @@ def operations_of_machine(conn: sqlite3.Connection, machine_id: str) -> list[Ope
         f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE machine_id = ? ORDER BY id", (machine_id,)
     )
     return [_operation(values) for values in rows]
+
+
+def count_uploads_of_request(conn: sqlite3.Connection, request_id: int, state: str) -> int:
+    """How many distinct machines the request's operations belong to are in ``state`` now."""
+    row = conn.execute(
+        "SELECT COUNT(DISTINCT machines.id) FROM operations "
+        "JOIN machines ON machines.id = operations.machine_id "
+        "WHERE operations.request_id = ? AND machines.state = ?",
+        (request_id, state),
+    ).fetchone()
+    return int(row[0])
 
 
 def commit_request(conn: sqlite3.Connection, request_id: int, at: str) -> bool:

@@ -316,6 +316,8 @@ def test_executor_once_reports_a_request_that_failed_on_stderr_and_exits_1(
     )
     assert result.stderr.startswith("request 1 failed: ReplicateAndRegister: SourceMissing: ")
     assert failed_over[0] in result.stderr
+    assert "2 uploads left Stuck: `failover status LFN` says why" in result.stderr
+    assert "`failover retry --all` runs them again" in result.stderr
 
     # Run again: nothing is due, nothing failed in this pass.
     again = failover(home, "executor", "--once", "--json", "--jobs", jobs)
@@ -339,6 +341,34 @@ def test_executor_once_json_names_each_failed_request_with_why(
     assert failed["error"].startswith("ReplicateAndRegister: SourceMissing: ")
     listed = as_json(failover(home, "requests", "list", "--json"))
     assert [r["error"] for r in listed] == [failed["error"]], "the same reason as requests list gives"
+
+
+def test_status_and_explain_of_a_stuck_upload_say_why_and_the_ways_on(
+    home: Path, failed_over: list[str], blocked: Path
+) -> None:
+    """The second file did nothing wrong: its request failed on the first. Status says so, and what next."""
+    (home / "se" / "FAILOVER-DISK" / failed_over[0].lstrip("/")).unlink()
+    blocked.unlink()
+    assert failover(home, "executor", "--once").exit_code == 1
+    lfn = failed_over[1]
+
+    shown = failover(home, "status", lfn)
+    details = as_json(failover(home, "status", lfn, "--json"))
+    explained = failover(home, "explain", lfn, "--json")
+
+    assert shown.exit_code == 0
+    reason = "ReplicateAndRegister: SourceMissing: no good replica of " + failed_over[0]
+    assert f"  stuck: request 1 failed: {reason}" in shown.stdout
+    assert (
+        f"`failover retry {lfn}` runs it again; `failover cancel --upload {lfn}` gives it up" in shown.stdout
+    )
+    assert details["state"] == "Stuck"
+    assert details["stuck"]["request"] == 1 and details["stuck"]["reason"].startswith(reason)
+    assert as_json(explained)["stuck"] == details["stuck"]
+    assert as_json(failover(home, "status", failed_over[0], "--json"))["stuck"]["request"] == 1
+
+    assert failover(home, "retry", lfn).exit_code == 0
+    assert as_json(failover(home, "status", lfn, "--json"))["stuck"] is None
 
 
 def test_upload_in_worker_processes_reports_each_file_in_place(

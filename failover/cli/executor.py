@@ -28,6 +28,7 @@ from failover.operator import cancel_request, cancel_upload, retry_upload, retry
 from failover.request import failure_reason
 from failover.resume import resume as resume_uploads
 from failover.resume import upload_ids_in
+from persistence.requests import count_uploads_of_request
 from states import UploadState
 
 __all__ = ["cancel", "executor", "resume", "retry"]
@@ -144,8 +145,16 @@ def _report(workspace: Workspace, as_json: bool, name: str, report: PassReport, 
     left = ", ".join(f"{status} {count}" for status, count in sorted(report.left.items()))
     taken = f"processed {report.taken} request{'s' if report.taken != 1 else ''}"
     stdout().print(f"{name}: {taken}{workers}" + (f"; left {left}" if left else ""), highlight=False)
+    conn = workspace.env.store.conn
     for request_id, error in failed.items():
         click.echo(click.style(f"request {request_id} failed: {error}", fg="red"), err=True)
+    stuck = sum(count_uploads_of_request(conn, request_id, UploadState.STUCK) for request_id in failed)
+    if stuck:
+        click.echo(
+            f"{stuck:,} upload{'s' if stuck != 1 else ''} left Stuck: `failover status LFN` says why; "
+            "once the cause is fixed, `failover retry --all` runs them again",
+            err=True,
+        )
 
 
 @click.command()

@@ -76,8 +76,29 @@ def _details(env: Environment, row: MachineRow) -> dict[str, Any]:
         "registered": list(data.get("registered_catalogs", [])),
         "deferred": dict(data.get("unregistered_catalogs") or {}),
         "refused": (data.get("refusal") or {}).get("message"),
+        "stuck": _stuck(data),
         "operations": operations,
     }
+
+
+def _stuck(data: dict[str, Any]) -> dict[str, Any] | None:
+    """Why a Stuck upload is stuck: the request that failed and its reason (None when not stuck)."""
+    if not data.get("stuck_reason"):
+        return None
+    return {"request": data.get("stuck_request"), "reason": data["stuck_reason"]}
+
+
+def _stuck_lines(details: dict[str, Any]) -> list[str]:
+    """What ``status`` and ``explain`` say of a Stuck upload: why, and the two ways on."""
+    stuck = details["stuck"]
+    if stuck is None:
+        return []
+    lfn = details["lfn"]
+    return [
+        f"stuck: request {stuck['request']} failed: {stuck['reason']}",
+        f"once the cause is fixed, `failover retry {lfn}` runs it again; "
+        f"`failover cancel --upload {lfn}` gives it up",
+    ]
 
 
 def _print_counts(counts: dict[str, Any]) -> None:
@@ -109,6 +130,8 @@ def _print_details(details: dict[str, Any]) -> None:
         console.print(f"  failure: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
     if details["refused"]:
         console.print(f"  refused: {details['refused']}")
+    for line in _stuck_lines(details):
+        console.print(f"  {line}")
     if details["deferred"]:
         console.print(f"  registration deferred: {details['deferred']}")
     for op in details["operations"]:
@@ -252,6 +275,8 @@ def explain(workspace: Workspace, as_json: bool, lfn: str, fmt: str, output: Pat
         console.print(f"error: {failure['se']} attempt {failure['attempt']}: {failure['error']}")
     if details["refused"]:
         console.print(f"refused: {details['refused']}")
+    for line in _stuck_lines(details):
+        console.print(line)
 
 
 def _attempts_text(details: dict[str, Any]) -> str:
@@ -259,4 +284,5 @@ def _attempts_text(details: dict[str, Any]) -> str:
 
 
 def _failures(details: dict[str, Any]) -> dict[str, Any]:
-    return {"attempts": details["attempts"], "failures": details["failures"], "refused": details["refused"]}
+    keys = ("attempts", "failures", "refused", "stuck")
+    return {key: details[key] for key in keys}
