@@ -286,7 +286,7 @@ def test_failed_over_uploads_end_cleaned_after_the_executor_runs(
     assert as_json(failover(home, "status", "--json"))["uploads"]["FailedOver"] == 2
     blocked.unlink()
     ran = as_json(failover(home, "executor", "--once", "--json"))
-    assert (ran["requests"], ran["left"], ran["failed"]) == (1, {"Done": 1}, [])
+    assert (ran["requests"], ran["left"], ran["failed"], ran["stuck"]) == (1, {"Done": 1}, [], 0)
     counts = as_json(failover(home, "status", "--json"))
     assert (counts["uploads"]["Cleaned"], counts["total"], counts["requests"]) == (2, 2, {"Done": 1})
     fsck = failover(home, "fsck")
@@ -335,7 +335,7 @@ def test_executor_once_json_names_each_failed_request_with_why(
 
     assert result.exit_code == 1
     report = json.loads(result.stdout)
-    assert (report["requests"], report["left"]) == (1, {"Failed": 1})
+    assert (report["requests"], report["left"], report["stuck"]) == (1, {"Failed": 1}, 2)
     ((failed),) = report["failed"]
     assert failed["id"] == 1
     assert failed["error"].startswith("ReplicateAndRegister: SourceMissing: ")

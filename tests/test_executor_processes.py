@@ -216,6 +216,7 @@ def test_the_cli_runs_the_due_requests_in_worker_processes(home: Path) -> None:
         "requests": UPLOADS,
         "left": {"Done": UPLOADS},
         "failed": [],
+        "stuck": 0,
     }
     env = _opener(home)()
     assert set(lease_takers(env).values()) <= {"cli-1", "cli-2"}

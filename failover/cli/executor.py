@@ -126,10 +126,13 @@ def _run_in_processes(
 
 
 def _report(workspace: Workspace, as_json: bool, name: str, report: PassReport, jobs: int) -> None:
-    """How the pass left the requests it took; each request it left Failed, with why, on stderr."""
-    failed = {
-        request_id: failure_reason(workspace.env.requests.load(request_id)) for request_id in report.failed
-    }
+    """
+    How the pass left the requests it took; each request it left Failed, with why, and the uploads
+    those left Stuck, on stderr.
+    """
+    env = workspace.env
+    failed = {request_id: failure_reason(env.requests.load(request_id)) for request_id in report.failed}
+    stuck = sum(count_uploads_of_request(env.store.conn, n, UploadState.STUCK) for n in report.failed)
     if as_json:
         print_json(
             {
@@ -138,6 +141,7 @@ def _report(workspace: Workspace, as_json: bool, name: str, report: PassReport, 
                 "requests": report.taken,
                 "left": report.left,
                 "failed": [{"id": request_id, "error": error} for request_id, error in failed.items()],
+                "stuck": stuck,
             }
         )
         return
@@ -145,10 +149,8 @@ def _report(workspace: Workspace, as_json: bool, name: str, report: PassReport, 
     left = ", ".join(f"{status} {count}" for status, count in sorted(report.left.items()))
     taken = f"processed {report.taken} request{'s' if report.taken != 1 else ''}"
     stdout().print(f"{name}: {taken}{workers}" + (f"; left {left}" if left else ""), highlight=False)
-    conn = workspace.env.store.conn
     for request_id, error in failed.items():
         click.echo(click.style(f"request {request_id} failed: {error}", fg="red"), err=True)
-    stuck = sum(count_uploads_of_request(conn, request_id, UploadState.STUCK) for request_id in failed)
     if stuck:
         click.echo(
             f"{stuck:,} upload{'s' if stuck != 1 else ''} left Stuck: `failover status LFN` says why; "
