@@ -24,6 +24,7 @@ __all__ = [
     "OperationRow",
     "RequestHeader",
     "RequestRow",
+    "client_requests",
     "commit_request",
     "count_uploads_of_request",
     "ensure_request",
@@ -203,15 +204,21 @@ def _request_by_key(conn: sqlite3.Connection, key: str) -> RequestRow | None:
     return RequestRow(*values) if values else None
 
 
+def client_requests(conn: sqlite3.Connection, client_key: str) -> list[RequestRow]:
+    """Every request of a client, one per generation (see :func:`request_keys`), oldest first."""
+    found: list[RequestRow] = []
+    for key in request_keys(client_key):
+        row = _request_by_key(conn, key)
+        if row is None:
+            break
+        found.append(row)
+    return found
+
+
 def find_request(conn: sqlite3.Connection, client_key: str) -> RequestRow | None:
     """The client's latest request (its draft if it has one), or None when it has none."""
-    latest = None
-    for key in request_keys(client_key):
-        found = _request_by_key(conn, key)
-        if found is None:
-            return latest
-        latest = found
-    return latest  # pragma: no cover - request_keys never ends
+    generations = client_requests(conn, client_key)
+    return generations[-1] if generations else None
 
 
 def load_request(conn: sqlite3.Connection, request_id: int) -> RequestRow:
