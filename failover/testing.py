@@ -77,6 +77,7 @@ class _Rule:
     operation: str
     fault: Fault
     remaining: int | None
+    lfn: str | None = None
 
 
 class FaultInjector:
@@ -88,7 +89,13 @@ class FaultInjector:
         self.calls: Counter[tuple[str, str]] = Counter()
 
     def inject(
-        self, target: str, fault: Fault | str, *, operation: str | None = None, times: int | None = 1
+        self,
+        target: str,
+        fault: Fault | str,
+        *,
+        operation: str | None = None,
+        times: int | None = 1,
+        lfn: str | None = None,
     ) -> None:
         """
         Make the next ``times`` matching calls fail (``times=None``: every call until cleared).
@@ -98,9 +105,10 @@ class FaultInjector:
             fault: what goes wrong.
             operation: which operation fails (default: the one the fault belongs to, see :class:`Fault`).
             times: how many calls fail; ``None`` for all of them.
+            lfn: only calls for this LFN fail (default: calls for any LFN, or none).
         """
         kind = Fault(fault)
-        self._rules.append(_Rule(target, operation or _ERRORS[kind][1], kind, times))
+        self._rules.append(_Rule(target, operation or _ERRORS[kind][1], kind, times, lfn))
 
     def clear(self, target: str | None = None) -> None:
         """Remove the faults of one SE or catalog, or all of them."""
@@ -115,6 +123,8 @@ class FaultInjector:
         """
         self.calls[(target, operation)] += 1
         for rule in self._rules:
+            if rule.lfn is not None and rule.lfn != lfn:
+                continue
             if rule.target == target and rule.operation in ("*", operation) and rule.remaining != 0:
                 if rule.remaining is not None:
                     rule.remaining -= 1

@@ -74,6 +74,19 @@ def test_fault_injector_wraps_the_sandbox(failover_sandbox, fault_injector, tmp_
     result = ft.transferAndRegisterFile("out.root", str(path), "/vo/user/a/f", ["SE-A", "SE-B"], {})
     assert result["Value"]["uploadedSE"] == "SE-B"
     assert fault_injector.calls[("SE-A", "put")] == 1
+
+
+def test_a_fault_for_one_lfn_fails_only_that_file(failover_sandbox, fault_injector, tmp_path):
+    bad = "/vo/user/a/bad"
+    fault_injector.inject("SE-A", Fault.STORAGE_UNAVAILABLE, operation="put", times=None, lfn=bad)
+    ft = FailoverTransfer(environment=failover_sandbox)
+    landed = {}
+    for name in ("good", "bad"):
+        path = tmp_path / name
+        path.write_bytes(name.encode() * 10)
+        result = ft.transferAndRegisterFile(name, str(path), f"/vo/user/a/{name}", ["SE-A", "SE-B"], {})
+        landed[name] = result["Value"]["uploadedSE"]
+    assert landed == {"good": "SE-A", "bad": "SE-B"}
 """
 
 #: Misuses of ``crash_at`` that must fail the user's test with a clear message.
@@ -105,7 +118,7 @@ def test_a_user_crash_test_passes_with_the_plugin_fixtures(pytester: pytest.Pyte
     """The README example: crash a job at each point, resume, run the executor, fsck clean."""
     pytester.makepyfile(test_user=USER_TEST)
     result = pytester.runpytest(*_plugin_args(), "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
 
 
 def test_crash_at_fails_the_test_when_the_point_is_not_reached(pytester: pytest.Pytester) -> None:
