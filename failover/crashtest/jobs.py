@@ -89,12 +89,16 @@ def client(box: Sandbox, name: str) -> FailoverTransfer:
 
 @contextmanager
 def down(
-    box: Sandbox, *targets: str, fault: Fault | None = None, operation: str | None = None
+    box: Sandbox,
+    *targets: str,
+    fault: Fault | None = None,
+    operation: str | None = None,
+    lfn: str | None = None,
 ) -> Iterator[None]:
-    """SEs or catalogs failing on every call for the block (a phase), then back."""
+    """SEs or catalogs failing on every call (for ``lfn`` alone if given) for a phase, then back."""
     for target in targets:
         kind = fault or (Fault.CATALOG_UNAVAILABLE if target == CATALOG else Fault.STORAGE_UNAVAILABLE)
-        box.faults.inject(target, kind, operation=operation, times=None)
+        box.faults.inject(target, kind, operation=operation, times=None, lfn=lfn)
     try:
         yield
     finally:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +47,9 @@ from failover.crashtest.jobs import (
 )
 from failover.crashtest.sandbox import CATALOG, Sandbox
 from failover.operator import cancel_upload, retry_upload
+from failover.request import RequestStatus
 from failover.resume import resume
-from persistence.requests import RequestHeader
+from persistence.requests import RequestHeader, client_requests
 from states import UploadState
 
 __all__ = ["SCENARIOS", "Scenario", "scenario"]
@@ -185,6 +187,28 @@ def _many_files_failover(box: Sandbox) -> None:
     execute(box)
 
 
+def _one_request_stuck(box: Sandbox) -> None:
+    name = "one_request_stuck"
+    with down(box, "SE-A"):
+        _many(box, name, 3)
+    generations = client_requests(box.env.store.conn, f"crashtest:{name}")
+    if not all(RequestStatus(row.status).is_final for row in generations):
+        # One round takes every pair of the job's request: the copy of the file whose pair comes first
+        # fails for good, the others were copied ahead and are removed again; the request fails and
+        # leaves its uploads Stuck. (A crash in the uploads can split the job's request into two
+        # generations, which resume committed apart: each one's first copy fails, so that every run
+        # leaves all three Stuck.)
+        with ExitStack() as faults:
+            for row in generations:
+                first = box.env.requests.load(row.id).operations[0].files[0].lfn
+                faults.enter_context(down(box, "SE-A", operation="copy", lfn=first))
+            execute(box, ONE_TRY)
+    for file in job_files(box, name, 3):
+        if stuck(box, file.lfn):
+            retry_upload(box.env, file.lfn)
+    execute(box)
+
+
 def _many_files_retry(box: Sandbox) -> None:
     files = job_files(box, "many_files_retry", 3)
     back_after(box, "SE-A", [file.lfn for file in files], attempts=2)
@@ -278,6 +302,13 @@ SCENARIOS: dict[str, Scenario] = {
             _many_files_failover,
             (S.CLEANED,) * 3,
             "upload_many with the destination down: each file fails over alone, then the executor",
+        ),
+        Scenario(
+            "one_request_stuck",
+            _one_request_stuck,
+            (S.CLEANED,) * 3,
+            "one request of three pairs fails at its first in a round: copies made ahead removed, "
+            "all Stuck, operator retry",
         ),
         Scenario(
             "many_files_retry",

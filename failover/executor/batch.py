@@ -452,6 +452,7 @@ def _discard_copies(env: Environment, pair: Pair) -> None:
     """
     for lfn, copies in pair.placed.items():
         for name in copies:
+            crash_point("before-discard-copy")
             try:
                 env.se(name).remove(lfn)
             except FailoverError as err:
