@@ -539,3 +539,29 @@ def test_reports_of_passes_side_by_side_merge() -> None:
         ]
     )
     assert merged == PassReport(5, {"Done": 3, "Failed": 1, "Waiting": 1}, (4,))
+
+
+def test_copies_made_ahead_are_left_when_the_lease_was_lost_before_their_removal(
+    client_env: Environment, injector: RecordingInjector, tmp_path: Path
+) -> None:
+    """
+    The first file's registration fails (its pair goes on one operation at a time, the later pairs are
+    not reached), and meanwhile another executor takes the request over: the copies made ahead for the
+    later pairs are that executor's to find and register now, so they are not removed.
+    """
+    ((first, second, third),) = _jobs(client_env, tmp_path, 1, files_per_job=3)
+
+    def taken_over_while_registering(lfn: str | None) -> None:
+        if lfn == first:
+            client_env.store.conn.execute("UPDATE requests SET lease_owner = 'thief' WHERE id = 1")
+
+    injector.probe[(CATALOG, "register_replica")] = taken_over_while_registering
+    injector.inject(CATALOG, Fault.CATALOG_UNAVAILABLE, operation="register_replica", lfn=first, times=None)
+
+    Executor(client_env, POLICY).run_once()
+
+    assert sorted(client_env.se("SE-A").list_lfns()) == sorted([first, second, third])
+    assert all(_committed_replicas(tmp_path / "ws", lfn) == {"FAIL-1"} for lfn in (first, second, third))
+    assert client_env.store.conn.execute("SELECT lease_owner FROM requests WHERE id = 1").fetchone() == (
+        "thief",
+    )

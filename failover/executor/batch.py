@@ -15,7 +15,8 @@ no other of them names: what ``failover upload`` of many files leaves is one req
    entries removed (the check sees the registrations just made, and still requires a verified copy
    elsewhere); a request's next pair is reached only when this one got through;
 3. storage: the temporary replicas of the pairs reached removed, only now that the catalog commit no
-   longer names them; the copies made for pairs not reached are removed again;
+   longer names them; the copies made for pairs not reached removed again, under a lease renewed just
+   before (a request another executor took meanwhile may have registered them: they are left);
 4. store, one transaction for the round: per request, in its own savepoint, the pairs' outcomes recorded
    in order with the upload transitions they cause, up to the first pair not wholly done; the request
    released when it ends or must wait.
@@ -219,9 +220,26 @@ def run_pairs(
         for pair in request.pairs:
             if pair.reached:
                 _remove_objects(run, pair)
-            else:
+        ahead = [pair for pair in request.pairs if not pair.reached and pair.placed]
+        if ahead and _renewed(env, request.lease):
+            for pair in ahead:
                 _discard_copies(env, pair)
     return _record(env, requests, release, stopping, policy)
+
+
+def _renewed(env: Environment, lease: Lease) -> bool:
+    """
+    Renew ``lease`` now; False when it was lost. Held for a whole lease period from now, the request
+    cannot pass to another executor (nor be canceled and retried there) while its copies made ahead
+    are removed: such an executor could have registered one of them meanwhile.
+    """
+    try:
+        with env.store.transaction() as conn:
+            lease.renew(conn, env.clock())
+    except LeaseLost:
+        log.warning("lost the lease of request %d: the copies made ahead are left", lease.request_id)
+        return False
+    return True
 
 
 def _still_held(env: Environment, requests: list[RequestPairs]) -> list[RequestPairs]:
