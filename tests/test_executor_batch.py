@@ -565,3 +565,32 @@ def test_copies_made_ahead_are_left_when_the_lease_was_lost_before_their_removal
     assert client_env.store.conn.execute("SELECT lease_owner FROM requests WHERE id = 1").fetchone() == (
         "thief",
     )
+
+
+def test_a_stop_starts_no_further_chunk_of_copies(
+    client_env: Environment, injector: RecordingInjector, tmp_path: Path
+) -> None:
+    """
+    Big files go one per chunk (``round_bytes``): a stop during the first copy lets that copy finish and
+    be registered, and starts no other; the other requests are released untried, for the next run.
+    """
+    (first,), (second,), (third,) = _jobs(client_env, tmp_path, 3)
+    executor = Executor(client_env, replace(POLICY, round_bytes=0))
+    injector.probe[("SE-A", "copy")] = lambda lfn: executor.stopping.set()
+
+    assert executor.run_once() == 3
+
+    assert list(client_env.se("SE-A").list_lfns()) == [first]
+    assert _committed_replicas(tmp_path / "ws", first) == {"FAIL-1", "SE-A"}
+    assert _files(client_env, 1)[0] == (FileStatus.Done, 1)
+    assert _files(client_env, 2) == _files(client_env, 3) == [(FileStatus.Waiting, 0)] * 2
+    assert [client_env.requests.load(n).status for n in (1, 2, 3)] == [RequestStatus.Waiting] * 3
+    assert _states(client_env, [first, second, third]) == [
+        UploadState.REPLICATING,
+        UploadState.FAILED_OVER,
+        UploadState.FAILED_OVER,
+    ]
+
+    injector.probe.clear()
+    assert Executor(client_env, POLICY).run_once() == 3
+    assert _states(client_env, [first, second, third]) == [UploadState.CLEANED] * 3

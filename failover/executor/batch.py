@@ -33,8 +33,9 @@ operation to run, a request of another shape, a catalog commit that fails) is ha
 :meth:`Executor.process`.
 
 A request canceled or taken over while its copies ran gets nothing more (its lease is checked before the
-catalog phase). A stop (SIGTERM) lets the round finish its copies and each request's first registrations,
-the current operations, then releases every request of the round.
+catalog phase). A stop (SIGTERM) lets the round finish the chunk of copies at hand (starting no other) and
+register what it copied of each request's first pair, then releases every request of the round; a file
+not copied is left untried for the next run.
 """
 
 from __future__ import annotations
@@ -194,11 +195,11 @@ def run_pairs(
 
     A request canceled or whose lease was lost is not in the result: after the copies, nothing more is
     done for it. ``release`` releases a request inside the recording transaction. ``stopping`` is asked
-    before each request's removals: a stop finishes the replications (the current operations) and
-    leaves the removals for later.
+    before each chunk of copies and before each request's removals: a stop finishes the copies at hand
+    and their registrations, and leaves the rest for later.
     """
     run = _Round(env, policy, rng, [request.lease for request in requests], env.clock())
-    _copy_files(run, [pair for request in requests for pair in request.pairs])
+    _copy_files(run, [pair for request in requests for pair in request.pairs], stopping)
     # As the one-at-a-time path finds out when it records the replication: a request canceled, or taken
     # over after its lease expired, gets nothing more from this executor.
     requests = _still_held(env, requests)
@@ -313,11 +314,12 @@ class _Round:
         return failure_outcome(self.env, op, file, err, self.policy, self.rng)
 
 
-def _copy_files(run: _Round, pairs: list[Pair]) -> None:
+def _copy_files(run: _Round, pairs: list[Pair], stopping: Callable[[], bool]) -> None:
     """
     Phase 1: check each file of each replication, then make the missing copies, grouped by source and
     target SE (:meth:`~failover.storage.StorageElement.copy_many_to`); a file whose copies are all right
-    joins its pair's ``copied``.
+    joins its pair's ``copied``. Once the executor is stopping, no further chunk of copies is started:
+    the files it holds are left for the next run, untried.
     """
     planned: list[tuple[Pair, File, list[CopyPlan]]] = []
     for pair in pairs:
@@ -340,13 +342,17 @@ def _copy_files(run: _Round, pairs: list[Pair]) -> None:
         for plan in plans:
             groups.setdefault((plan.source.name, plan.target.name, plan.kind), []).append((pair, plan))
     failed: set[int] = set()
+    skipped: set[int] = set()
     for members in groups.values():
         # In chunks of about round_bytes (a bigger file alone), the leases kept between chunks.
         for chunk in _by_bytes(members, run.policy.round_bytes):
+            if stopping():
+                skipped |= {id(plan.file) for _, plan in chunk}
+                continue
             _copy_chunk(run, chunk, failed)
             run.keep_leases()
     for pair, file, _ in planned:
-        if id(file) not in failed:
+        if id(file) not in failed and id(file) not in skipped:
             pair.copied.append(file)
 
 
