@@ -289,6 +289,7 @@ def test_failed_over_uploads_end_cleaned_after_the_executor_runs(
     assert (ran["requests"], ran["left"], ran["failed"], ran["stuck"]) == (1, {"Done": 1}, [], 0)
     counts = as_json(failover(home, "status", "--json"))
     assert (counts["uploads"]["Cleaned"], counts["total"], counts["requests"]) == (2, 2, {"Done": 1})
+    assert "Stuck upload" not in failover(home, "status").stdout
     fsck = failover(home, "fsck")
     assert fsck.exit_code == 0, fsck.output
     assert "ok" in fsck.stdout
@@ -367,8 +368,12 @@ def test_status_and_explain_of_a_stuck_upload_say_why_and_the_ways_on(
     assert as_json(explained)["stuck"] == details["stuck"]
     assert as_json(failover(home, "status", failed_over[0], "--json"))["stuck"]["request"] == 1
 
+    counted = failover(home, "status")
+    assert "2 Stuck uploads wait for an operator: `failover status LFN` says why" in counted.stdout
+
     assert failover(home, "retry", lfn).exit_code == 0
     assert as_json(failover(home, "status", lfn, "--json"))["stuck"] is None
+    assert "1 Stuck upload waits for an operator" in failover(home, "status").stdout
 
 
 def test_upload_in_worker_processes_reports_each_file_in_place(

@@ -110,6 +110,12 @@ def _print_counts(counts: dict[str, Any]) -> None:
     console = stdout()
     console.print(table)
     console.print(f"requests: {requests}")
+    stuck = counts["uploads"].get(UploadState.STUCK.value, 0)
+    if stuck:
+        console.print(
+            f"{stuck:,} Stuck upload{'s wait' if stuck != 1 else ' waits'} for an operator: `failover status "
+            "LFN` says why; once the cause is fixed, `failover retry --all` runs them again"
+        )
 
 
 def _print_details(details: dict[str, Any]) -> None:
