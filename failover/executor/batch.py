@@ -230,9 +230,10 @@ def run_pairs(
 
 def _renewed(env: Environment, lease: Lease) -> bool:
     """
-    Renew ``lease`` now; False when it was lost. Held for a whole lease period from now, the request
-    cannot pass to another executor (nor be canceled and retried there) while its copies made ahead
-    are removed: such an executor could have registered one of them meanwhile.
+    Renew ``lease`` now; False when it was lost: the request passed to another executor, or was canceled
+    (its uploads may be retried elsewhere), and whoever runs those pairs now could have registered a
+    copy made ahead. Renewed, the request cannot pass to another executor for a whole lease period,
+    ample for removing the copies.
     """
     try:
         with env.store.transaction() as conn:
