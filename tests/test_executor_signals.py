@@ -216,6 +216,37 @@ def test_a_looping_executor_waits_out_a_locked_database(
     assert "the database is unavailable, trying again in 0.05 s" in _warnings(caplog)[0]
 
 
+def test_a_looping_executor_logs_each_request_that_failed_with_why(
+    client_env: Environment, failed_over: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service's log says which request failed, why, and how many uploads it left Stuck."""
+    lfns = ["/vo/loop/a.root", "/vo/loop/b.root"]
+    request_id = failed_over(*lfns)
+    assert client_env.se("FAIL-1").remove(lfns[0])
+    stopping = threading.Event()
+
+    def serve() -> None:
+        env = open_workspace(tmp_path / "ws", ses=("SE-A", "SE-B", "SE-C", "FAIL-1", "FAIL-2"))
+        runner = Executor(env, name="service")
+        runner.stopping = stopping
+        runner.run_forever(0.05)
+        env.close()
+
+    loop = threading.Thread(target=serve)
+    with caplog.at_level(logging.WARNING, logger="failover.executor"):
+        loop.start()
+        deadline = time.monotonic() + 30
+        while not any("request" in w for w in _warnings(caplog)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stopping.set()
+        loop.join(timeout=30)
+    assert not loop.is_alive()
+    assert _status(tmp_path, request_id) == "Failed"
+    (logged,) = [w for w in _warnings(caplog) if w.startswith("service: request")]
+    assert logged.startswith(f"service: request {request_id} failed: ReplicateAndRegister: SourceMissing: ")
+    assert logged.endswith("; 2 uploads left Stuck (`failover retry --all` once fixed)")
+
+
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     # The executor's only: an earlier in-process ``failover -v`` may have left the root logger at INFO.
     records = caplog.records

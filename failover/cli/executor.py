@@ -65,8 +65,8 @@ def executor(
     configuration's [executor] table. Ctrl-C or SIGTERM stops it after the current file and puts its
     requests back, for the next run to take at once. With --once, it says how it left the requests it
     took; a request that ended Failed is reported on stderr with why, exit status 1. With --loop, each
-    pass that took requests, each retry scheduled and each file failed for good is logged on stderr with
-    the time.
+    pass that took requests, each retry scheduled, each file failed for good and each request failed
+    (with the uploads it left Stuck) is logged on stderr with the time.
 
     \b
     Example:

@@ -38,6 +38,8 @@ from fsm.clock import format_time
 from fsm.crashpoints import crash_point
 from persistence.errors import StoreUnavailable
 from persistence.leases import release_request, take_due_requests
+from persistence.requests import count_uploads_of_request
+from states import UploadState
 
 __all__ = ["Executor", "new_executor_name"]
 
@@ -176,14 +178,29 @@ class Executor:
         self._install_signal_handlers()
         while not self.stopping.is_set():
             try:
-                taken = self.run_once()
+                report = self.run_pass()
+                self._log_failed(report)
             except StoreUnavailable as err:
                 log.warning(
                     "%s: the database is unavailable, trying again in %g s: %s", self.name, poll_interval, err
                 )
-                taken = 0
-            if taken == 0:
+                report = PassReport()
+            if report.taken == 0:
                 self.stopping.wait(poll_interval)
+
+    def _log_failed(self, report: PassReport) -> None:
+        """For a service's log: each request the pass left Failed, why, and the uploads it left Stuck."""
+        for request_id in report.failed:
+            reason = failure_reason(self.env.requests.load(request_id))
+            stuck = count_uploads_of_request(self.env.store.conn, request_id, UploadState.STUCK)
+            log.warning(
+                "%s: request %d failed: %s; %d upload%s left Stuck (`failover retry --all` once fixed)",
+                self.name,
+                request_id,
+                reason,
+                stuck,
+                "s" if stuck != 1 else "",
+            )
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
