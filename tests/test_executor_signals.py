@@ -191,16 +191,7 @@ def test_a_looping_executor_waits_out_a_locked_database(
     locker = sqlite3.connect(tmp_path / "ws" / "failover.db", isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
     stopping = threading.Event()
-
-    def serve() -> None:  # its own environment: a connection belongs to the thread that opened it
-        env = open_workspace(tmp_path / "ws", ses=("SE-A", "SE-B", "SE-C", "FAIL-1", "FAIL-2"))
-        env.store.conn.execute("PRAGMA busy_timeout = 50")
-        runner = Executor(env)
-        runner.stopping = stopping
-        runner.run_forever(0.05)
-        env.close()
-
-    loop = threading.Thread(target=serve)
+    loop = _service(tmp_path, stopping, busy_timeout_ms=50)
     with caplog.at_level(logging.WARNING, logger="failover.executor"):
         loop.start()
         deadline = time.monotonic() + 30
@@ -224,15 +215,7 @@ def test_a_looping_executor_logs_each_request_that_failed_with_why(
     request_id = failed_over(*lfns)
     assert client_env.se("FAIL-1").remove(lfns[0])
     stopping = threading.Event()
-
-    def serve() -> None:
-        env = open_workspace(tmp_path / "ws", ses=("SE-A", "SE-B", "SE-C", "FAIL-1", "FAIL-2"))
-        runner = Executor(env, name="service")
-        runner.stopping = stopping
-        runner.run_forever(0.05)
-        env.close()
-
-    loop = threading.Thread(target=serve)
+    loop = _service(tmp_path, stopping, name="service")
     with caplog.at_level(logging.WARNING, logger="failover.executor"):
         loop.start()
         deadline = time.monotonic() + 30
@@ -245,6 +228,23 @@ def test_a_looping_executor_logs_each_request_that_failed_with_why(
     (logged,) = [w for w in _warnings(caplog) if w.startswith("service: request")]
     assert logged.startswith(f"service: request {request_id} failed: ReplicateAndRegister: SourceMissing: ")
     assert logged.endswith("; 2 uploads left Stuck (`failover retry --all` once fixed)")
+
+
+def _service(
+    tmp_path: Path, stopping: threading.Event, *, name: str | None = None, busy_timeout_ms: int | None = None
+) -> threading.Thread:
+    """A thread (not started) running ``failover executor --loop``'s executor, polling every 0.05 s."""
+
+    def serve() -> None:  # its own environment: a connection belongs to the thread that opened it
+        env = open_workspace(tmp_path / "ws", ses=("SE-A", "SE-B", "SE-C", "FAIL-1", "FAIL-2"))
+        if busy_timeout_ms is not None:
+            env.store.conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        runner = Executor(env, name=name)
+        runner.stopping = stopping
+        runner.run_forever(0.05)
+        env.close()
+
+    return threading.Thread(target=serve)
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
