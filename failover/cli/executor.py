@@ -23,12 +23,11 @@ from failover.cli.app import (
 )
 from failover.executor import Executor, PassReport
 from failover.executor.processes import run_forever_in_processes, run_pass_in_processes
+from failover.executor.report import failed_requests
 from failover.executor.runner import new_executor_name
 from failover.operator import cancel_request, cancel_upload, retry_upload, retry_uploads
-from failover.request import failure_reason
 from failover.resume import resume as resume_uploads
 from failover.resume import upload_ids_in
-from persistence.requests import count_uploads_of_request
 from states import UploadState
 
 __all__ = ["cancel", "executor", "resume", "retry"]
@@ -130,9 +129,8 @@ def _report(workspace: Workspace, as_json: bool, name: str, report: PassReport, 
     How the pass left the requests it took; each request it left Failed, with why, and the uploads
     those left Stuck, on stderr.
     """
-    env = workspace.env
-    failed = {request_id: failure_reason(env.requests.load(request_id)) for request_id in report.failed}
-    stuck = sum(count_uploads_of_request(env.store.conn, n, UploadState.STUCK) for n in report.failed)
+    failed = failed_requests(workspace.env, report)
+    stuck = sum(each.stuck for each in failed)
     if as_json:
         print_json(
             {
@@ -140,7 +138,7 @@ def _report(workspace: Workspace, as_json: bool, name: str, report: PassReport, 
                 "processes": jobs,
                 "requests": report.taken,
                 "left": report.left,
-                "failed": [{"id": request_id, "error": error} for request_id, error in failed.items()],
+                "failed": [{"id": each.request_id, "error": each.reason} for each in failed],
                 "stuck": stuck,
             }
         )
@@ -149,8 +147,8 @@ def _report(workspace: Workspace, as_json: bool, name: str, report: PassReport, 
     left = ", ".join(f"{status} {count}" for status, count in sorted(report.left.items()))
     taken = f"processed {report.taken} request{'s' if report.taken != 1 else ''}"
     stdout().print(f"{name}: {taken}{workers}" + (f"; left {left}" if left else ""), highlight=False)
-    for request_id, error in failed.items():
-        click.echo(click.style(f"request {request_id} failed: {error}", fg="red"), err=True)
+    for each in failed:
+        click.echo(click.style(f"request {each.request_id} failed: {each.reason}", fg="red"), err=True)
     if stuck:
         click.echo(
             f"{stuck:,} upload{'s' if stuck != 1 else ''} left Stuck: `failover status LFN` says why; "

@@ -6,7 +6,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["PassReport"]
+from failover.environment import Environment
+from failover.request import failure_reason
+from persistence.requests import count_uploads_of_request
+from states import UploadState
+
+__all__ = ["FailedRequest", "PassReport", "failed_requests"]
 
 
 @dataclass(frozen=True)
@@ -36,3 +41,24 @@ class PassReport:
             left.update(report.left)
             failed += report.failed
         return cls(taken, dict(left), tuple(failed))
+
+
+@dataclass(frozen=True)
+class FailedRequest:
+    """A request a pass left Failed: why (:func:`~failover.request.failure_reason`), and how many Stuck."""
+
+    request_id: int
+    reason: str
+    stuck: int
+
+
+def failed_requests(env: Environment, report: PassReport) -> list[FailedRequest]:
+    """Each request ``report`` says the pass left Failed, with why and the uploads it left Stuck."""
+    return [
+        FailedRequest(
+            request_id,
+            failure_reason(env.requests.load(request_id)),
+            count_uploads_of_request(env.store.conn, request_id, UploadState.STUCK),
+        )
+        for request_id in report.failed
+    ]

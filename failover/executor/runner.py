@@ -23,7 +23,7 @@ from failover.executor.batch import RequestPairs, round_pairs, run_pairs
 from failover.executor.leases import Lease, LeaseLost
 from failover.executor.operations import record_outcome, run_file
 from failover.executor.policy import ExecutorPolicy
-from failover.executor.report import PassReport
+from failover.executor.report import PassReport, failed_requests
 from failover.executor.upload_hooks import on_request_failed
 from failover.request import (
     FileStatus,
@@ -38,8 +38,6 @@ from fsm.clock import format_time
 from fsm.crashpoints import crash_point
 from persistence.errors import StoreUnavailable
 from persistence.leases import release_request, take_due_requests
-from persistence.requests import count_uploads_of_request
-from states import UploadState
 
 __all__ = ["Executor", "new_executor_name"]
 
@@ -190,16 +188,14 @@ class Executor:
 
     def _log_failed(self, report: PassReport) -> None:
         """For a service's log: each request the pass left Failed, why, and the uploads it left Stuck."""
-        for request_id in report.failed:
-            reason = failure_reason(self.env.requests.load(request_id))
-            stuck = count_uploads_of_request(self.env.store.conn, request_id, UploadState.STUCK)
+        for failed in failed_requests(self.env, report):
             log.warning(
                 "%s: request %d failed: %s; %d upload%s left Stuck (`failover retry --all` once fixed)",
                 self.name,
-                request_id,
-                reason,
-                stuck,
-                "s" if stuck != 1 else "",
+                failed.request_id,
+                failed.reason,
+                failed.stuck,
+                "s" if failed.stuck != 1 else "",
             )
 
     def _install_signal_handlers(self) -> None:
