@@ -21,6 +21,7 @@ from failover.cli.app import (
     stopping_on_signals,
     workspace_options,
 )
+from failover.cli.status import STUCK_WAYS_ON
 from failover.executor import Executor, PassReport
 from failover.executor.processes import run_forever_in_processes, run_pass_in_processes
 from failover.executor.report import failed_requests
@@ -151,8 +152,7 @@ def _report(workspace: Workspace, as_json: bool, name: str, report: PassReport, 
         click.echo(click.style(f"request {each.request_id} failed: {each.reason}", fg="red"), err=True)
     if stuck:
         click.echo(
-            f"{stuck:,} upload{'s' if stuck != 1 else ''} left Stuck: `failover status LFN` says why; "
-            "once the cause is fixed, `failover retry --all` runs them again",
+            f"{stuck:,} upload{'s' if stuck != 1 else ''} left Stuck: {STUCK_WAYS_ON}",
             err=True,
         )
 

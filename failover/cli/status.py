@@ -37,7 +37,13 @@ if TYPE_CHECKING:
 
     from fsm.diagram import Edge
 
-__all__ = ["explain", "history", "journal_table", "path_of", "status", "summarize"]
+__all__ = ["STUCK_WAYS_ON", "explain", "history", "journal_table", "path_of", "status", "summarize"]
+
+
+#: What to do about Stuck uploads, as ``status`` and ``executor --once`` say it after their count.
+STUCK_WAYS_ON = (
+    "`failover status LFN` says why; once the cause is fixed, `failover retry --all` runs them again"
+)
 
 
 def _request_counts(env: Environment) -> dict[str, int]:
@@ -113,8 +119,7 @@ def _print_counts(counts: dict[str, Any]) -> None:
     stuck = counts["uploads"].get(UploadState.STUCK.value, 0)
     if stuck:
         console.print(
-            f"{stuck:,} Stuck upload{'s wait' if stuck != 1 else ' waits'} for an operator: `failover status "
-            "LFN` says why; once the cause is fixed, `failover retry --all` runs them again"
+            f"{stuck:,} Stuck upload{'s wait' if stuck != 1 else ' waits'} for an operator: {STUCK_WAYS_ON}"
         )
 
 
