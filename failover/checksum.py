@@ -89,7 +89,7 @@ class MultiChecksum:
             else:
                 self._hashes[kind] = hashlib.new(kind.value.lower())
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
         """Feed the next bytes of the stream."""
         self.size += len(chunk)
         if self._adler is not None:

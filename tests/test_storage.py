@@ -132,6 +132,8 @@ def test_a_connection_drop_in_a_big_put_checksummed_aside_leaves_nothing(tmp_pat
 def test_a_big_put_checksummed_aside_stores_and_reports_what_one_thread_would(
     tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Copied through Python (a store the kernel cannot copy to, or a kernel without copy_file_range)."""
+    monkeypatch.delattr(os, "copy_file_range", raising=False)
     content = random.Random(7).randbytes(PIPELINE_MIN_SIZE + 12_345)
     chunks: list[tuple[int, int]] = []
     real = LocalBackend.written

@@ -4,6 +4,7 @@ How a storage element writes, seals and publishes an object on one kind of fsspe
 :class:`FsspecBackend` uses only the portable :class:`fsspec.AbstractFileSystem` API and serves every
 filesystem. :class:`LocalBackend` adds what durability needs on a local disk: ``fsync`` of the data and of
 the directories, an atomic ``os.replace``, and the symbolic-link check that keeps objects inside the root.
+On a local disk a big source is copied by the kernel (:mod:`failover.storage.kernel_copy`).
 A backend for a store that reports checksums (XRootD, some S3 servers) overrides
 :meth:`FsspecBackend.reported_checksums`. Backends raise foreign exceptions; the storage element maps them.
 """
@@ -14,9 +15,10 @@ import os
 import stat
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
-from failover.checksum import ChecksumType
+from failover.checksum import ChecksumType, MultiChecksum
+from failover.storage.kernel_copy import copy_in_kernel
 from failover.storage.paths import inside_real_root
 
 __all__ = ["FsspecBackend", "LocalBackend", "backend_for"]
@@ -89,6 +91,21 @@ class FsspecBackend:
         """
         stream: AbstractContextManager[IO[bytes]] = self.fs.open(path, "wb")
         return stream
+
+    def copy_in(self, reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum) -> bool:
+        """
+        Copy a big source into a temporary object without passing its bytes through Python, if the store
+        can; the bytes written are fed to ``summer``. A generic store cannot.
+
+        Args:
+            reader: the source, from its start.
+            sink: the open temporary object.
+            summer: fed every byte written.
+
+        Returns:
+            True when copied; False, with nothing copied, when the caller must copy through Python.
+        """
+        return False
 
     def written(self, stream: IO[bytes], offset: int, length: int) -> None:
         """
@@ -264,15 +281,30 @@ class LocalBackend(FsspecBackend):
 
     def create_temporary(self, path: str) -> IO[bytes]:
         """
-        Create the temporary file exclusively and return it open for writing (the caller closes it).
+        Create the temporary file exclusively and return it open for writing, and for reading back what
+        :meth:`copy_in` copied (the caller closes it).
 
         Args:
             path: the temporary path.
 
         Returns:
-            A writable binary file.
+            A writable (and readable) binary file.
         """
-        return open(path, "xb")
+        return open(path, "x+b")
+
+    def copy_in(self, reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum) -> bool:
+        """
+        Copy a big local source with :func:`os.copy_file_range` (see :mod:`failover.storage.kernel_copy`).
+
+        Args:
+            reader: the source, from its start.
+            sink: the open temporary file.
+            summer: fed every byte written, read back from the temporary.
+
+        Returns:
+            True when copied; False, with nothing copied, when the kernel cannot copy between these files.
+        """
+        return copy_in_kernel(reader, sink, summer, lambda offset, length: self.written(sink, offset, length))
 
     def written(self, stream: IO[bytes], offset: int, length: int) -> None:
         """

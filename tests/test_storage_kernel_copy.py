@@ -1,0 +1,208 @@
+"""
+A big put to a local disk is copied by the kernel (``os.copy_file_range``), its checksums computed over
+the bytes written; when the kernel cannot copy, the bytes go through Python as before.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import pytest
+from storage_support import assert_clean, digests, local_file, make_local_se, read
+
+from failover.checksum import ChecksumType
+from failover.errors import SourceChanged, StorageUnavailable
+from failover.storage.backends import LocalBackend
+from failover.storage.kernel_copy import KERNEL_STEP
+from failover.storage.transfer import PIPELINE_CHUNK_SIZE
+
+ADLER32, MD5 = ChecksumType.ADLER32, ChecksumType.MD5
+LFN = "/vo/data/run1/big.root"
+REAL_COPY = os.copy_file_range
+CopyFileRange = Callable[..., int]
+
+
+@pytest.fixture(scope="module")
+def content() -> bytes:
+    """Two kernel steps and a bit: three copy_file_range calls, the last one short."""
+    return random.Random(11).randbytes(2 * KERNEL_STEP + 12_345)
+
+
+def spy_copies(monkeypatch: pytest.MonkeyPatch, copy: CopyFileRange = REAL_COPY) -> list[int]:
+    """Route ``os.copy_file_range`` through ``copy``; return the list of counts it returned."""
+    counts: list[int] = []
+
+    def spying(*args: int) -> int:
+        count = copy(*args)
+        counts.append(count)
+        return count
+
+    monkeypatch.setattr(os, "copy_file_range", spying)
+    return counts
+
+
+def spy_written(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Record the ranges the local backend is told were written (it starts their writeback)."""
+    ranges: list[tuple[int, int]] = []
+    real = LocalBackend.written
+
+    def written(self: LocalBackend, stream: IO[bytes], offset: int, length: int) -> None:
+        ranges.append((offset, length))
+        real(self, stream, offset, length)
+
+    monkeypatch.setattr(LocalBackend, "written", written)
+    return ranges
+
+
+def test_a_big_put_to_a_local_disk_is_copied_by_the_kernel(
+    tmp_path: Path, content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts, ranges = spy_copies(monkeypatch), spy_written(monkeypatch)
+    se = make_local_se("file", tmp_path)
+
+    result = se.put(local_file(tmp_path, content), LFN, checksum_types=[ADLER32, MD5])
+
+    assert counts == [KERNEL_STEP, KERNEL_STEP, 12_345, 0]
+    assert read(se, LFN) == content
+    assert (result.size, dict(result.checksums)) == (len(content), digests(content, ADLER32, MD5))
+    # Each range is read back, then handed to the disk, in order.
+    assert ranges == [(0, KERNEL_STEP), (KERNEL_STEP, KERNEL_STEP), (2 * KERNEL_STEP, 12_345)]
+
+
+def _refusing(answer: int | None) -> CopyFileRange:
+    def refuse(*args: int) -> int:
+        if answer is None:
+            return 0
+        raise OSError(answer, os.strerror(answer))
+
+    return refuse
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, None],
+    ids=["other-filesystem", "no-such-call", "not-supported", "not-a-regular-file", "copies-nothing"],
+)
+def test_a_source_the_kernel_will_not_copy_goes_through_python(
+    tmp_path: Path, content: bytes, answer: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts, ranges = spy_copies(monkeypatch, _refusing(answer)), spy_written(monkeypatch)
+    se = make_local_se("file", tmp_path)
+
+    result = se.put(local_file(tmp_path, content), LFN)
+
+    assert counts in ([], [0])  # asked once, then never again
+    assert read(se, LFN) == content
+    assert result.checksums[ADLER32] == digests(content, ADLER32)[ADLER32]
+    assert [offset for offset, _ in ranges] == list(range(0, len(content), PIPELINE_CHUNK_SIZE))
+
+
+def test_a_kernel_copy_failing_midway_leaves_nothing(
+    tmp_path: Path, content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once bytes are copied, an error is the put's: no fall-back that would mix two copies."""
+    calls = 0
+
+    def failing_second(*args: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return REAL_COPY(*args)
+
+    spy_copies(monkeypatch, failing_second)
+    se = make_local_se("file", tmp_path)
+
+    with pytest.raises(StorageUnavailable) as caught:
+        se.put(local_file(tmp_path, content), LFN)
+
+    assert isinstance(caught.value.__cause__, OSError) and caught.value.__cause__.errno == errno.EIO
+    assert_clean(se, LFN)
+
+
+def _corrupting(*args: int) -> int:
+    """Copy, then spoil the first byte written: what the kernel stored is not what the source holds."""
+    source, target, _count, source_offset, target_offset = args
+    copied = REAL_COPY(*args)
+    if copied and target_offset == 0:
+        first = os.pread(source, 1, source_offset)
+        os.pwrite(target, bytes([first[0] ^ 0xFF]), target_offset)
+    return copied
+
+
+def test_the_checksums_are_those_of_the_bytes_written(
+    tmp_path: Path, content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog is told the checksum of what is stored, read back, not of what was meant to be."""
+    spy_copies(monkeypatch, _corrupting)
+    se = make_local_se("file", tmp_path)
+
+    result = se.put(local_file(tmp_path, content), LFN)
+
+    stored = read(se, LFN)
+    assert stored != content
+    assert result.checksums[ADLER32] == digests(stored, ADLER32)[ADLER32]
+
+
+def test_a_copy_that_does_not_match_the_callers_checksum_is_not_stored(
+    tmp_path: Path, content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy_copies(monkeypatch, _corrupting)
+    se = make_local_se("file", tmp_path)
+    expected = digests(content, ADLER32)[ADLER32]
+
+    with pytest.raises(SourceChanged, match=f"when the upload checked it.*{expected}|{expected}.*checked"):
+        se.put(local_file(tmp_path, content), LFN, expected_size=len(content), expected_checksum=expected)
+
+    assert_clean(se, LFN)
+
+
+def test_a_source_modified_during_a_kernel_copy_is_refused(
+    tmp_path: Path, content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job still writing its output: the source's modification time moves while the kernel copies it."""
+    local = local_file(tmp_path, content)
+
+    def rewriting_after_first(*args: int) -> int:
+        copied = REAL_COPY(*args)
+        if args[3] == 0:
+            with open(local, "r+b") as stream:
+                stream.write(b"new header")
+            status = os.stat(local)
+            os.utime(local, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
+        return copied
+
+    spy_copies(monkeypatch, rewriting_after_first)
+    se = make_local_se("file", tmp_path)
+
+    with pytest.raises(SourceChanged, match="changed while it was read"):
+        se.put(local, LFN)
+
+    assert_clean(se, LFN)
+    assert local.read_bytes()[:10] == b"new header"  # the user's file is only ever read
+
+
+def test_a_source_that_grows_during_a_kernel_copy_is_refused(
+    tmp_path: Path, content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = local_file(tmp_path, content)
+
+    def appending_after_first(*args: int) -> int:
+        copied = REAL_COPY(*args)
+        if args[3] == 0:
+            with open(local, "ab") as stream:
+                stream.write(b"more")
+        return copied
+
+    spy_copies(monkeypatch, appending_after_first)
+    se = make_local_se("file", tmp_path)
+
+    with pytest.raises(SourceChanged, match=f"held {len(content):,} bytes when the read began"):
+        se.put(local, LFN)
+
+    assert_clean(se, LFN)
