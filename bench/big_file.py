@@ -10,6 +10,8 @@ dirty, so no side pays for another's writeback. The medians of the rounds are re
 - ``api``: ``open_workspace(DIR)`` (``Durability.FULL``) and :func:`failover.upload` to ``LOCAL-DISK``:
   one streamed pass computing adler32, ``fsync`` of the data, size check, atomic rename, ``fsync`` of the
   directory, catalog registration and the machine's transitions.
+- ``api-python``: the same with the kernel copy turned off, the bytes read and written through Python
+  (what a put did before ``failover.storage.kernel_copy``, and still does where the kernel cannot copy).
 - ``cli``: ``failover upload FILE --lfn ... --dest LOCAL-DISK --home DIR --json``, process start included.
 - ``cp``: ``cp SRC DST``: no checksum, nothing flushed to disk when it returns.
 - ``cp+fsync``: ``cp SRC DST`` then ``os.fsync`` of the target: the like-for-like floor for our data
@@ -37,12 +39,14 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from unittest.mock import patch
 
 # Run as a script, this directory comes first on sys.path, and bench/transitions.py would shadow the
 # ``transitions`` package the engine imports.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
+from failover.storage.backends import FsspecBackend, LocalBackend
 from failover.uploads import upload
 from failover.workspace import open_workspace
 from persistence.requests import RequestHeader
@@ -75,6 +79,12 @@ def run_api(source: Path, home: Path) -> None:
     assert result.state == "Registered" and result.size == source.stat().st_size, result
 
 
+def run_api_python(source: Path, home: Path) -> None:
+    """:func:`run_api` with the kernel copy turned off: every byte read and written through Python."""
+    with patch.object(LocalBackend, "copy_in", FsspecBackend.copy_in):
+        run_api(source, home)
+
+
 def run_cli(source: Path, home: Path) -> None:
     """``failover upload`` of the file, in its own process."""
     command = [str(FAILOVER_CLI), "upload", str(source), "--lfn", LFN, "--dest", DEST]
@@ -98,7 +108,13 @@ def run_cp_fsync(source: Path, home: Path) -> None:
         os.close(descriptor)
 
 
-SIDES: dict[str, Side] = {"api": run_api, "cli": run_cli, "cp": run_cp, "cp+fsync": run_cp_fsync}
+SIDES: dict[str, Side] = {
+    "api": run_api,
+    "api-python": run_api_python,
+    "cli": run_cli,
+    "cp": run_cp,
+    "cp+fsync": run_cp_fsync,
+}
 
 
 def run_rounds(work: Path, source: Path, rounds: int) -> dict[str, list[float]]:
@@ -132,7 +148,7 @@ def speedup(times: dict[str, list[float]], side: str, base: str) -> float:
 def report(times: dict[str, list[float]], size: int) -> list[dict[str, str]]:
     """Print the table; return the summary rows for run_all."""
     rates = {name: size / statistics.median(samples) / 1e6 for name, samples in times.items()}
-    print(f"{'side':<9} {'seconds':>8} {'MB/s':>7} {'x cp':>6} {'x cp+fsync':>11} {'rounds (s)':>30}")
+    print(f"{'side':<10} {'seconds':>8} {'MB/s':>7} {'x cp':>6} {'x cp+fsync':>11} {'rounds (s)':>30}")
     for name, samples in times.items():
         spread = " ".join(f"{s:.2f}" for s in samples)
         median, versus_cp, versus_fsync = (
@@ -141,7 +157,7 @@ def report(times: dict[str, list[float]], size: int) -> list[dict[str, str]]:
             speedup(times, name, "cp+fsync"),
         )
         figures = f"{median:>8.2f} {rates[name]:>7,.0f} {versus_cp:>5.2f}x {versus_fsync:>10.2f}x"
-        print(f"{name:<9} {figures} {spread:>30}")
+        print(f"{name:<10} {figures} {spread:>30}")
     label = f"{size / 2**20:,.0f} MiB"
     rows = []
     for ours in ("api", "cli"):
