@@ -956,13 +956,13 @@ def test_upload_and_status_load_neither_the_other_commands_nor_networkx_nor_fssp
     )
     assert json.loads(report)["uploads"][0]["state"] == "Registered"
     ours = [module for module in loaded if not module.startswith("sqlite_utils")]
-    assert ours == ["failover.cli.app", "failover.cli.upload"]
+    assert ours == ["failover.cli.app", "failover.cli.bar", "failover.cli.upload"]
     assert "sqlite_utils" in loaded  # the new workspace's schema was made
     report, loaded = _run_and_list_modules(
         home, "upload", str(outputs[1]), "--lfn", "/vo/a/tracks.root", "--json"
     )
     assert json.loads(report)["uploads"][0]["state"] == "Registered"
-    assert loaded == ["failover.cli.app", "failover.cli.upload"]
+    assert loaded == ["failover.cli.app", "failover.cli.bar", "failover.cli.upload"]
     counts, loaded = _run_and_list_modules(home, "status", "--json")
     assert json.loads(counts)["uploads"]["Registered"] == 2
     assert loaded == ["failover.cli.app", "failover.cli.status"]

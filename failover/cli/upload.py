@@ -14,8 +14,8 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -30,13 +30,14 @@ from failover.cli.app import (
     output_options,
     print_json,
     print_table,
-    stderr,
     stopping_on_signals,
     workspace_options,
 )
+from failover.cli.bar import UploadBar, file_size, upload_bar
 from failover.environment import Environment
 from failover.errors import FailoverError, InvalidInput, UploadFailed, UploadInterrupted
 from failover.parallel import BATCH_FILES, MAX_AUTO_JOBS, auto_jobs, upload_in_processes
+from failover.storage.progress import reporting_bytes
 from failover.validation import parse_name_list, select_catalogs, validate_lfn, validate_ses
 from persistence.errors import StoreUnavailable
 from persistence.requests import RequestHeader
@@ -45,9 +46,6 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 __all__ = ["FileOutcome", "upload"]
-
-#: A single file at least this big gets a progress bar too.
-BIG_FILE = 64 * 1024**2
 
 #: How the table shows a file that was not uploaded.
 _STYLES = {"Failed": "red", "Interrupted": "yellow"}
@@ -150,33 +148,6 @@ def _lfns(files: Sequence[Path], lfn: str | None, prefix: str | None) -> list[st
     return lfns
 
 
-def _size(file: Path) -> int:
-    try:
-        return file.stat().st_size if file.is_file() else 0
-    except OSError:
-        return 0
-
-
-@contextmanager
-def _progress(files: Sequence[Path], quiet: bool) -> Iterator[Progress | None]:
-    """
-    A bar in bytes over all files, on stderr, shown for many files or a big one, on a terminal only
-    (None otherwise: rich is then not even loaded).
-
-    It is redrawn when it moves, by the thread that moves it: no refresh thread runs while upload
-    workers are forked (a child could inherit the console's lock held).
-    """
-    console = None if quiet else stderr()
-    if console is None or not console.is_terminal or (len(files) == 1 and _size(files[0]) < BIG_FILE):
-        yield None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, auto_refresh=False) as progress:
-        yield progress
-
-
 def _upload_all(
     workspace: Workspace,
     pairs: list[tuple[Path, str]],
@@ -186,18 +157,16 @@ def _upload_all(
     stopping: threading.Event,
     **where: Any,
 ) -> list[FileOutcome]:
-    """Upload every file, in this process or in ``jobs`` worker processes; the bar moves per batch."""
+    """
+    Upload every file, in this process or in ``jobs`` worker processes. In this process the bar moves as
+    the bytes are written; with workers, as their batches end.
+    """
     # The sizes only feed the bar: not read at all when it is not shown (--json, no terminal).
-    size_of = {lfn: _size(file) for file, lfn in pairs} if progress is not None else {}
-    task = progress.add_task("uploading", total=sum(size_of.values()) or None) if progress else None
-    done = 0
+    bar = UploadBar(progress, {lfn: file_size(file) for file, lfn in pairs}) if progress is not None else None
 
     def advance(item: BatchItem, _: object = None) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None and task is not None:
-            progress.update(task, advance=size_of[item.lfn], description=f"{done}/{len(pairs)} files")
-            progress.refresh()
+        if bar is not None:
+            bar.finished(item.lfn)
 
     def advance_batch(finished: Sequence[tuple[BatchItem, object]]) -> None:
         for item, _ in finished:
@@ -205,10 +174,10 @@ def _upload_all(
 
     items = [BatchItem(file, lfn) for file, lfn in pairs]
     if jobs == 1:
-        # upload_many's batches (256 files per commit): the progress bar moves once per batch.
-        results = upload_many(
-            workspace.env, items, request=header, on_result=advance, stopping=stopping, **where
-        )
+        with reporting_bytes(bar.wrote) if bar is not None else nullcontext():
+            results = upload_many(
+                workspace.env, items, request=header, on_result=advance, stopping=stopping, **where
+            )
     else:
         # Nothing is opened here before the workers are forked: they open their own environments.
         opener = workspace.opener()
@@ -352,7 +321,7 @@ def upload(
     pairs = list(zip(files, lfns, strict=True))
     jobs = jobs or auto_jobs(len(pairs))
     try:
-        with stopping_on_signals() as stop, _progress(files, quiet=as_json) as progress:
+        with stopping_on_signals() as stop, upload_bar(files, quiet=as_json) as progress:
             outcomes = _upload_all(workspace, pairs, header, progress, jobs, stop.event, **where)
         request_id = _commit(workspace.env, header)
     except StoreUnavailable as err:

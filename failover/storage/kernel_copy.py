@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, BinaryIO
 
 from failover.checksum import CHUNK_SIZE, MultiChecksum
+from failover.storage.progress import bytes_copied
 
 __all__ = ["KERNEL_STEP", "copy_in_kernel"]
 
@@ -91,6 +92,7 @@ def copy_in_kernel(reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum, wri
                 summing.result()
             summing = pool.submit(_sum_written, target, sink_start + copied, count, buffer, summer, written)
             copied += count
+            bytes_copied(count)
         if summing is not None:
             summing.result()
     reader.seek(source_start + copied)

@@ -29,6 +29,7 @@ from failover.checksum import (
 from failover.errors import InvalidInput, TransferCorrupted
 from failover.storage.backends import FsspecBackend
 from failover.storage.paths import temporary_path
+from failover.storage.progress import bytes_copied
 from failover.storage.results import ObjectInfo
 from fsm.crashpoints import crash_point
 
@@ -202,7 +203,7 @@ def copy_summing(
 
     A big source is copied by the backend itself when it can (on a local disk, by the kernel, the
     checksums computed over the bytes written), else checksummed by a second thread while it is written
-    (:func:`_copy_summing_aside`).
+    (:func:`_copy_summing_aside`). Each chunk written is told to :mod:`failover.storage.progress`.
     """
     if size >= PIPELINE_MIN_SIZE:
         if not backend.copy_in(reader, sink, summer):
@@ -212,6 +213,7 @@ def copy_summing(
     while chunk := reader.read(chunk_size):
         summer.update(chunk)
         sink.write(chunk)
+        bytes_copied(len(chunk))
 
 
 def _copy_summing_aside(
@@ -234,6 +236,7 @@ def _copy_summing_aside(
             summing = pool.submit(summer.update, chunk)
             sink.write(chunk)
             backend.written(sink, offset, len(chunk))
+            bytes_copied(len(chunk))
             offset += len(chunk)
         if summing is not None:
             summing.result()
