@@ -1,6 +1,6 @@
 """
-A big put to a local disk is copied by the kernel (``os.copy_file_range``), its checksums computed over
-the bytes written; when the kernel cannot copy, the bytes go through Python as before.
+A big put to a local disk is copied by the kernel (``os.copy_file_range``), then read back and compared
+with the source; when the kernel cannot copy, the bytes go through Python as before.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import IO
 import pytest
 from storage_support import assert_clean, digests, local_file, make_local_se, read
 
-from failover.checksum import ChecksumType
-from failover.errors import SourceChanged, StorageUnavailable
+from failover.checksum import CHUNK_SIZE, ChecksumType
+from failover.errors import SourceChanged, StorageUnavailable, TransferCorrupted
 from failover.storage.backends import LocalBackend
 from failover.storage.kernel_copy import KERNEL_STEP
 from failover.storage.transfer import PIPELINE_CHUNK_SIZE
@@ -125,41 +125,39 @@ def test_a_kernel_copy_failing_midway_leaves_nothing(
     assert_clean(se, LFN)
 
 
-def _corrupting(*args: int) -> int:
-    """Copy, then spoil the first byte written: what the kernel stored is not what the source holds."""
-    source, target, _count, source_offset, target_offset = args
-    copied = REAL_COPY(*args)
-    if copied and target_offset == 0:
-        first = os.pread(source, 1, source_offset)
-        os.pwrite(target, bytes([first[0] ^ 0xFF]), target_offset)
-    return copied
+def spoiling(at: int) -> CopyFileRange:
+    """A kernel copy that spoils the byte at ``at`` of the copy: what it stored is not the source."""
+
+    def copy(*args: int) -> int:
+        source, target, _count, source_offset, target_offset = args
+        copied = REAL_COPY(*args)
+        if target_offset <= at < target_offset + copied:
+            right = os.pread(source, 1, source_offset + at - target_offset)
+            os.pwrite(target, bytes([right[0] ^ 0xFF]), at)
+        return copied
+
+    return copy
 
 
-def test_the_checksums_are_those_of_the_bytes_written(
-    tmp_path: Path, content: bytes, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("at", [0, 2 * KERNEL_STEP + 12_344], ids=["first-byte", "last-byte"])
+def test_a_kernel_copy_that_differs_from_the_source_is_not_stored(
+    tmp_path: Path, content: bytes, at: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The catalog is told the checksum of what is stored, read back, not of what was meant to be."""
-    spy_copies(monkeypatch, _corrupting)
+    """Each range is read back and compared with the source: a wrong copy is TransferCorrupted (retried)."""
+    spy_copies(monkeypatch, spoiling(at))
     se = make_local_se("file", tmp_path)
+    local = local_file(tmp_path, content)
+    piece = CHUNK_SIZE // 2
 
-    result = se.put(local_file(tmp_path, content), LFN)
-
-    stored = read(se, LFN)
-    assert stored != content
-    assert result.checksums[ADLER32] == digests(stored, ADLER32)[ADLER32]
-
-
-def test_a_copy_that_does_not_match_the_callers_checksum_is_not_stored(
-    tmp_path: Path, content: bytes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spy_copies(monkeypatch, _corrupting)
-    se = make_local_se("file", tmp_path)
-    expected = digests(content, ADLER32)[ADLER32]
-
-    with pytest.raises(SourceChanged, match=f"when the upload checked it.*{expected}|{expected}.*checked"):
-        se.put(local_file(tmp_path, content), LFN, expected_size=len(content), expected_checksum=expected)
+    with pytest.raises(
+        TransferCorrupted,
+        match=f"differs from the source in the [0-9,]+ bytes from offset {at // piece * piece:,}",
+    ):
+        se.put(local, LFN)
 
     assert_clean(se, LFN)
+    monkeypatch.setattr(os, "copy_file_range", REAL_COPY)
+    assert se.put(local, LFN).checksums[ADLER32] == digests(content, ADLER32)[ADLER32]
 
 
 def test_a_source_modified_during_a_kernel_copy_is_refused(

@@ -26,6 +26,7 @@ webdav4 ``ForbiddenOperation``)
 (``kXR_NoSpace``, ``kXR_overQuota``, ``kXR_ItExists``, HTTP 409, 413,
 507, S3 ``EntityTooLarge``, webdav4 ``InsufficientStorage``): the SE
 refuses the name, the size or the space, or holds something else there
+:class:`CopyDiffers` (a local copy read back is not the source)        ``TransferCorrupted``
 ``ConnectionError``, ``TimeoutError``, socket errors, XRootD           ``StorageUnavailable``
 connection and timeout statuses, HTTP 5xx, httpx transport errors,
 botocore endpoint errors, any other ``OSError``, any other
@@ -50,10 +51,12 @@ from failover.errors import (
     SourceMissing,
     StorageRefused,
     StorageUnavailable,
+    TransferCorrupted,
 )
 
 __all__ = [
     "HTTP_ERRNOS",
+    "CopyDiffers",
     "S3_CODE_ERRNOS",
     "StorageErrorMapping",
     "XROOTD_CLIENT_ERRNOS",
@@ -80,6 +83,11 @@ _REFUSED_ERRNOS = frozenset(
 # The name is taken by something that is not the object we want: another file, a directory, or a file
 # where a directory is needed. Trying again will not help; another SE may.
 _NAME_CONFLICTS = (FileExistsError, IsADirectoryError, NotADirectoryError)
+
+
+class CopyDiffers(Exception):
+    """The bytes a copy wrote, read back, are not the source's (a kernel or filesystem copy went wrong)."""
+
 
 #: XRootD server error codes (``XErrorCode`` in XProtocol.hh) and the POSIX errno each stands for.
 XROOTD_SERVER_ERRNOS: Mapping[int, int] = {
@@ -255,7 +263,12 @@ def _is_refused(exc: Exception, code: int | None) -> bool:
     return isinstance(exc, _NAME_CONFLICTS) or code in _REFUSED_ERRNOS
 
 
+def _is_corrupted(exc: Exception, code: int | None) -> bool:
+    return isinstance(exc, CopyDiffers)
+
+
 _RULES: tuple[tuple[Callable[[Exception, int | None], bool], type[FailoverError], str], ...] = (
+    (_is_corrupted, TransferCorrupted, "the copy is corrupt"),
     (_is_missing, SourceMissing, "no such object"),
     (_is_denied, PermissionDenied, "permission denied"),
     (_is_refused, StorageRefused, "refused by the storage"),

@@ -32,7 +32,7 @@ from failover.errors import FailoverError
 from failover.storage.backends import LocalBackend
 from failover.storage.errors import map_storage_errors
 from failover.storage.paths import temporary_path
-from failover.storage.transfer import Source, copy_summing, verify_written
+from failover.storage.transfer import Source, copy_source, verify_written
 from fsm.crashpoints import crash_point
 
 __all__ = ["FLUSH_THREADS", "PutItem", "StagedGroup", "StagedWrite"]
@@ -139,8 +139,7 @@ class StagedGroup(AbstractContextManager["StagedGroup"]):
                 staged = StagedWrite(lfn, final, temporary, kinds, MultiChecksum(kinds), stream)
                 self.pending[key] = staged
                 with source.open() as reader:
-                    copy_summing(self.backend, source.size, reader, stream, staged.summer)
-                source.check_read(staged.summer)
+                    copy_source(self.backend, source, reader, stream, staged.summer)
                 stream.flush()
         except BaseException:
             self.discard(key)

@@ -28,6 +28,7 @@ from failover.checksum import (
 )
 from failover.errors import InvalidInput, TransferCorrupted
 from failover.storage.backends import FsspecBackend
+from failover.storage.errors import CopyDiffers
 from failover.storage.paths import temporary_path
 from failover.storage.progress import bytes_copied
 from failover.storage.results import ObjectInfo
@@ -36,6 +37,7 @@ from fsm.crashpoints import crash_point
 __all__ = [
     "Source",
     "checksum_kinds",
+    "copy_source",
     "copy_summing",
     "digest",
     "same_content",
@@ -189,10 +191,29 @@ def _write(
 ) -> MultiChecksum:
     summer = MultiChecksum(kinds)
     with source.open() as reader, backend.open_temporary(temporary) as sink:
-        copy_summing(backend, source.size, reader, sink, summer)
-        source.check_read(summer)
+        copy_source(backend, source, reader, sink, summer)
         backend.seal(sink)
     return summer
+
+
+def copy_source(
+    backend: FsspecBackend, source: Source, reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum
+) -> None:
+    """
+    Copy ``source`` (open as ``reader``) to ``sink`` with :func:`copy_summing`, then check that what was
+    read is what the source stands for (:meth:`Source.check_read`).
+
+    Raises:
+        FailoverError: what ``source.verify`` raises: the source changed while it was read. Checked
+            first also when the copy, read back, differs from the source, since a change makes it differ.
+        CopyDiffers: the copy read back differs from a source that did not change.
+    """
+    try:
+        copy_summing(backend, source.size, reader, sink, summer)
+    except CopyDiffers:
+        source.check_read(summer)
+        raise
+    source.check_read(summer)
 
 
 def copy_summing(
