@@ -8,8 +8,9 @@ that is deleted afterwards; between two sides ``sync -f`` (not timed) flushes wh
 dirty, so no side pays for another's writeback. The medians of the rounds are reported.
 
 - ``api``: ``open_workspace(DIR)`` (``Durability.FULL``) and :func:`failover.upload` to ``LOCAL-DISK``:
-  one streamed pass computing adler32, ``fsync`` of the data, size check, atomic rename, ``fsync`` of the
-  directory, catalog registration and the machine's transitions.
+  the kernel's copy (``os.copy_file_range``), each range read back and compared with the source, adler32,
+  ``fsync`` of the data, size check, atomic rename, ``fsync`` of the directory, catalog registration and
+  the machine's transitions.
 - ``api-python``: the same with the kernel copy turned off, the bytes read and written through Python
   (what a put did before ``failover.storage.kernel_copy``, and still does where the kernel cannot copy).
 - ``cli``: ``failover upload FILE --lfn ... --dest LOCAL-DISK --home DIR --json``, process start included.
