@@ -95,12 +95,12 @@ class FsspecBackend:
     def copy_in(self, reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum) -> bool:
         """
         Copy a big source into a temporary object without passing its bytes through Python, if the store
-        can; the bytes written are fed to ``summer``. A generic store cannot.
+        can, and check the copy; the source's bytes are fed to ``summer``. A generic store cannot.
 
         Args:
             reader: the source, from its start.
             sink: the open temporary object.
-            summer: fed every byte written.
+            summer: fed every byte of the source.
 
         Returns:
             True when copied; False, with nothing copied, when the caller must copy through Python.
@@ -299,10 +299,13 @@ class LocalBackend(FsspecBackend):
         Args:
             reader: the source, from its start.
             sink: the open temporary file.
-            summer: fed every byte written, read back from the temporary.
+            summer: fed every byte of the source, read again to compare the copy with it.
 
         Returns:
             True when copied; False, with nothing copied, when the kernel cannot copy between these files.
+
+        Raises:
+            CopyDiffers: the copy read back differs from the source.
         """
         return copy_in_kernel(reader, sink, summer, lambda offset, length: self.written(sink, offset, length))
 

@@ -7,7 +7,8 @@ copy on NFS, shared extents on filesystems that clone). A copy made out of sight
 thread reads each range back from the temporary and from the source while the kernel copies the next one,
 compares them (copies made by the filesystem have gone wrong before: in 2023, ``cp`` on OpenZFS 2.2 could
 leave zeros where the source held data), and computes the checksums over the source's bytes, as a read
-copy does. A copy that differs is reported once the whole file is read
+copy does. The file is still read in one pass (SPEC.md §2): each range again from the page cache, right
+after the kernel copied it. A copy that differs is reported once the whole file is read
 (:class:`~failover.storage.errors.CopyDiffers`, a ``TransferCorrupted``), after the caller has checked
 whether the source changed meanwhile (its size, inode and modification time,
 :mod:`failover.storage.local_source`), which makes it differ too. A copy from one storage element to

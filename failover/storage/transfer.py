@@ -2,8 +2,8 @@
 The verified write at the heart of every put and copy (SPEC.md §2).
 
 The bytes are streamed once into a temporary name in the final directory while their checksums are
-computed (on a local disk, a big file is copied by the kernel and its checksums computed over the bytes
-written, :mod:`failover.storage.kernel_copy`); the size the storage then reports (and its checksum, where
+computed (on a local disk, a big file is copied by the kernel, then read back and compared with the source,
+:mod:`failover.storage.kernel_copy`); the size the storage then reports (and its checksum, where
 it reports one) must match what was sent; only then does the backend publish the object under its final
 name. Whatever fails, the temporary is removed (best effort), so the final name never shows a partial
 object. These functions raise foreign exceptions; the storage element maps them.
@@ -222,9 +222,10 @@ def copy_summing(
     """
     Copy ``reader`` (expected to hold ``size`` bytes) to ``sink``, feeding every byte to ``summer``.
 
-    A big source is copied by the backend itself when it can (on a local disk, by the kernel, the
-    checksums computed over the bytes written), else checksummed by a second thread while it is written
-    (:func:`_copy_summing_aside`). Each chunk written is told to :mod:`failover.storage.progress`.
+    A big source is copied by the backend itself when it can (on a local disk, by the kernel, the copy
+    compared with the source: :class:`~failover.storage.errors.CopyDiffers` when it differs), else
+    checksummed by a second thread while it is written (:func:`_copy_summing_aside`). Each chunk written
+    is told to :mod:`failover.storage.progress`.
     """
     if size >= PIPELINE_MIN_SIZE:
         if not backend.copy_in(reader, sink, summer):
