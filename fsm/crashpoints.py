@@ -18,7 +18,8 @@ Within a running process, arm with :func:`arm`.
 Names: ``before-commit:<machine>:<trigger>`` / ``after-commit:<machine>:<trigger>`` around each
 transition's commit, ``before-<effect>`` / ``after-<effect>`` around each side effect (``put``,
 ``register``, ``copy``, ``register-replica``, ``remove-catalog-replica``, ``remove-replica``,
-``register-file``, ``remove-file``, ``record``, ``commit-request``).
+``register-file``, ``remove-file``, ``record``, ``commit-request``); ``mid-write`` once the first range of a
+big object is written to its temporary name (a put or a copy killed half-way).
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ with the source; when the kernel cannot copy, the bytes go through Python as bef
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -20,6 +23,7 @@ from failover.errors import SourceChanged, StorageUnavailable, TransferCorrupted
 from failover.storage.backends import LocalBackend
 from failover.storage.kernel_copy import KERNEL_STEP
 from failover.storage.transfer import PIPELINE_CHUNK_SIZE
+from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
 
 ADLER32, MD5 = ChecksumType.ADLER32, ChecksumType.MD5
 LFN = "/vo/data/run1/big.root"
@@ -210,3 +214,39 @@ def test_a_source_changed_during_a_kernel_copy_is_refused(
     assert local.read_bytes() == after(
         content
     )  # the user's file is only ever read: the change is all there is
+
+
+def test_an_upload_killed_half_way_through_a_kernel_copy_leaves_a_partial_temporary_that_resume_replaces(
+    tmp_path: Path, content: bytes
+) -> None:
+    """
+    ``failover upload`` of a big file, killed (``os._exit``) once the kernel copied its first range: the
+    SE shows no final name, only a partial temporary; ``resume --remove-temporary`` deletes it and puts the
+    file again, whole.
+    """
+    local = local_file(tmp_path, content)
+    home = tmp_path / "ws"
+    environment = {**os.environ, CRASH_AT: "mid-write"}
+    environment.pop("FAILOVER_CONFIG", None)
+    command = [sys.executable, "-m", "failover.cli", "upload", str(local), "--lfn", LFN, "--home", str(home)]
+
+    killed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=60)
+
+    assert killed.returncode == CRASH_EXIT_CODE, killed.stderr
+    left = [path for path in home.rglob("*") if path.is_file() and path.name.startswith(".big.root")]
+    assert [path.stat().st_size for path in left] == [KERNEL_STEP]  # one range of three, under a hidden name
+    assert not [path for path in home.rglob("big.root")]
+    del environment[CRASH_AT]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "failover.cli", "resume", "--remove-temporary", "--json", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(resumed.stdout)
+    assert (report["temporary_removed"], [u["state"] for u in report["finished"]]) == (1, ["Registered"])
+    (stored,) = home.rglob("big.root")
+    assert stored.read_bytes() == content
+    assert not [path for path in home.rglob("*") if path.name.startswith(".big.root")]

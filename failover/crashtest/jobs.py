@@ -9,6 +9,7 @@ key, ``commitRequest`` and ``Executor.run_once`` are idempotent, and the checks 
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -68,14 +69,18 @@ def job_lfn(name: str, index: int) -> str:
     return f"/vo/crashtest/{name}/out{index}.root"
 
 
-def job_files(box: Sandbox, name: str, count: int) -> list[JobFile]:
-    """The job's output files (written on first use), each with its own content and a fixed GUID."""
+def job_files(box: Sandbox, name: str, count: int, size: int | None = None) -> list[JobFile]:
+    """
+    The job's output files (written on first use), each with its own content and a fixed GUID: a few
+    hundred bytes, or ``size`` bytes of seeded random data.
+    """
     files = []
     for index in range(1, count + 1):
         path = box.home / "job" / name / f"out{index}.root"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(f"{name}: output file {index}\n".encode() * (40 * index))
+            small = f"{name}: output file {index}\n".encode() * (40 * index)
+            path.write_bytes(small if size is None else random.Random(f"{name}{index}").randbytes(size))
         lfn = job_lfn(name, index)
         guid = str(uuid.uuid5(GUIDS, lfn)).upper()
         files.append(JobFile(path.name, str(path), lfn, {"GUID": guid}))
@@ -109,11 +114,14 @@ def down(
 Upload = Callable[[FailoverTransfer, JobFile], object]
 
 
-def upload_phase(box: Sandbox, name: str, calls: list[Upload]) -> None:
-    """Resume what a crash interrupted, upload each file (``calls[i]`` for file i), commit the request."""
+def upload_phase(box: Sandbox, name: str, calls: list[Upload], size: int | None = None) -> None:
+    """
+    Resume what a crash interrupted, upload each file (``calls[i]`` for file i; of ``size`` bytes if
+    given, see :func:`job_files`), commit the request.
+    """
     resume(box.env, remove_temporary=True)
     ft = client(box, name)
-    for call, file in zip(calls, job_files(box, name, len(calls)), strict=True):
+    for call, file in zip(calls, job_files(box, name, len(calls), size), strict=True):
         row = box.env.uploads.find(file.lfn)
         if row is None or row.state != UploadState.FAILED:
             call(ft, file)

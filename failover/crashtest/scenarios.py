@@ -216,6 +216,18 @@ def _many_files_retry(box: Sandbox) -> None:
         _many(box, "many_files_retry", 3, batch_size=3, destinations=["SE-A"], retry_upload=True)
 
 
+#: Big enough to be copied in ranges (by the kernel to a local SE, through Python SE to SE), so that
+#: ``mid-write`` kills a put or a copy half-way.
+BIG_FILE_SIZE = 20 * 1024 * 1024
+
+
+def _big_files(box: Sandbox) -> None:
+    (_, second) = job_files(box, "big_files", 2, BIG_FILE_SIZE)
+    with down(box, "SE-A", operation="put", lfn=second.lfn):
+        upload_phase(box, "big_files", [to("SE-A"), with_failover("SE-A", "FAIL-1")], BIG_FILE_SIZE)
+    execute(box)
+
+
 def _total_failure(box: Sandbox) -> None:
     with down(box, "SE-A", "SE-B"):
         upload_phase(box, "total_failure", [to("SE-A", "SE-B"), to()])
@@ -315,6 +327,13 @@ SCENARIOS: dict[str, Scenario] = {
             _many_files_retry,
             (S.REGISTERED,) * 3,
             "upload_many with retryUpload on one SE down: the batch fails twice, waits together, then lands",
+        ),
+        Scenario(
+            "big_files",
+            _big_files,
+            (S.REGISTERED, S.CLEANED),
+            "two files of 20 MiB: one put to its SE, one failed over and replicated, each write killable "
+            "half-way",
         ),
         Scenario("total_failure", _total_failure, (S.FAILED,) * 2, "every SE down; an empty SE list"),
         Scenario("refused", _refused, (S.FAILED,), "a catalog holds the LFN with another GUID"),

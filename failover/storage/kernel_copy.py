@@ -34,6 +34,7 @@ from typing import IO, BinaryIO
 from failover.checksum import CHUNK_SIZE, MultiChecksum
 from failover.storage.errors import CopyDiffers
 from failover.storage.progress import bytes_copied
+from fsm.crashpoints import crash_point
 
 __all__ = ["KERNEL_STEP", "copy_in_kernel"]
 
@@ -111,6 +112,8 @@ def copy_in_kernel(reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum, wri
             checking = pool.submit(_check_written, (source, target), at, count, buffers, summer, written)
             copied += count
             bytes_copied(count)
+            if copied == count:
+                crash_point("mid-write")
         if checking is not None:
             check(checking)
     if differs:

@@ -259,6 +259,8 @@ def _copy_summing_aside(
             sink.write(chunk)
             backend.written(sink, offset, len(chunk))
             bytes_copied(len(chunk))
+            if offset == 0:
+                crash_point("mid-write")
             offset += len(chunk)
         if summing is not None:
             summing.result()
