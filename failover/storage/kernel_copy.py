@@ -38,8 +38,8 @@ from fsm.crashpoints import crash_point
 
 __all__ = ["KERNEL_STEP", "copy_in_kernel"]
 
-#: Bytes asked of each ``copy_file_range`` call (the read-back goes in ``CHUNK_SIZE`` pieces: the memory
-#: used stays one chunk).
+#: Bytes asked of each ``copy_file_range`` call (the check reads them back in pieces of half a chunk, from
+#: the copy and from the source: the memory stays that of a read copy).
 KERNEL_STEP = 4 * CHUNK_SIZE
 
 # What copy_file_range answers when it cannot copy between these two files at all: another filesystem
@@ -81,7 +81,7 @@ def copy_in_kernel(reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum, wri
     source, target = descriptors
     sink.flush()
     source_start, sink_start = reader.tell(), sink.tell()
-    # Two buffers of half a chunk (the copy's piece and the source's): the memory of one read copy.
+    # The copy's piece and the source's.
     buffers = (bytearray(CHUNK_SIZE // 2), bytearray(CHUNK_SIZE // 2))
     copied = 0
     differs: list[str] = []
