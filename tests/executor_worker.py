@@ -23,6 +23,7 @@ scripted), which counts them.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -40,6 +41,15 @@ from persistence.db import Durability
 SES = ("SE-A", "FAIL-1")
 
 
+def say(line: str) -> None:
+    """
+    Write ``line`` to stdout in one system call: worker processes share the pipe, and ``print`` writes
+    the line and its end apart when Python runs unbuffered (``PYTHONUNBUFFERED``), so two workers'
+    lines could interleave ("copying Acopying B").
+    """
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
+
+
 class SlowCopies(FaultInjector):
     """Counts calls; a copy to SE-A announces itself and takes ``seconds`` longer."""
 
@@ -50,7 +60,7 @@ class SlowCopies(FaultInjector):
     def check(self, target: str, operation: str, lfn: str | None = None) -> None:
         """Announce and slow down copies to SE-A, then count the call."""
         if (target, operation) == ("SE-A", "copy") and self.seconds:
-            print(f"copying {lfn}", flush=True)
+            say(f"copying {lfn}")
             time.sleep(self.seconds)
         super().check(target, operation, lfn)
 
@@ -58,7 +68,7 @@ class SlowCopies(FaultInjector):
 def _announce_when_handlers_installed() -> None:
     while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         time.sleep(0.005)
-    print("ready", flush=True)
+    say("ready")
 
 
 def run_once(home: str, name: str, go_file: str) -> None:
@@ -66,12 +76,12 @@ def run_once(home: str, name: str, go_file: str) -> None:
     injector = FaultInjector()
     env = injector.wrap(open_workspace(home, ses=SES, durability=Durability.NORMAL))
     executor = Executor(env, name=name)
-    print("ready", flush=True)
+    say("ready")
     while not Path(go_file).exists():
         time.sleep(0.005)
     taken = executor.run_once()
     calls = [[target, operation, count] for (target, operation), count in sorted(injector.calls.items())]
-    print(json.dumps({"name": name, "taken": taken, "calls": calls}), flush=True)
+    say(json.dumps({"name": name, "taken": taken, "calls": calls}))
 
 
 def run_forever(home: str, name: str, poll: float, slow: float) -> None:
@@ -79,7 +89,7 @@ def run_forever(home: str, name: str, poll: float, slow: float) -> None:
     env = SlowCopies(slow).wrap(open_workspace(home, ses=SES, durability=Durability.NORMAL))
     threading.Thread(target=_announce_when_handlers_installed, daemon=True).start()
     Executor(env, name=name).run_forever(poll_interval=poll)
-    print("stopped", flush=True)
+    say("stopped")
 
 
 def run_processes(home: str, name: str, poll: float, slow: float, jobs: int) -> None:
@@ -94,9 +104,9 @@ def run_processes(home: str, name: str, poll: float, slow: float, jobs: int) -> 
         poll,
         policy=ExecutorPolicy(batch_size=1),
         name=name,
-        on_start=lambda: print("ready", flush=True),
+        on_start=lambda: say("ready"),
     )
-    print("stopped", flush=True)
+    say("stopped")
 
 
 if __name__ == "__main__":

@@ -270,7 +270,12 @@ class Caller:
         seen: list[str] = []
         while not lines <= set(seen):
             seen.append(self.proc.stdout.readline().strip())
-            assert seen[-1] in lines, (seen, self.proc.stderr.read() if self.proc.stderr else "")
+            if seen[-1] not in lines:
+                # Their stderr (the workers share the caller's) ends when they exit: read live, it would hang.
+                self.workers = _children(self.proc.pid)
+                self.kill_all()
+                errors = self.proc.stderr.read() if self.proc.stderr else ""
+                pytest.fail(f"unexpected output {seen!r}; stderr: {errors}")
 
     def started(self, jobs: int) -> list[int]:
         """The worker processes' ids, once ``jobs`` of them are running."""
