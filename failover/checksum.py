@@ -4,16 +4,21 @@ Checksums as DIRAC knows them: ADLER32 (the grid's default), MD5 and SHA1.
 Values are computed incrementally, so a file is read once however many types are wanted, and are
 written in one canonical form: ADLER32 as 8 lowercase hex digits (zero-padded), MD5 and SHA1 as
 lowercase hex. :func:`same_checksum` compares tolerantly (case, ``0x``, leading zeros for ADLER32).
+
+ADLER32 is zlib-ng's (python-zlib-ng): the same values as the standard library's ``zlib.adler32``, ten to
+twenty times faster with SIMD (1 GiB in 0.016 s against 0.30 s on the benchmark machine), which was
+almost half the CPU a big put spent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import zlib
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
+
+from zlib_ng.zlib_ng import adler32
 
 from failover.errors import InvalidInput
 
@@ -93,7 +98,7 @@ class MultiChecksum:
         """Feed the next bytes of the stream."""
         self.size += len(chunk)
         if self._adler is not None:
-            self._adler = zlib.adler32(chunk, self._adler)
+            self._adler = adler32(chunk, self._adler)
         for digest in self._hashes.values():
             digest.update(chunk)
 

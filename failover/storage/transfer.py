@@ -244,7 +244,7 @@ def _copy_summing_aside(
     """
     Copy ``reader`` to ``sink`` while a second thread computes the checksums of each chunk written.
 
-    zlib and hashlib release the GIL on large buffers, so on two cores the checksums cost no time next to
+    zlib-ng and hashlib release the GIL on large buffers, so on two cores the checksums cost no time next to
     the copy. The chunk being checksummed and the next one read are alive at once, so the chunks are half
     the usual size: the memory stays that of the one-thread copy. The updates stay in order (each waits
     for the one before). The thread lives for this call only.
