@@ -84,12 +84,7 @@ def copy_in_kernel(reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum, wri
     # The copy's piece and the source's.
     buffers = (bytearray(CHUNK_SIZE // 2), bytearray(CHUNK_SIZE // 2))
     copied = 0
-    differs: list[str] = []
-
-    def check(result: Future[str | None]) -> None:
-        if (found := result.result()) is not None:
-            differs.append(found)
-
+    differs: str | None = None  # where the first range that differs does
     with ThreadPoolExecutor(max_workers=1) as pool:
         checking: Future[str | None] | None = None
         while True:
@@ -107,19 +102,18 @@ def copy_in_kernel(reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum, wri
                     return False
                 break
             if checking is not None:
-                check(checking)
-            at = (source_start + copied, sink_start + copied)
+                differs = differs or checking.result()
             checking = pool.submit(_check_written, (source, target), at, count, buffers, summer, written)
             copied += count
             bytes_copied(count)
             if copied == count:
                 crash_point("mid-write")
         if checking is not None:
-            check(checking)
-    if differs:
+            differs = differs or checking.result()
+    if differs is not None:
         # Raised once the whole file is read, so that the caller can first tell whether the source
         # changed meanwhile (which makes the copy differ too) from its checksums and size.
-        raise CopyDiffers(f"the copy differs from the source in {differs[0]}")
+        raise CopyDiffers(f"the copy differs from the source in {differs}")
     reader.seek(source_start + copied)
     sink.seek(sink_start + copied)
     return True

@@ -38,7 +38,6 @@ __all__ = [
     "Source",
     "checksum_kinds",
     "copy_source",
-    "copy_summing",
     "digest",
     "same_content",
     "verify_written",
@@ -200,7 +199,7 @@ def copy_source(
     backend: FsspecBackend, source: Source, reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum
 ) -> None:
     """
-    Copy ``source`` (open as ``reader``) to ``sink`` with :func:`copy_summing`, then check that what was
+    Copy ``source`` (open as ``reader``) to ``sink`` with :func:`_copy_summing`, then check that what was
     read is what the source stands for (:meth:`Source.check_read`).
 
     Raises:
@@ -209,14 +208,14 @@ def copy_source(
         CopyDiffers: the copy read back differs from a source that did not change.
     """
     try:
-        copy_summing(backend, source.size, reader, sink, summer)
+        _copy_summing(backend, source.size, reader, sink, summer)
     except CopyDiffers:
         source.check_read(summer)
         raise
     source.check_read(summer)
 
 
-def copy_summing(
+def _copy_summing(
     backend: FsspecBackend, size: int, reader: BinaryIO, sink: IO[bytes], summer: MultiChecksum
 ) -> None:
     """
