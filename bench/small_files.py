@@ -22,6 +22,12 @@ CLI and rclone, the workspace or catalog creation for the API and the plain scri
 - ``rclone+syncfs``: the same followed by ``sync -f DST`` (one ``syncfs`` of the whole filesystem, which
   also flushes whatever else is dirty on it): rclone's copies made durable at the lowest cost. Shown for
   a like-for-like reading; the goal is stated against plain rclone.
+- ``fsync-floor``: about the least a copy that makes each file durable does, for reference: eight threads
+  each read a source, write it under its final name and ``fsync`` it, then one ``fsync`` of the
+  directory. No checksum, temporary name, catalog or journal (a crash can leave a partial file under its
+  final name: not a way to upload). It tells what durability alone costs on this disk: where it is
+  slower than rclone, durability alone costs more than rclone's whole copy; the gap between it and the
+  ``api`` sides is failover's own work (checksums, atomic publication, machine, journal and catalog).
 - ``plain``: for each file, copy it into the SE directory computing adler32 on the way, ``fsync`` it,
   insert one row into a SQLite catalog (WAL, ``synchronous=FULL``, one autocommit per file). What it skips
   compared with failover: the temporary name and atomic rename, the ``fsync`` of the directory, the size
@@ -54,6 +60,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # Run as a script, this directory comes first on sys.path, and bench/transitions.py would shadow the
@@ -170,6 +177,33 @@ def run_rclone_syncfs(home: Path, sources: list[Path], src_dir: Path) -> None:
     subprocess.run(["sync", "-f", str(home)], check=True)
 
 
+FLOOR_THREADS = 8
+
+
+def _copy_fsync(source: Path, target: str) -> None:
+    with open(source, "rb") as reader:
+        data = reader.read()
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(descriptor, data)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def run_fsync_floor(home: Path, sources: list[Path], _: Path) -> None:
+    """Copy and ``fsync`` each file in eight threads, then ``fsync`` the directory: a durable copy's floor."""
+    home.mkdir()
+    with ThreadPoolExecutor(FLOOR_THREADS) as pool:
+        list(pool.map(lambda source: _copy_fsync(source, str(home / source.name)), sources))
+    descriptor = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    assert len(os.listdir(home)) == len(sources)
+
+
 def _copy_fsync_adler32(source: Path, target: str) -> tuple[int, int]:
     adler, size = 1, 0
     with open(source, "rb") as reader, open(target, "wb") as writer:
@@ -225,6 +259,7 @@ def sides(per_file: bool) -> dict[str, Side]:
     if shutil.which("rclone"):
         chosen["rclone"] = run_rclone
         chosen["rclone+syncfs"] = run_rclone_syncfs
+    chosen["fsync-floor"] = run_fsync_floor
     chosen["plain"] = run_plain
     return chosen
 
@@ -291,6 +326,10 @@ def report(times: dict[str, list[float]], files: int) -> list[dict[str, str]]:
         else:
             print(f"{ours:<13} time / rclone n/a (rclone not installed: scripts/install-bench-deps.sh)")
             rows.append(_row(f"{ours}: {files:,} files, time / rclone", "n/a", "< 1x", "n/a"))
+    if "rclone" in times:
+        ratio = paired(times, "fsync-floor", "rclone")
+        print(f"{'fsync-floor':<13} time / rclone {ratio:.2f}x (what durability alone costs, no goal)")
+        rows.append(_row(f"fsync-floor: {files:,} files, time / rclone", f"{ratio:.2f}x", "", ""))
     for name, median in medians.items():
         rows.append(_row(f"{name}: {files:,} files", f"{median:.2f} s, {files / median:,.0f}/s", "", ""))
     return rows

@@ -20,7 +20,8 @@ FIGURES = {
         for side in ("cli", "cli-table", "api", "api-procs")
         for ratio in (", time / plain", ", time / rclone", ", time / rclone+syncfs", "")
     ]
-    + ["rclone: 300 files", "rclone+syncfs: 300 files", "plain: 300 files"],
+    + ["fsync-floor: 300 files, time / rclone"]
+    + [f"{side}: 300 files" for side in ("rclone", "rclone+syncfs", "fsync-floor", "plain")],
     "big_file": [
         *(f"{side}: 64 MiB, MB/s / {floor}" for side in ("api", "cli") for floor in ("cp+fsync", "cp")),
         *(f"{side}: 64 MiB" for side in ("api", "api-python", "cli", "cp", "cp+fsync")),
