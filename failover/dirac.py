@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import logging
 import sqlite3
 import uuid
@@ -26,7 +27,8 @@ from typing import Any, ParamSpec
 
 from failover.environment import Environment
 from failover.errors import FailoverError, InvalidRequest, UploadFailed
-from failover.request import Request, refresh_statuses
+from failover.hand_operations import FileFacts, file_removal, registrations, replica_removal, replication
+from failover.request import Operation, Request, refresh_statuses, validate_request
 from failover.uploads import UploadResult, upload
 from persistence.errors import StoreError
 from persistence.requests import RequestHeader
@@ -62,6 +64,18 @@ def dirac_result(method: Callable[P, Any]) -> Callable[P, DiracResult]:
             return S_ERROR(errno.EIO, f"request store unavailable: {err}")
 
     return wrapper
+
+
+def _content_key(operation: Operation) -> str:
+    """What makes an operation made by hand the same one: its type, SEs, catalogs and files."""
+    what = (
+        str(operation.type),
+        operation.target_se,
+        operation.source_se,
+        operation.catalog,
+        [(f.lfn, f.pfn) for f in operation.files],
+    )
+    return hashlib.sha256(repr(what).encode()).hexdigest()[:32]
 
 
 def _filedict(meta: Mapping[str, Any], result: UploadResult) -> dict[str, Any]:
@@ -221,6 +235,55 @@ class FailoverTransfer:
             master_only=masterCatalogOnly,
         )
         return _value(result, fileMetaDict or {})
+
+    def _add_by_hand(self, operations: list[Operation]) -> None:
+        """
+        Append operations made by hand to the request, after everything before them.
+
+        Each is keyed by its content: a restarted job that makes the same operation again stores it once.
+
+        Raises:
+            InvalidRequest: an operation the request validation would refuse at commit.
+        """
+        header = self._header
+        candidate = Request(name=header.name, owner=header.owner, owner_group=header.owner_group)
+        for operation in operations:
+            candidate.add_operation(operation)
+        validate_request(candidate)
+        self._write_pending()
+        request_id = self.env.requests.ensure(self._header)
+        keys = [f"{self._header.client_key}/by-hand/{_content_key(op)}" for op in operations]
+        self.env.requests.add_operations(request_id, operations, keys=keys)
+
+    @dirac_result
+    def _setFileReplicationRequest(
+        self, lfn: str, targetSE: str | Iterable[str], fileMetaDict: Mapping[str, Any], sourceSE: str = ""
+    ) -> None:
+        """Queue a ReplicateAndRegister of ``lfn`` to ``targetSE`` (from ``sourceSE``, else any replica)."""
+        self.log.info("setting ReplicateAndRegister request for %s to %s", lfn, targetSE)
+        facts = FileFacts.from_meta(fileMetaDict, self.defaultChecksumType)
+        self._add_by_hand([replication(self.env, lfn, targetSE, facts, sourceSE)])
+
+    @dirac_result
+    def _setRegistrationRequest(
+        self, lfn: str, targetSE: str, fileDict: Mapping[str, Any], catalog: str | Iterable[str] | None
+    ) -> None:
+        """Queue one RegisterFile of ``lfn``'s replica at ``targetSE`` per catalog (none named: all)."""
+        self.log.info("setting registration request for %s at %s", lfn, targetSE)
+        facts = FileFacts.from_meta(fileDict, self.defaultChecksumType)
+        self._add_by_hand(registrations(self.env, lfn, targetSE, facts, catalog))
+
+    @dirac_result
+    def _setReplicaRemovalRequest(self, lfn: str, se: str | Iterable[str]) -> None:
+        """Queue a RemoveReplica of ``lfn`` at ``se`` (a name, a list or a comma-separated string)."""
+        self.log.info("setting replica removal request for %s at %s", lfn, se)
+        self._add_by_hand([replica_removal(self.env, lfn, se)])
+
+    @dirac_result
+    def _setFileRemovalRequest(self, lfn: str, se: str | Iterable[str] = "", pfn: str = "") -> None:
+        """Queue a RemoveFile of ``lfn``: every replica and its catalog entries."""
+        self.log.info("setting file removal request for %s", lfn)
+        self._add_by_hand([file_removal(self.env, lfn, se, pfn)])
 
     def getRequest(self) -> Request:
         """The accumulated request: the passed-in request's operations, then every operation emitted since."""
