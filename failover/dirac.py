@@ -16,19 +16,21 @@ wrapper: :func:`dirac_result` turns a return value into ``S_OK(value)`` and a fa
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import hashlib
 import logging
 import sqlite3
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec
 
 from failover.environment import Environment
 from failover.errors import FailoverError, InvalidRequest, UploadFailed
 from failover.hand_operations import FileFacts, file_removal, registrations, replica_removal, replication
-from failover.request import Operation, Request, refresh_statuses, validate_request
+from failover.request import Operation, Request, find_problems, refresh_statuses, validate_request
 from failover.uploads import UploadResult, upload
 from persistence.errors import StoreError
 from persistence.requests import RequestHeader
@@ -118,38 +120,95 @@ class FailoverTransfer:
         self.env = environment
         self.log = log or logging.getLogger("failover")
         self.defaultChecksumType = defaultChecksumType
-        base = requestObject or Request(name="noname_request", source_component="FailoverTransfer")
+        # The request object DIRAC code holds (``ft.request``, the workflow's shared request): the same
+        # object all along, kept in step with the store after every call. Operations added to it directly
+        # (DIRAC code calls ``request.addOperation``) are stored at the next call, in their order.
+        live = requestObject or Request(name="noname_request", source_component="FailoverTransfer")
         owner, group = environment.request_owner
-        base.owner, base.owner_group = base.owner or owner, base.owner_group or group
-        self._base = base
+        live.owner, live.owner_group = live.owner or owner, live.owner_group or group
+        self._live = live
+        # The operations the store gave the request object (held, so that their ids stay theirs): any
+        # other one in it was added by the caller, even one carrying a DIRAC OperationID.
+        self._from_store: list[Operation] = []
         self._header = RequestHeader(
             client_key or uuid.uuid4().hex,
-            base.name,
-            base.owner,
-            base.owner_group,
-            base.source_component,
-            base.job_id,
+            live.name,
+            live.owner,
+            live.owner_group,
+            live.source_component,
+            live.job_id,
         )
-        self._pending = list(base.operations)
 
-    def _write_pending(self) -> None:
+    def _store_added(self) -> None:
         """
-        Store the passed-in request's own operations first, so ours follow them in order.
+        Store the operations of the request object that are not stored yet, in order, after those stored.
 
-        They are keyed by client key and position: a restarted job passing the same request and key
-        does not store them twice.
+        These are the passed-in request's own operations, then any that DIRAC code added to ``request``.
+        Each is keyed by the client key, its content and how many alike come before it, so that a restarted
+        job passing the same request and key does not store them twice.
+
+        Raises:
+            InvalidRequest: one of them would be refused at commit (nothing is stored; fix or remove it).
         """
-        if self._pending:
-            request_id = self.env.requests.ensure(self._header)
-            keys = [f"{self._header.client_key}/initial/{i}" for i in range(len(self._pending))]
-            self.env.requests.add_operations(request_id, self._pending, keys=keys)
-            self._pending = []
+        added = self._added()
+        if not added:
+            return
+        problems = [
+            f"{op.type} of {', '.join(f.lfn for f in op.files) or 'no file'}: {problem}"
+            for op in added
+            for problem in find_problems(self._alone(op))
+        ]
+        if problems:
+            raise InvalidRequest(f"An operation added to the request is not valid: {'; '.join(problems)}")
+        seen: Counter[str] = Counter()
+        keys = []
+        for op in added:
+            content = _content_key(op)
+            keys.append(f"{self._header.client_key}/added/{content}/{seen[content]}")
+            seen[content] += 1
+        request_id = self.env.requests.ensure(self._header)
+        self.env.requests.add_operations(request_id, added, keys=keys)
+        # Stored now: they come back from the store, with their ids.
+        stored = {id(op) for op in added}
+        self._live.operations[:] = [op for op in self._live.operations if id(op) not in stored]
+        self._refresh()
+
+    def _alone(self, operation: Operation) -> Request:
+        """A request of this client holding only ``operation`` (a copy), to validate it."""
+        header = self._header
+        alone = Request(name=header.name, owner=header.owner, owner_group=header.owner_group)
+        alone.add_operation(dataclasses.replace(operation))
+        return alone
+
+    def _refresh(self) -> Request:
+        """
+        Bring the request object in step with the store (the client's latest request) and return it; the
+        operations added to it and not stored yet stay at its end.
+        """
+        row = self.env.requests.find(self._header.client_key)
+        if row is None:
+            return self._live
+        stored = self.env.requests.load(row.id)
+        refresh_statuses(stored)
+        for name in (f.name for f in dataclasses.fields(Request) if f.name != "operations"):
+            setattr(self._live, name, getattr(stored, name))
+        added = self._added()
+        self._live.operations[:] = stored.operations
+        self._from_store = list(stored.operations)
+        for operation in added:
+            self._live.add_operation(operation)
+        return self._live
+
+    def _added(self) -> list[Operation]:
+        """The operations of the request object that the store did not give it, in order."""
+        from_store = {id(op) for op in self._from_store}
+        return [op for op in self._live.operations if id(op) not in from_store]
 
     def _upload(
         self, local_path: str, lfn: str, meta: Mapping[str, Any] | None, **where: Any
     ) -> UploadResult:
-        self._write_pending()
-        return upload(
+        self._store_added()
+        result = upload(
             self.env,
             local_path,
             lfn,
@@ -158,6 +217,8 @@ class FailoverTransfer:
             request=self._header,
             **where,
         )
+        self._refresh()
+        return result
 
     @dirac_result
     def transferAndRegisterFile(
@@ -245,15 +306,12 @@ class FailoverTransfer:
         Raises:
             InvalidRequest: an operation the request validation would refuse at commit.
         """
-        header = self._header
-        candidate = Request(name=header.name, owner=header.owner, owner_group=header.owner_group)
         for operation in operations:
-            candidate.add_operation(operation)
-        validate_request(candidate)
-        self._write_pending()
-        request_id = self.env.requests.ensure(self._header)
-        keys = [f"{self._header.client_key}/by-hand/{_content_key(op)}" for op in operations]
-        self.env.requests.add_operations(request_id, operations, keys=keys)
+            validate_request(self._alone(operation))
+        self._store_added()
+        for operation in operations:
+            self._live.add_operation(operation)
+        self._store_added()
 
     @dirac_result
     def _setFileReplicationRequest(
@@ -286,23 +344,24 @@ class FailoverTransfer:
         self._add_by_hand([file_removal(self.env, lfn, se, pfn)])
 
     def getRequest(self) -> Request:
-        """The accumulated request: the passed-in request's operations, then every operation emitted since."""
-        row = self.env.requests.find(self._header.client_key)
-        if row is None:
-            return self._base
-        request = self.env.requests.load(row.id)
-        refresh_statuses(request)
-        return request
+        """
+        The accumulated request: the passed-in request's operations, then every operation made since, in
+        order. It is always the same object (the passed-in one, if any), brought in step with the store.
+        """
+        return self._refresh()
 
     @property
     def request(self) -> Request:
         """DIRAC code reads ``failoverTransfer.request``: the same as :meth:`getRequest`."""
-        return self.getRequest()
+        return self._refresh()
 
     @dirac_result
     def commitRequest(self) -> int | None:
         """Make the request executable; ``None`` when it is empty. Committing again returns the same id."""
-        self._write_pending()
+        try:
+            self._store_added()
+        except InvalidRequest as err:
+            raise InvalidRequest(f"Failover request is not valid: {err}") from err
         row = self.env.requests.find(self._header.client_key)
         if row is None:
             return None
@@ -310,4 +369,5 @@ class FailoverTransfer:
             self.env.requests.commit(row.id)
         except InvalidRequest as err:
             raise InvalidRequest(f"Failover request is not valid: {err}") from err
+        self._refresh()
         return row.id

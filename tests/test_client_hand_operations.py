@@ -1,8 +1,13 @@
 """
-DIRAC's ``FailoverTransfer._set*Request`` helpers, which workflow modules call to add operations of their own
-(``UploadOutputData`` queues a replication to a second SE with ``_setFileReplicationRequest``): each adds
-its operation to the job's request, after what came before, once; bad input is refused as it is made
-(DIRAC finds it only at commit or execution), with nothing stored; and the executor carries them out.
+Operations a job adds to its request besides what the uploads emit, as DIRAC code adds them.
+
+- DIRAC's ``FailoverTransfer._set*Request`` helpers, which workflow modules call (``UploadOutputData`` queues
+  a replication to a second SE with ``_setFileReplicationRequest``): each adds its operation to the job's
+  request, after what came before, once; bad input is refused as it is made (DIRAC finds it only at commit
+  or execution), with nothing stored; and the executor carries them out.
+- Operations added to the request object directly (``ft.request``, or the request the job passed in, which
+  DIRAC code shares between workflow modules): the object is the same one throughout, kept in step with the
+  store, and what is added to it is stored, checked, at the next call, never dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ import pytest
 from failover.dirac import FailoverTransfer
 from failover.environment import Environment
 from failover.executor import Executor, ExecutorPolicy
-from failover.request import Request
+from failover.request import (
+    File,
+    Operation,
+    OperationType,
+    Request,
+    request_from_dirac_json,
+    request_to_dirac_json,
+)
 from failover.workspace import open_workspace
 
 LFN = "/vo/user/a/alice/run42/out.root"
@@ -185,3 +197,82 @@ def test_the_same_operation_made_again_is_stored_once_even_by_a_restarted_job(
         ("RemoveReplica", ["SE-A"], "", [], [LFN]),
     ]
     env.store.close()
+
+
+def _removal(lfn: str = "/vo/user/a/alice/old.root") -> Operation:
+    return Operation(OperationType.RemoveFile, files=[File(lfn)])
+
+
+def test_the_request_object_is_the_same_one_throughout_and_shows_every_operation(
+    client_env: Environment, output_file: Path
+) -> None:
+    job_request = Request(name="job-42", owner="alice", owner_group="vo_user")
+    client = FailoverTransfer(requestObject=job_request, environment=client_env)
+    assert client.getRequest() is job_request and client.request is job_request
+
+    result = client.transferAndRegisterFileFailover("out.root", str(output_file), LFN, "SE-B", "FAIL-1", {})
+
+    assert result["OK"], result
+    assert _summary(job_request) == [
+        ("ReplicateAndRegister", ["SE-B"], "FAIL-1", [CATALOG], [LFN]),
+        ("RemoveReplica", ["FAIL-1"], "", [], [LFN]),
+    ]
+    assert all(op.operation_id is not None for op in job_request)
+
+
+def test_an_operation_added_to_the_request_object_is_stored_in_order_and_committed(
+    client_env: Environment, output_file: Path
+) -> None:
+    client = FailoverTransfer(environment=client_env)
+    client.request.add_operation(_removal())
+    _uploaded(client, output_file)
+    client.request.operations.append(_removal("/vo/user/a/alice/older.root"))
+
+    committed = client.commitRequest()
+
+    assert committed["OK"] and committed["Value"] is not None
+    stored = client_env.requests.load(committed["Value"])
+    assert [f.lfn for op in stored for f in op.files] == [
+        "/vo/user/a/alice/old.root",
+        "/vo/user/a/alice/older.root",
+    ]
+    assert stored.status == "Waiting" and _summary(client.request) == _summary(stored)
+
+
+def test_an_invalid_operation_added_to_the_request_object_stops_the_next_call_until_it_is_removed(
+    client_env: Environment, output_file: Path
+) -> None:
+    client = FailoverTransfer(environment=client_env)
+    bad = Operation(OperationType.ReplicateAndRegister, files=[File(LFN)])  # no TargetSE
+    client.request.add_operation(bad)
+
+    refused = client.transferAndRegisterFile("out.root", str(output_file), LFN, "SE-A", {})
+
+    assert refused["OK"] is False
+    assert (
+        "An operation added to the request is not valid: ReplicateAndRegister of " + LFN in refused["Message"]
+    )
+    assert "TargetSE" in refused["Message"]
+    assert _operations(client_env) == 0 and not client_env.se("SE-A").exists(LFN)
+    assert client.commitRequest()["OK"] is False
+    client.request.operations.remove(bad)
+    _uploaded(client, output_file)
+    assert client_env.se("SE-A").exists(LFN)
+
+
+def test_a_passed_in_request_from_dirac_json_is_stored_though_its_operations_carry_dirac_ids(
+    client_env: Environment,
+) -> None:
+    exported = Request(name="job-9", owner="alice", owner_group="vo_user", request_id=77)
+    exported.add_operation(_removal())
+    exported.operations[0].operation_id = 501
+    from_dirac = request_from_dirac_json(request_to_dirac_json(exported))
+    assert from_dirac.operations[0].operation_id == 501
+    client = FailoverTransfer(requestObject=from_dirac, environment=client_env)
+
+    committed = client.commitRequest()
+
+    assert committed["OK"] and committed["Value"] is not None
+    assert _summary(client_env.requests.load(committed["Value"])) == [
+        ("RemoveFile", [], "", [], ["/vo/user/a/alice/old.root"])
+    ]
