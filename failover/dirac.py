@@ -121,8 +121,9 @@ class FailoverTransfer:
         self.log = log or logging.getLogger("failover")
         self.defaultChecksumType = defaultChecksumType
         # The request object DIRAC code holds (``ft.request``, the workflow's shared request): the same
-        # object all along, kept in step with the store after every call. Operations added to it directly
-        # (DIRAC code calls ``request.addOperation``) are stored at the next call, in their order.
+        # object all along, brought in step with the store whenever it is asked for (not after every
+        # upload: a job of thousands of files would load its growing request each time). Operations added
+        # to it directly (DIRAC code calls ``request.addOperation``) are stored at the next call, in order.
         live = requestObject or Request(name="noname_request", source_component="FailoverTransfer")
         owner, group = environment.request_owner
         live.owner, live.owner_group = live.owner or owner, live.owner_group or group
@@ -168,10 +169,8 @@ class FailoverTransfer:
             seen[content] += 1
         request_id = self.env.requests.ensure(self._header)
         self.env.requests.add_operations(request_id, added, keys=keys)
-        # Stored now: they come back from the store, with their ids.
-        stored = {id(op) for op in added}
-        self._live.operations[:] = [op for op in self._live.operations if id(op) not in stored]
-        self._refresh()
+        # Stored now (or found stored by their keys): the next refresh gives them their ids.
+        self._from_store.extend(added)
 
     def _alone(self, operation: Operation) -> Request:
         """A request of this client holding only ``operation`` (a copy), to validate it."""
@@ -208,7 +207,7 @@ class FailoverTransfer:
         self, local_path: str, lfn: str, meta: Mapping[str, Any] | None, **where: Any
     ) -> UploadResult:
         self._store_added()
-        result = upload(
+        return upload(
             self.env,
             local_path,
             lfn,
@@ -217,8 +216,6 @@ class FailoverTransfer:
             request=self._header,
             **where,
         )
-        self._refresh()
-        return result
 
     @dirac_result
     def transferAndRegisterFile(
@@ -346,7 +343,8 @@ class FailoverTransfer:
     def getRequest(self) -> Request:
         """
         The accumulated request: the passed-in request's operations, then every operation made since, in
-        order. It is always the same object (the passed-in one, if any), brought in step with the store.
+        order. It is always the same object (the passed-in one, if any), brought in step with the store
+        by this call.
         """
         return self._refresh()
 

@@ -213,6 +213,7 @@ def test_the_request_object_is_the_same_one_throughout_and_shows_every_operation
     result = client.transferAndRegisterFileFailover("out.root", str(output_file), LFN, "SE-B", "FAIL-1", {})
 
     assert result["OK"], result
+    assert client.request is job_request
     assert _summary(job_request) == [
         ("ReplicateAndRegister", ["SE-B"], "FAIL-1", [CATALOG], [LFN]),
         ("RemoveReplica", ["FAIL-1"], "", [], [LFN]),
