@@ -67,21 +67,17 @@ class FileFacts:
             raise InvalidInput(f"Checksum must be a string of hex digits, not {checksum!r}")
         kind = validate_checksum_type(meta.get("ChecksumType"), default_type)
         guid = meta.get("GUID")
+        no_guid = guid is None or (isinstance(guid, str) and not guid.strip())
         return cls(
             size=parse_size(meta.get("Size")),
             checksum=normalize_checksum(checksum, kind) if checksum.strip() else "",
             checksum_type=kind.value if checksum.strip() else "",
-            guid=validate_guid(guid)[0] if isinstance(guid, str) and guid.strip() else "",
+            guid="" if no_guid else validate_guid(guid)[0],
         )
 
     def file(self, lfn: str, pfn: str = "") -> File:
         """An operation's file for ``lfn`` carrying these facts."""
         return File(lfn, pfn, self.checksum, self.checksum_type, self.size, self.guid)
-
-
-def _lfn(lfn: str) -> str:
-    # The same checks as an upload's LFN, so that an operation made here can be executed.
-    return validate_lfn(lfn)
 
 
 def _ses(env: Environment, ses: str | Iterable[str] | None, what: str, lfn: str) -> list[str]:
@@ -100,7 +96,7 @@ def replication(
     Raises:
         InvalidInput: a bad LFN, no target SE or an SE that is not configured.
     """
-    lfn = _lfn(lfn)
+    lfn = validate_lfn(lfn)
     targets = _ses(env, target_se, "ReplicateAndRegister", lfn)
     sources = list(validate_ses(source_se, env.storage))
     if len(sources) > 1:
@@ -124,7 +120,7 @@ def registrations(
         InvalidInput: a bad LFN, an SE or catalog that is not configured, or facts without the checksum
             or GUID a registration needs.
     """
-    lfn = _lfn(lfn)
+    lfn = validate_lfn(lfn)
     ses = _ses(env, target_se, "RegisterFile", lfn)
     if len(ses) > 1:
         raise InvalidInput(f"RegisterFile for {lfn} registers the replica at one SE, not {ses}", lfn=lfn)
@@ -151,7 +147,7 @@ def replica_removal(env: Environment, lfn: str, ses: str | Iterable[str]) -> Ope
     Raises:
         InvalidInput: a bad LFN, no SE or an SE that is not configured.
     """
-    lfn = _lfn(lfn)
+    lfn = validate_lfn(lfn)
     return Operation(
         OperationType.RemoveReplica, target_se=_ses(env, ses, "RemoveReplica", lfn), files=[File(lfn)]
     )
@@ -165,7 +161,7 @@ def file_removal(env: Environment, lfn: str, se: str | Iterable[str] = "", pfn: 
     Raises:
         InvalidInput: a bad LFN or an SE that is not configured.
     """
-    lfn = _lfn(lfn)
+    lfn = validate_lfn(lfn)
     return Operation(
         OperationType.RemoveFile, target_se=list(validate_ses(se, env.storage)), files=[File(lfn, pfn)]
     )

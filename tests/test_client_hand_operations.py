@@ -149,6 +149,7 @@ BAD_CALLS = [
     ("_setFileReplicationRequest", (LFN, "SE-B", {"ChecksumType": "CRC32", "Checksum": "1"}), "CRC32"),
     ("_setFileReplicationRequest", (LFN, "SE-B", {"Checksum": "xyz"}), "not a valid ADLER32 checksum"),
     ("_setFileReplicationRequest", (LFN, "SE-B", {"GUID": "nope"}), "not 8-4-4-4-12"),
+    ("_setFileReplicationRequest", (LFN, "SE-B", {"GUID": 42}), "GUID 42 is not 8-4-4-4-12"),
     ("_setFileReplicationRequest", (LFN, "SE-B", {"Size": -1}), "Size must be"),
     ("_setFileReplicationRequest", (LFN, "SE-B", {}, "SE-A,SE-C"), "one source SE"),
     ("_setRegistrationRequest", (LFN, "SE-C", {"GUID": GUID}, CATALOG), "needs the file's Checksum"),
