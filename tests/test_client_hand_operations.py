@@ -12,12 +12,14 @@ Operations a job adds to its request besides what the uploads emit, as DIRAC cod
 
 from __future__ import annotations
 
+import doctest
 import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from failover import hand_operations
 from failover.dirac import FailoverTransfer
 from failover.environment import Environment
 from failover.executor import Executor, ExecutorPolicy
@@ -278,3 +280,7 @@ def test_a_passed_in_request_from_dirac_json_is_stored_though_its_operations_car
     assert _summary(client_env.requests.load(committed["Value"])) == [
         ("RemoveFile", [], "", [], ["/vo/user/a/alice/old.root"])
     ]
+
+
+def test_the_module_example_runs() -> None:
+    assert doctest.testmod(hand_operations, raise_on_error=True).attempted > 0
