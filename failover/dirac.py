@@ -101,7 +101,9 @@ class FailoverTransfer:
         log: the logger to use (default: the ``failover`` logger).
         defaultChecksumType: the checksum type when ``fileMetaDict`` names none (``None`` = ADLER32).
         environment: storage, catalogs and database (default: the embedded workspace).
-        client_key: identifies this client's request in the store (default: a new random key).
+        client_key: identifies this client's request in the store (default: the key of the client that
+            ``requestObject`` was given to before, so that clients sharing one request object add to one
+            stored request; else a new random key).
     """
 
     def __init__(
@@ -131,8 +133,9 @@ class FailoverTransfer:
         # The operations the store gave the request object (held, so that their ids stay theirs): any
         # other one in it was added by the caller, even one carrying a DIRAC OperationID.
         self._from_store: list[Operation] = []
+        live.client_key = client_key or live.client_key or uuid.uuid4().hex
         self._header = RequestHeader(
-            client_key or uuid.uuid4().hex,
+            live.client_key,
             live.name,
             live.owner,
             live.owner_group,
@@ -189,7 +192,9 @@ class FailoverTransfer:
             return self._live
         stored = self.env.requests.load(row.id)
         refresh_statuses(stored)
-        for name in (f.name for f in dataclasses.fields(Request) if f.name != "operations"):
+        for name in (
+            f.name for f in dataclasses.fields(Request) if f.name not in ("operations", "client_key")
+        ):
             setattr(self._live, name, getattr(stored, name))
         added = self._added()
         self._live.operations[:] = stored.operations
@@ -199,9 +204,12 @@ class FailoverTransfer:
         return self._live
 
     def _added(self) -> list[Operation]:
-        """The operations of the request object that the store did not give it, in order."""
+        """
+        The operations of the request object that the store did not give it, in order. One with an
+        idempotency key was loaded from the store (by another client given the same object): not added.
+        """
         from_store = {id(op) for op in self._from_store}
-        return [op for op in self._live.operations if id(op) not in from_store]
+        return [op for op in self._live.operations if id(op) not in from_store and op.idempotency_key is None]
 
     def _upload(
         self, local_path: str, lfn: str, meta: Mapping[str, Any] | None, **where: Any

@@ -45,9 +45,13 @@ def _summary(request: Request) -> list[tuple[str, list[str], str, list[str], lis
     ]
 
 
-def _operations(env: Environment) -> int:
-    (count,) = env.store.conn.execute("SELECT count(*) FROM operations").fetchone()
+def _count(env: Environment, table: str) -> int:
+    (count,) = env.store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()
     return int(count)
+
+
+def _operations(env: Environment) -> int:
+    return _count(env, "operations")
 
 
 def _replicas(env: Environment, lfn: str) -> list[str]:
@@ -284,3 +288,28 @@ def test_a_passed_in_request_from_dirac_json_is_stored_though_its_operations_car
 
 def test_the_module_example_runs() -> None:
     assert doctest.testmod(hand_operations, raise_on_error=True).attempted > 0
+
+
+def test_two_clients_given_one_request_object_add_to_one_stored_request(
+    client_env: Environment, output_file: Path
+) -> None:
+    """DIRAC's workflow modules each make a FailoverTransfer of the job's one shared request object."""
+    shared = Request(name="job-42", owner="alice", owner_group="vo_user")
+    uploading = FailoverTransfer(requestObject=shared, environment=client_env)
+    result = uploading.transferAndRegisterFileFailover(
+        "out.root", str(output_file), LFN, "SE-B", "FAIL-1", {}
+    )
+    assert result["OK"], result
+    assert uploading.request is shared
+
+    finishing = FailoverTransfer(requestObject=shared, environment=client_env)
+    assert finishing._setFileReplicationRequest(LFN, "SE-C", {})["OK"]
+    committed = finishing.commitRequest()
+
+    assert committed["OK"] and _count(client_env, "requests") == 1
+    assert _summary(client_env.requests.load(committed["Value"])) == [
+        ("ReplicateAndRegister", ["SE-B"], "FAIL-1", [CATALOG], [LFN]),
+        ("RemoveReplica", ["FAIL-1"], "", [], [LFN]),
+        ("ReplicateAndRegister", ["SE-C"], "", [], [LFN]),
+    ]
+    assert uploading.commitRequest() == committed

@@ -243,6 +243,10 @@ class Request:
     #: The index of the current operation as the last :func:`~failover.request.status.refresh_statuses`
     #: left it (None: unknown, or none): where an incremental refresh starts looking.
     current_hint: int | None = field(default=None, init=False, repr=False, compare=False)
+    #: The client key of the ``FailoverTransfer`` this object is the request of (None: none yet): a
+    #: second ``FailoverTransfer`` given the same object, as DIRAC's workflow modules share one, adds to
+    #: the same stored request.
+    client_key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._renumber()
