@@ -123,6 +123,17 @@ def test_file_and_operation_defaults() -> None:
     assert operation.machine_id is None
 
 
+@pytest.mark.parametrize(
+    ("obj", "dirac_name"),
+    [(Request(), "RequestName"), (Request(), "JobID"), (_op(), "TargetSE"), (File("/vo/a"), "Checksum")],
+    ids=["RequestName", "JobID", "TargetSE", "Checksum"],
+)
+def test_setting_a_dirac_attribute_name_fails_loudly(obj: object, dirac_name: str) -> None:
+    """DIRAC code sets ``request.RequestName``: an error here, not a new attribute silently ignored."""
+    with pytest.raises(AttributeError, match=dirac_name):
+        setattr(obj, dirac_name, "x")
+
+
 def test_mutable_defaults_are_not_shared() -> None:
     first, second = Operation(OperationType.RemoveFile), Operation(OperationType.RemoveFile)
     first.add_file(File("/vo/a"))

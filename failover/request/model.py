@@ -107,7 +107,7 @@ _FINAL_OPERATION = frozenset({OperationStatus.Done, OperationStatus.Failed, Oper
 _FINAL_FILE = frozenset({FileStatus.Done, FileStatus.Failed})
 
 
-@dataclass
+@dataclass(slots=True)
 class File:
     """
     One file of an operation.
@@ -139,7 +139,7 @@ class File:
     file_id: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Operation:
     """
     One step of a request, applied to each of its files.
@@ -206,7 +206,7 @@ class Operation:
         return True
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """
     A named, owned list of operations that run in order.
