@@ -69,7 +69,7 @@ def dirac_result(method: Callable[P, Any]) -> Callable[P, DiracResult]:
 
 
 def _content_key(operation: Operation) -> str:
-    """What makes an operation made by hand the same one: its type, SEs, catalogs and files."""
+    """What makes an operation added to a request the same one: its type, SEs, catalogs and files."""
     what = (
         str(operation.type),
         operation.target_se,
@@ -125,7 +125,7 @@ class FailoverTransfer:
         # The request object DIRAC code holds (``ft.request``, the workflow's shared request): the same
         # object all along, brought in step with the store whenever it is asked for (not after every
         # upload: a job of thousands of files would load its growing request each time). Operations added
-        # to it directly (DIRAC code calls ``request.addOperation``) are stored at the next call, in order.
+        # to it directly, as DIRAC code adds to its request, are stored at the next call, in order.
         live = requestObject or Request(name="noname_request", source_component="FailoverTransfer")
         owner, group = environment.request_owner
         live.owner, live.owner_group = live.owner or owner, live.owner_group or group
@@ -304,9 +304,10 @@ class FailoverTransfer:
 
     def _add_by_hand(self, operations: list[Operation]) -> None:
         """
-        Append operations made by hand to the request, after everything before them.
+        Append operations made by hand to the request, after everything before them (operations added to
+        the request object first, so that a refusal of one of those leaves these out of it).
 
-        Each is keyed by its content: a restarted job that makes the same operation again stores it once.
+        The same operation made again, by this job or by it restarted, is stored once (:meth:`_store_added`).
 
         Raises:
             InvalidRequest: an operation the request validation would refuse at commit.
