@@ -148,10 +148,8 @@ class FailoverTransfer:
         Store the operations of the request object that are not stored yet, in order, after those stored.
 
         These are the passed-in request's own operations, then any that DIRAC code added to ``request``.
-        Each is keyed by the client key, the stored request, its content and how many alike come before
-        it: a restarted job passing the same request and key does not store them twice, while the same
-        operation made again once a request is committed goes into the next one (the handlers are
-        idempotent, so a repeat costs a look; a drop would lose what the job asked for).
+        Each is keyed by the client key, its content and how many alike come before it, so that a restarted
+        job passing the same request and key does not store them twice.
 
         Raises:
             InvalidRequest: one of them would be refused at commit (nothing is stored; fix or remove it).
@@ -166,13 +164,13 @@ class FailoverTransfer:
         ]
         if problems:
             raise InvalidRequest(f"An operation added to the request is not valid: {'; '.join(problems)}")
-        request_id = self.env.requests.ensure(self._header)
         seen: Counter[str] = Counter()
         keys = []
         for op in added:
             content = _content_key(op)
-            keys.append(f"{self._header.client_key}/{request_id}/added/{content}/{seen[content]}")
+            keys.append(f"{self._header.client_key}/added/{content}/{seen[content]}")
             seen[content] += 1
+        request_id = self.env.requests.ensure(self._header)
         self.env.requests.add_operations(request_id, added, keys=keys)
         # Stored now (or found stored by their keys): the next refresh gives them their ids.
         self._from_store.extend(added)

@@ -313,18 +313,3 @@ def test_two_clients_given_one_request_object_add_to_one_stored_request(
         ("ReplicateAndRegister", ["SE-C"], "", [], [LFN]),
     ]
     assert uploading.commitRequest() == committed
-
-
-def test_the_same_operation_made_after_a_commit_goes_into_the_next_request(client_env: Environment) -> None:
-    client = FailoverTransfer(environment=client_env)
-    assert client._setFileReplicationRequest(LFN, "SE-B", {})["OK"]
-    first = client.commitRequest()["Value"]
-
-    assert client._setFileReplicationRequest(LFN, "SE-B", {})["OK"]
-    second = client.commitRequest()["Value"]
-
-    assert first is not None and second is not None and second != first
-    for request_id in (first, second):
-        assert _summary(client_env.requests.load(request_id)) == [
-            ("ReplicateAndRegister", ["SE-B"], "", [], [LFN])
-        ]
