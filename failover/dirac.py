@@ -149,7 +149,8 @@ class FailoverTransfer:
 
         These are the passed-in request's own operations, then any that DIRAC code added to ``request``.
         Each is keyed by the client key, its content and how many alike come before it, so that a restarted
-        job passing the same request and key does not store them twice.
+        job passing the same request and key does not store them twice, even once the first run committed
+        (a repeat of a removal could remove what the job stored in between); a skipped one is logged.
 
         Raises:
             InvalidRequest: one of them would be refused at commit (nothing is stored; fix or remove it).
@@ -170,8 +171,20 @@ class FailoverTransfer:
             content = _content_key(op)
             keys.append(f"{self._header.client_key}/added/{content}/{seen[content]}")
             seen[content] += 1
-        request_id = self.env.requests.ensure(self._header)
-        self.env.requests.add_operations(request_id, added, keys=keys)
+        held = self.env.requests.holding_requests(keys)
+        for op, key in zip(added, keys, strict=True):
+            if key in held:
+                # Stored before: a restarted job making its calls again, or a repeat. A second RemoveFile
+                # or RemoveReplica could remove what the job stored in between.
+                lfns = ", ".join(f.lfn for f in op.files)
+                self.log.warning(
+                    "%s of %s is in request %d already: not added again", op.type, lfns, held[key]
+                )
+        fresh = [(op, key) for op, key in zip(added, keys, strict=True) if key not in held]
+        if fresh:
+            # Keyed, so that what another client stores meanwhile is not stored twice.
+            request_id = self.env.requests.ensure(self._header)
+            self.env.requests.add_operations(request_id, [op for op, _ in fresh], keys=[k for _, k in fresh])
         # Stored now (or found stored by their keys): the next refresh gives them their ids.
         self._from_store.extend(added)
 

@@ -216,6 +216,16 @@ class RequestStore:
         with self.store.transaction() as conn:
             return ensure_request(conn, header, format_time(self.clock()))
 
+    def holding_requests(self, keys: Sequence[str]) -> dict[str, int]:
+        """The request holding the operation stored under each of ``keys``, by key (absent: none stored)."""
+        if not keys:
+            return {}
+        marks = ", ".join("?" * len(keys))
+        rows = self.conn.execute(
+            f"SELECT idem_key, request_id FROM operations WHERE idem_key IN ({marks})", tuple(keys)
+        )
+        return {key: int(request_id) for key, request_id in rows}
+
     def add_operations(
         self, request_id: int, operations: Sequence[Operation], *, keys: Sequence[str] | None = None
     ) -> None:

@@ -313,3 +313,29 @@ def test_two_clients_given_one_request_object_add_to_one_stored_request(
         ("ReplicateAndRegister", ["SE-C"], "", [], [LFN]),
     ]
     assert uploading.commitRequest() == committed
+
+
+def test_a_job_restarted_after_its_commit_does_not_queue_its_removals_again(
+    tmp_path: Path, client_env: Environment, output_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second RemoveFile, run after the job stored a new file under the name, would remove that file."""
+
+    def job(env: Environment) -> FailoverTransfer:
+        client = FailoverTransfer(environment=env, client_key="job-8")
+        assert client._setFileRemovalRequest(LFN)["OK"]
+        return client
+
+    first = job(client_env)
+    committed = first.commitRequest()["Value"]
+    client_env.store.close()
+    env = open_workspace(tmp_path / "ws", ses=tuple(client_env.storage))
+
+    with caplog.at_level("WARNING", logger="failover"):
+        again = job(env)
+
+    assert again.commitRequest() == {"OK": True, "Value": committed}
+    assert _count(env, "operations") == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "failover"] == [
+        f"RemoveFile of {LFN} is in request {committed} already: not added again"
+    ]
+    env.store.close()
