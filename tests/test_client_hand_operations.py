@@ -339,3 +339,22 @@ def test_a_job_restarted_after_its_commit_does_not_queue_its_removals_again(
         f"RemoveFile of {LFN} is in request {committed} already: not added again"
     ]
     env.store.close()
+
+
+def test_a_job_restarted_after_its_commit_with_its_request_object_commits_the_same_request(
+    tmp_path: Path, client_env: Environment
+) -> None:
+    def job_request() -> Request:
+        request = Request(name="job-1", owner="alice", owner_group="vo_user")
+        request.add_operation(_removal())
+        return request
+
+    committed = FailoverTransfer(job_request(), environment=client_env, client_key="job-1").commitRequest()
+    client_env.store.close()
+    env = open_workspace(tmp_path / "ws", ses=tuple(client_env.storage))
+
+    again = FailoverTransfer(job_request(), environment=env, client_key="job-1").commitRequest()
+
+    assert committed["OK"] and again == committed
+    assert _count(env, "requests") == 1 and _count(env, "operations") == 1
+    env.store.close()
