@@ -10,6 +10,10 @@ Problems found (each with a stable ``code``):
 - ``missing-replica`` / ``bad-replica``: a Registered or Cleaned upload has no good copy at its final SE.
 - ``catalog-entry`` / ``catalog-replica``: its catalog entry or replica is missing or different.
 - ``temporary-replica``: a Cleaned upload still has its failover copy, on storage or in a catalog.
+
+  An upload's file may be moved on once it is done, by operations of its own (a job's ``RemoveReplica``, a
+  ``RemoveFile``, a replication back to the failover SE): what such a later operation, done, explains is
+  not a problem (counted in ``checked["changed_later"]``).
 - ``catalog-without-file``: a catalog replica whose physical file is gone.
 - ``in-flight-upload``: an object put by an upload still in Uploading, whose process stopped before
   recording the put (a crash): ``resume`` finishes that upload.
@@ -21,6 +25,7 @@ Problems found (each with a stable ``code``):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -101,9 +106,10 @@ def _check_upload(env: Environment, row: MachineRow, report: FsckReport, *, read
         yield Problem("journal-replay", row.id, str(err))
     yield from _check_emissions(env, row.id, journal)
     if row.state in (UploadState.REGISTERED, UploadState.CLEANED):
-        yield from _check_final_replicas(env, row, report, read=read)
-    if row.state == UploadState.CLEANED:
-        yield from _check_no_temporary(env, row)
+        later = _changes_since(env, row)
+        yield from _check_final_replicas(env, row, report, later, read=read)
+        if row.state == UploadState.CLEANED:
+            yield from _check_no_temporary(env, row, report, later)
     if row.state in _WAITING_ON_EXECUTOR and not _has_runnable_operation(env, row.id):
         yield Problem(
             "stranded-upload", row.id, f"{row.state} with no operation left to run in an open request"
@@ -142,6 +148,36 @@ def _check_emissions(env: Environment, machine_id: str, journal: list[Any]) -> I
         )
 
 
+@dataclass(frozen=True)
+class _LaterChanges:
+    """What done operations that are not the upload's own did to its file after the upload ended."""
+
+    removed_from: frozenset[str] = frozenset()
+    file_removed: bool = False
+    copied_to: frozenset[str] = frozenset()
+
+
+def _changes_since(env: Environment, row: MachineRow) -> _LaterChanges:
+    rows = env.store.conn.execute(
+        "SELECT o.type, o.target_se FROM files f JOIN operations o ON o.id = f.operation_id "
+        "WHERE f.lfn = ? AND f.status = 'Done' AND (o.machine_id IS NULL OR o.machine_id != ?) "
+        "AND o.last_update >= ?",
+        (row.data["lfn"], row.id, row.updated_at),
+    ).fetchall()
+    removed: set[str] = set()
+    copied: set[str] = set()
+    file_removed = False
+    for kind, target_se in rows:
+        ses = set(json.loads(target_se))
+        if kind == "RemoveFile":
+            file_removed = True
+        elif kind == "RemoveReplica":
+            removed |= ses
+        elif kind in ("ReplicateAndRegister", "RegisterReplica"):
+            copied |= ses
+    return _LaterChanges(frozenset(removed), file_removed, frozenset(copied))
+
+
 def _final_ses(row: MachineRow) -> list[str]:
     return [row.data["uploaded_se"]] if row.state == UploadState.REGISTERED else list(row.data["targets"])
 
@@ -169,11 +205,14 @@ def _good_copy(
 
 
 def _check_final_replicas(
-    env: Environment, row: MachineRow, report: FsckReport, *, read: bool
+    env: Environment, row: MachineRow, report: FsckReport, later: _LaterChanges, *, read: bool
 ) -> Iterator[Problem]:
     data = row.data
     entry = FileEntry(data["lfn"], data["size"], data["checksum"], data["checksum_type"], data["guid"])
     for se in _final_ses(row):
+        if later.file_removed or se in later.removed_from:
+            report.checked["changed_later"] = report.checked.get("changed_later", 0) + 1
+            continue
         if (problem := _good_copy(env, se, data, report, read=read)) is not None:
             yield Problem(problem.code, row.id, problem.message)
         for name in data["catalogs"]:
@@ -185,9 +224,14 @@ def _check_final_replicas(
                 yield Problem("catalog-replica", row.id, f"{name} has no replica of {data['lfn']} at {se}")
 
 
-def _check_no_temporary(env: Environment, row: MachineRow) -> Iterator[Problem]:
+def _check_no_temporary(
+    env: Environment, row: MachineRow, report: FsckReport, later: _LaterChanges
+) -> Iterator[Problem]:
     data, temporary = row.data, row.data["uploaded_se"]
     if temporary in data["targets"]:
+        return
+    if temporary in later.copied_to:
+        report.checked["changed_later"] = report.checked.get("changed_later", 0) + 1
         return
     if env.se(temporary).exists(data["lfn"]):
         yield Problem("temporary-replica", row.id, f"{data['lfn']} is still at failover SE {temporary}")

@@ -14,6 +14,7 @@ import pytest
 
 from failover import Environment, Executor, fsck, open_workspace, resume, upload
 from failover.catalog import FileEntry, Replica
+from failover.request import File, Operation, OperationType
 from failover.storage import StorageElement
 from failover.testing import Fault, FaultInjector
 from failover.uploads import plan_upload
@@ -222,3 +223,38 @@ def test_the_store_is_checked_with_sqlite_itself(env: Environment) -> None:
     assert sqlite3.connect(env.store.path).execute("PRAGMA foreign_key_check").fetchall()
     (problem,) = fsck(env).problems
     assert problem.code == "store-integrity" and "operations" in problem.message
+
+
+def _later_request(env: Environment, *operations: Operation) -> None:
+    """A job's own request, run after the uploads ended: it moves their files on."""
+    request_id = env.requests.ensure(RequestHeader("later", owner="alice", owner_group="vo"))
+    env.requests.add_operations(request_id, list(operations))
+    env.requests.commit(request_id)
+    assert Executor(env).run_once() >= 1
+    assert env.requests.load(request_id).status == "Done"
+
+
+def test_what_a_later_request_did_to_an_ended_upload_is_not_a_problem(env: Environment) -> None:
+    _later_request(
+        env,
+        Operation(OperationType.ReplicateAndRegister, target_se=["FAIL"], files=[File(REGISTERED)]),
+        Operation(OperationType.RemoveReplica, target_se=["DEST"], files=[File(REGISTERED)]),
+        Operation(OperationType.ReplicateAndRegister, target_se=["FAIL"], files=[File(CLEANED)]),
+        Operation(OperationType.RemoveFile, files=[File(CLEANED)]),
+    )
+    assert not env.se("DEST").exists(REGISTERED) and not env.se("DEST").exists(CLEANED)
+
+    report = fsck(env)
+
+    assert report.ok, report.problems
+    # REGISTERED's replica at DEST; CLEANED's at DEST, and its copy back at FAIL.
+    assert report.checked["changed_later"] == 3
+
+
+def test_a_later_removal_elsewhere_does_not_excuse_a_lost_replica(env: Environment) -> None:
+    _later_request(env, Operation(OperationType.RemoveReplica, target_se=["FAIL"], files=[File(REGISTERED)]))
+    _object(env, "DEST", REGISTERED).unlink()
+
+    codes = {problem.code for problem in fsck(env).problems}
+
+    assert "missing-replica" in codes

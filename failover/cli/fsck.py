@@ -34,7 +34,8 @@ def fsck(workspace: Workspace, as_json: bool, quick: bool) -> None:
     Checks the store's integrity, that every upload's journal replays to its stored state, that no
     operation is lost or duplicated, that every Registered or Cleaned upload has a good replica at its
     final SE and its catalog entries, that no temporary replica outlives its upload, and that no
-    object on an SE is unexplained.
+    object on an SE is unexplained. What a later request did to an ended upload's file (a removal,
+    a replication back to the failover SE) is not a problem: it is counted as changed later.
 
     \b
     Example:
