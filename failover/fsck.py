@@ -25,7 +25,6 @@ Problems found (each with a stable ``code``):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,6 +36,7 @@ from failover.errors import FailoverError
 from fsm.replay import JournalMismatch, verify_replay
 from persistence.journal import read_journal
 from persistence.machines import iter_machines
+from persistence.requests import later_operations_on
 from persistence.rows import MachineRow
 from states import UPLOAD_MACHINE, UploadState
 
@@ -158,23 +158,16 @@ class _LaterChanges:
 
 
 def _changes_since(env: Environment, row: MachineRow) -> _LaterChanges:
-    rows = env.store.conn.execute(
-        "SELECT o.type, o.target_se FROM files f JOIN operations o ON o.id = f.operation_id "
-        "WHERE f.lfn = ? AND f.status = 'Done' AND (o.machine_id IS NULL OR o.machine_id != ?) "
-        "AND o.last_update >= ?",
-        (row.data["lfn"], row.id, row.updated_at),
-    ).fetchall()
     removed: set[str] = set()
     copied: set[str] = set()
     file_removed = False
-    for kind, target_se in rows:
-        ses = set(json.loads(target_se))
-        if kind == "RemoveFile":
+    for op in later_operations_on(env.store.conn, row.data["lfn"], row.id, row.updated_at):
+        if op.type == "RemoveFile":
             file_removed = True
-        elif kind == "RemoveReplica":
-            removed |= ses
-        elif kind in ("ReplicateAndRegister", "RegisterReplica"):
-            copied |= ses
+        elif op.type == "RemoveReplica":
+            removed.update(op.target_se)
+        elif op.type in ("ReplicateAndRegister", "RegisterReplica"):
+            copied.update(op.target_se)
     return _LaterChanges(frozenset(removed), file_removed, frozenset(copied))
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "ensure_request",
     "find_request",
     "insert_operation",
+    "later_operations_on",
     "load_operations",
     "load_request",
     "load_requests",
@@ -348,6 +349,23 @@ def operations_of_machine(conn: sqlite3.Connection, machine_id: str) -> list[Ope
     """Every operation a machine's transitions emitted, in emission order."""
     rows = conn.execute(
         f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE machine_id = ? ORDER BY id", (machine_id,)
+    )
+    return [_operation(values) for values in rows]
+
+
+def later_operations_on(
+    conn: sqlite3.Connection, lfn: str, machine_id: str, since: str
+) -> list[OperationRow]:
+    """
+    The operations on ``lfn`` whose file is Done, recorded at ``since`` or later, that ``machine_id`` did not
+    emit (a job's own requests, imported ones), in the order they were recorded.
+    """
+    columns = ", ".join(f"o.{column.strip()}" for column in _OPERATION_COLUMNS.split(","))
+    rows = conn.execute(
+        f"SELECT {columns} FROM files f JOIN operations o ON o.id = f.operation_id "
+        "WHERE f.lfn = ? AND f.status = 'Done' AND (o.machine_id IS NULL OR o.machine_id != ?) "
+        "AND o.last_update >= ? ORDER BY o.last_update, o.id",
+        (lfn, machine_id, since),
     )
     return [_operation(values) for values in rows]
 

@@ -32,6 +32,7 @@ from failover.batch import BatchItem, upload_many
 from failover.cli import app, cli
 from failover.cli import prune as prune_cli
 from failover.cli import requests as requests_cli
+from failover.dirac import FailoverTransfer
 from failover.errors import UploadInterrupted
 from failover.testing import Fault, FaultInjector
 from failover.uploads import plan_upload
@@ -455,6 +456,34 @@ def test_status_of_an_upload_waiting_to_try_again_says_when(home: Path, outputs:
     details = failover(home, "status", item.lfn)
 
     assert f"  next try at: {when} (resume, or the same upload again, goes on)" in details.stdout.splitlines()
+
+
+def test_status_of_an_ended_upload_says_what_later_requests_did_to_its_file(
+    home: Path, outputs: list[Path]
+) -> None:
+    """A job moved its output on with a request of its own: status says so, and fsck finds nothing wrong."""
+    lfn = "/vo/moved/hits.root"
+    as_json(failover(home, "upload", str(outputs[0]), "--lfn", lfn, "--dest", "LOCAL-DISK", "--json"))
+    client = FailoverTransfer(environment=open_workspace(home))
+    assert client._setFileReplicationRequest(lfn, "FAILOVER-DISK", {})["OK"]
+    assert client._setReplicaRemovalRequest(lfn, "LOCAL-DISK")["OK"]
+    request = client.commitRequest()["Value"]
+    client.env.store.close()
+    assert failover(home, "executor", "--once").exit_code == 0
+
+    details = as_json(failover(home, "status", lfn, "--json"))
+
+    assert (details["state"], details["uploaded_se"]) == ("Registered", "LOCAL-DISK")
+    assert [(op["request"], op["type"], op["target_se"]) for op in details["later"]] == [
+        (request, "ReplicateAndRegister", ["FAILOVER-DISK"]),
+        (request, "RemoveReplica", ["LOCAL-DISK"]),
+    ]
+    text = failover(home, "status", lfn).stdout.splitlines()
+    assert (
+        f"  later: operation {details['later'][1]['id']} (request {request}) RemoveReplica at LOCAL-DISK Done"
+        in text
+    )
+    assert failover(home, "fsck").exit_code == 0
 
 
 def test_history_lists_the_journal_in_order(home: Path, failed_over: list[str]) -> None:

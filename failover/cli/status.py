@@ -28,7 +28,7 @@ from failover.environment import Environment
 from fsm.engine import CREATE_TRIGGER
 from persistence.journal import read_journal
 from persistence.machines import count_by_state
-from persistence.requests import operations_of_machine
+from persistence.requests import later_operations_on, operations_of_machine
 from persistence.rows import JournalRow, MachineRow
 from states import UPLOAD_MACHINE, UploadState
 
@@ -84,7 +84,24 @@ def _details(env: Environment, row: MachineRow) -> dict[str, Any]:
         "refused": (data.get("refusal") or {}).get("message"),
         "stuck": _stuck(data),
         "operations": operations,
+        "later": _later(env, row),
     }
+
+
+def _later(env: Environment, row: MachineRow) -> list[dict[str, Any]]:
+    """What requests that are not the upload's own did to its file once it ended (as fsck weighs it)."""
+    if row.state not in (UploadState.REGISTERED, UploadState.CLEANED):
+        return []
+    return [
+        {
+            "id": op.id,
+            "request": op.request_id,
+            "type": op.type,
+            "target_se": op.target_se,
+            "at": op.last_update,
+        }
+        for op in later_operations_on(env.store.conn, row.data["lfn"], row.id, row.updated_at)
+    ]
 
 
 def _stuck(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -148,6 +165,9 @@ def _print_details(details: dict[str, Any]) -> None:
     for op in details["operations"]:
         error = f": {op['error']}" if op["error"] else ""
         console.print(f"  operation {op['id']} (request {op['request']}) {op['type']} {op['status']}{error}")
+    for op in details["later"]:
+        at = f" at {', '.join(op['target_se'])}" if op["target_se"] else ""
+        console.print(f"  later: operation {op['id']} (request {op['request']}) {op['type']}{at} Done")
 
 
 @click.command()
@@ -159,7 +179,8 @@ def status(workspace: Workspace, as_json: bool, lfn: str | None) -> None:
     Count uploads by state; with LFN, show that upload in detail.
 
     The detail gives the state, the SE that holds the file, attempts per SE, every failure with its
-    reason, and the operations the upload emitted with their statuses.
+    reason, the operations the upload emitted with their statuses, and what other requests did to the
+    file once the upload ended (moved or removed it).
 
     \b
     Example:
