@@ -150,11 +150,19 @@ def _check_emissions(env: Environment, machine_id: str, journal: list[Any]) -> I
 
 @dataclass(frozen=True)
 class _LaterChanges:
-    """What done operations that are not the upload's own did to its file after the upload ended."""
+    """
+    What done operations that are not the upload's own did to its file after the upload ended, the last
+    one on each SE counting: where they left it removed, whether the whole file was removed (then only the
+    SEs it was copied to again should hold it), and where they left a copy.
+    """
 
     removed_from: frozenset[str] = frozenset()
     file_removed: bool = False
     copied_to: frozenset[str] = frozenset()
+
+    def explains_absence_at(self, se: str) -> bool:
+        """A replica missing at ``se`` is what these operations left."""
+        return se in self.removed_from or (self.file_removed and se not in self.copied_to)
 
 
 def _changes_since(env: Environment, row: MachineRow) -> _LaterChanges:
@@ -164,10 +172,14 @@ def _changes_since(env: Environment, row: MachineRow) -> _LaterChanges:
     for op in later_operations_on(env.store.conn, row.data["lfn"], row.id, row.updated_at):
         if op.type == "RemoveFile":
             file_removed = True
+            removed.clear()
+            copied.clear()
         elif op.type == "RemoveReplica":
             removed.update(op.target_se)
+            copied.difference_update(op.target_se)
         elif op.type in ("ReplicateAndRegister", "RegisterReplica"):
             copied.update(op.target_se)
+            removed.difference_update(op.target_se)
     return _LaterChanges(frozenset(removed), file_removed, frozenset(copied))
 
 
@@ -203,7 +215,7 @@ def _check_final_replicas(
     data = row.data
     entry = FileEntry(data["lfn"], data["size"], data["checksum"], data["checksum_type"], data["guid"])
     for se in _final_ses(row):
-        if later.file_removed or se in later.removed_from:
+        if later.explains_absence_at(se):
             report.checked["changed_later"] = report.checked.get("changed_later", 0) + 1
             continue
         if (problem := _good_copy(env, se, data, report, read=read)) is not None:

@@ -247,8 +247,8 @@ def test_what_a_later_request_did_to_an_ended_upload_is_not_a_problem(env: Envir
     report = fsck(env)
 
     assert report.ok, report.problems
-    # REGISTERED's replica at DEST; CLEANED's at DEST, and its copy back at FAIL.
-    assert report.checked["changed_later"] == 3
+    # REGISTERED's replica at DEST, CLEANED's at DEST (its copy back at FAIL went with the RemoveFile).
+    assert report.checked["changed_later"] == 2
 
 
 def test_a_later_removal_elsewhere_does_not_excuse_a_lost_replica(env: Environment) -> None:
@@ -258,3 +258,32 @@ def test_a_later_removal_elsewhere_does_not_excuse_a_lost_replica(env: Environme
     codes = {problem.code for problem in fsck(env).problems}
 
     assert "missing-replica" in codes
+
+
+def test_a_replica_copied_back_after_a_later_removal_is_checked_again(env: Environment) -> None:
+    _later_request(
+        env,
+        Operation(OperationType.ReplicateAndRegister, target_se=["FAIL"], files=[File(REGISTERED)]),
+        Operation(OperationType.RemoveReplica, target_se=["DEST"], files=[File(REGISTERED)]),
+        Operation(OperationType.ReplicateAndRegister, target_se=["DEST"], files=[File(REGISTERED)]),
+    )
+    assert fsck(env).ok
+    _object(env, "DEST", REGISTERED).unlink()
+
+    codes = {problem.code for problem in fsck(env).problems}
+
+    assert "missing-replica" in codes
+
+
+def test_a_cleaned_upload_copied_back_to_its_failover_se_by_a_later_request_is_not_a_problem(
+    env: Environment,
+) -> None:
+    _later_request(
+        env, Operation(OperationType.ReplicateAndRegister, target_se=["FAIL"], files=[File(CLEANED)])
+    )
+    assert env.se("FAIL").exists(CLEANED)
+
+    report = fsck(env)
+
+    assert report.ok, report.problems
+    assert report.checked["changed_later"] == 1
