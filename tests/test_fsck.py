@@ -225,6 +225,11 @@ def test_the_store_is_checked_with_sqlite_itself(env: Environment) -> None:
     assert problem.code == "store-integrity" and "operations" in problem.message
 
 
+def _on(kind: OperationType, lfn: str, *ses: str) -> Operation:
+    """An operation of ``kind`` on ``lfn`` (at ``ses``), as a job's own request holds it."""
+    return Operation(kind, target_se=list(ses), files=[File(lfn)])
+
+
 def _later_request(env: Environment, *operations: Operation) -> None:
     """A job's own request, run after the uploads ended: it moves their files on."""
     request_id = env.requests.ensure(RequestHeader("later", owner="alice", owner_group="vo"))
@@ -237,10 +242,10 @@ def _later_request(env: Environment, *operations: Operation) -> None:
 def test_what_a_later_request_did_to_an_ended_upload_is_not_a_problem(env: Environment) -> None:
     _later_request(
         env,
-        Operation(OperationType.ReplicateAndRegister, target_se=["FAIL"], files=[File(REGISTERED)]),
-        Operation(OperationType.RemoveReplica, target_se=["DEST"], files=[File(REGISTERED)]),
-        Operation(OperationType.ReplicateAndRegister, target_se=["FAIL"], files=[File(CLEANED)]),
-        Operation(OperationType.RemoveFile, files=[File(CLEANED)]),
+        _on(OperationType.ReplicateAndRegister, REGISTERED, "FAIL"),
+        _on(OperationType.RemoveReplica, REGISTERED, "DEST"),
+        _on(OperationType.ReplicateAndRegister, CLEANED, "FAIL"),
+        _on(OperationType.RemoveFile, CLEANED),
     )
     assert not env.se("DEST").exists(REGISTERED) and not env.se("DEST").exists(CLEANED)
 
@@ -252,7 +257,7 @@ def test_what_a_later_request_did_to_an_ended_upload_is_not_a_problem(env: Envir
 
 
 def test_a_later_removal_elsewhere_does_not_excuse_a_lost_replica(env: Environment) -> None:
-    _later_request(env, Operation(OperationType.RemoveReplica, target_se=["FAIL"], files=[File(REGISTERED)]))
+    _later_request(env, _on(OperationType.RemoveReplica, REGISTERED, "FAIL"))
     _object(env, "DEST", REGISTERED).unlink()
 
     codes = {problem.code for problem in fsck(env).problems}
@@ -263,9 +268,9 @@ def test_a_later_removal_elsewhere_does_not_excuse_a_lost_replica(env: Environme
 def test_a_replica_copied_back_after_a_later_removal_is_checked_again(env: Environment) -> None:
     _later_request(
         env,
-        Operation(OperationType.ReplicateAndRegister, target_se=["FAIL"], files=[File(REGISTERED)]),
-        Operation(OperationType.RemoveReplica, target_se=["DEST"], files=[File(REGISTERED)]),
-        Operation(OperationType.ReplicateAndRegister, target_se=["DEST"], files=[File(REGISTERED)]),
+        _on(OperationType.ReplicateAndRegister, REGISTERED, "FAIL"),
+        _on(OperationType.RemoveReplica, REGISTERED, "DEST"),
+        _on(OperationType.ReplicateAndRegister, REGISTERED, "DEST"),
     )
     assert fsck(env).ok
     _object(env, "DEST", REGISTERED).unlink()
@@ -278,9 +283,7 @@ def test_a_replica_copied_back_after_a_later_removal_is_checked_again(env: Envir
 def test_a_cleaned_upload_copied_back_to_its_failover_se_by_a_later_request_is_not_a_problem(
     env: Environment,
 ) -> None:
-    _later_request(
-        env, Operation(OperationType.ReplicateAndRegister, target_se=["FAIL"], files=[File(CLEANED)])
-    )
+    _later_request(env, _on(OperationType.ReplicateAndRegister, CLEANED, "FAIL"))
     assert env.se("FAIL").exists(CLEANED)
 
     report = fsck(env)
