@@ -237,9 +237,22 @@ class S3Server(_Server):
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
             f"-bucket={BUCKET}",
+            # Its own directory, not /tmp (weed's default for both).
+            f"-filer.localSocket={self.directory / 'filer.sock'}",
+            f"-s3.localSocket={self.directory / 's3.sock'}",
         ]
         fixed += ["-admin.ui=false", "-webdav=false", "-master.telemetry=false"]
-        return [weed, "mini", *fixed, *(f"{flag}={value}" for flag, value in self.ports.items())]
+        flags = (f"{flag}={value}" for flag, value in self.ports.items())
+        # -logdir is weed's own flag, before the command: without it glog writes to $TMPDIR.
+        return [weed, f"-logdir={self.directory}", "mini", *fixed, *flags]
+
+    def stop(self) -> None:
+        """Stop SeaweedFS and remove the gRPC sockets it made under /tmp (no flag moves them)."""
+        super().stop()
+        for flag, port in self.ports.items():
+            if flag.endswith(".port.grpc"):
+                component = flag.removeprefix("-").removesuffix(".port.grpc")
+                Path(f"/tmp/seaweedfs-{component}-grpc-{port}.sock").unlink(missing_ok=True)
 
     def _bucket_ready(self) -> bool:
         import s3fs

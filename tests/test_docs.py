@@ -6,6 +6,7 @@ upload diagram are current, the make targets are shown, and the Python examples 
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import click
@@ -74,6 +75,8 @@ def test_the_python_examples_run(index: int, tmp_path: Path, monkeypatch: pytest
     """Each block runs as written in a fresh workspace, with a job's ``out.root`` and ``hits.root``."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FAILOVER_HOME", str(tmp_path / "ws"))
+    # A block's own tempfile.mkdtemp() lands here too, and goes with the test's directory.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     (tmp_path / "out.root").write_bytes(b"event data\n" * 100)
     (tmp_path / "hits.root").write_bytes(b"hits\n" * 100)
     exec(compile(_blocks("python")[index], f"README.md python block {index}", "exec"), {})
