@@ -18,6 +18,7 @@ Top-level keys: ``database``, ``durability``, ``owner``, ``owner_group`` and the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ _T = TypeVar("_T")
 CATALOG_KINDS = ("sqlite",)
 
 _TOP_KEYS = ("database", "durability", "owner", "owner_group", "storage", "catalogs", "upload", "executor")
-_SE_KEYS = ("url", "options", "create_root")
+_SE_KEYS = ("url", "options", "create_root", "mount")
 _CATALOG_KEYS = ("kind", "path", "master")
 _UPLOAD_KEYS = ("destinations", "failovers", "catalogs", "master_only", "retry_delays")
 # Executor keys with their lowest allowed value, and whether that bound is excluded.
@@ -96,15 +97,17 @@ class ConfigError(InvalidInput):
 @dataclass(frozen=True)
 class StorageConfig:
     """
-    One configured storage element: its name, fsspec URL and filesystem options, and whether a missing
+    One configured storage element: its name, fsspec URL and filesystem options, whether a missing
     local root is created (by default not: the SE is unavailable until it exists, so that a storage that
-    is not mounted does not become a directory on the local disk).
+    is not mounted does not become a directory on the local disk), and the mount point a local root must
+    be on (the SE is unavailable while it is not mounted).
     """
 
     name: str
     url: str
     options: Mapping[str, Any] = field(default_factory=dict)
     create_root: bool = False
+    mount: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ class Config:
         for catalog in self.catalogs:  # opened on first use: a database on NFS is said now, not then
             refuse_network_filesystem(catalog.path)
         storage = {
-            se.name: storage_element(se.name, se.url, se.options, create_root=se.create_root)
+            se.name: storage_element(se.name, se.url, se.options, create_root=se.create_root, mount=se.mount)
             for se in self.storage
         }
         catalogs = CatalogSet(
@@ -332,7 +335,17 @@ class _Checker:
         url = self.url(table["url"], f"{key}.url")
         options = self.table(table.get("options", {}), f"{key}.options")
         create_root = self.flag(table.get("create_root", False), f"{key}.create_root")
-        return StorageConfig(name, url, dict(options), create_root)
+        mount = self.mount(table["mount"], url, f"{key}.mount") if "mount" in table else None
+        return StorageConfig(name, url, dict(options), create_root, mount)
+
+    def mount(self, value: object, url: str, key: str) -> str:
+        path = os.path.abspath(self.path(value, key))
+        root = plain_local_root(url)
+        if root is None:
+            raise self.error(key, f"is for a local root only, and {url} is not one")
+        if os.path.commonpath([path, os.path.abspath(root)]) != path:
+            raise self.error(key, f"{path} is not a directory above the SE's root {root}, nor the root")
+        return path
 
     def separate_roots(self, storage: tuple[StorageConfig, ...]) -> None:
         found = first_overlap([se.url for se in storage])

@@ -5,6 +5,7 @@ the file, the key path and what is wrong.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -156,6 +157,42 @@ def test_a_missing_local_root_is_an_unavailable_se_not_a_new_directory(tmp_path:
         env.close()
 
 
+def test_an_se_whose_mount_is_not_mounted_is_unavailable_and_nothing_lands_beneath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    ``mount``: the SE's root is the mount point itself, which exists, empty, while its storage is not
+    mounted. Without the check the file would land on the disk beneath and be hidden by the next mount;
+    with it the upload fails over, and once the storage is mounted the SE is used again.
+    """
+    (tmp_path / "mnt" / "se-a").mkdir(parents=True)
+    text = (
+        '[storage.SE-A]\nurl = "mnt/se-a"\nmount = "mnt/se-a"\ncreate_root = true\n'
+        '[storage.FAIL]\nurl = "fail"\ncreate_root = true\n[catalogs.Main]\nmaster = true\n'
+    )
+    config = load_config(_write(tmp_path, text))
+    assert config.storage[0].mount == str(tmp_path / "mnt" / "se-a")
+    env = config.open()
+    try:
+        local = tmp_path / "out.root"
+        local.write_bytes(b"data" * 10)
+        options: dict[str, Any] = {"destinations": "SE-A", "failovers": "FAIL", "request": RequestHeader("k")}
+        result = upload(env, local, "/vo/out.root", **options)
+        assert (result.se, result.state) == ("FAIL", "FailedOver")
+        assert list((tmp_path / "mnt" / "se-a").iterdir()) == []
+        with pytest.raises(
+            StorageUnavailable, match=r"SE-A: .*/mnt/se-a, its configured mount, is not mounted"
+        ):
+            env.se("SE-A").stat("/vo/out.root")
+        mounted = str(tmp_path / "mnt" / "se-a")
+        real = os.path.ismount
+        monkeypatch.setattr(os.path, "ismount", lambda path: os.fspath(path) == mounted or real(path))
+        assert upload(env, local, "/vo/again.root", **options).se == "SE-A"
+        assert (tmp_path / "mnt" / "se-a" / "vo" / "again.root").is_file()
+    finally:
+        env.close()
+
+
 def test_a_failover_se_not_mounted_is_waited_for_its_replica_is_not_taken_for_gone(tmp_path: Path) -> None:
     """
     The executor meets the failover SE unmounted: the replication is retried, nothing is Failed or
@@ -254,6 +291,23 @@ BAD_ENTRIES = [
     (BASE + "[storage.' SE-A ']\nurl = 'b'\n", "storage. SE-A ", "duplicate name 'SE-A'"),
     (BASE + "[storage.'A,B']\nurl = 'b'\n", "storage.A,B", "no comma"),
     (BASE + "[storage.SE-B]\nurl = 'b'\noptions = 3\n", "storage.SE-B.options", "must be a table"),
+    (
+        BASE + "[storage.SE-B]\nurl = 'mnt/b'\nmount = 'other'\n",
+        "storage.SE-B.mount",
+        "is not a directory above",
+    ),
+    (
+        BASE + "[storage.SE-B]\nurl = 'mnt'\nmount = 'mnt/b'\n",
+        "storage.SE-B.mount",
+        "is not a directory above",
+    ),
+    (BASE + "[storage.SE-B]\nurl = 'mnt/b'\nmount = ''\n", "storage.SE-B.mount", "must not be empty"),
+    (BASE + "[storage.SE-B]\nurl = 'mnt/b'\nmount = true\n", "storage.SE-B.mount", "must be a string"),
+    (
+        BASE + "[storage.SE-B]\nurl = 's3://bucket/vo'\nmount = '/srv'\n",
+        "storage.SE-B.mount",
+        "is for a local root only, and s3://bucket/vo is not one",
+    ),
     ("[catalogs.Main]\nmaster = true\n", "storage", "at least one storage element"),
     ('[storage.SE-A]\nurl = "a"\n', "catalogs", "at least one catalog"),
     (BASE + "[catalogs.Other]\nkind = 'lfc'\n", "catalogs.Other.kind", "unknown catalog kind 'lfc'"),

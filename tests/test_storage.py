@@ -36,6 +36,7 @@ from failover.checksum import CHUNK_SIZE, MIN_READ_SIZE, ChecksumType
 from failover.errors import InvalidInput, PermissionDenied, StorageUnavailable, TransferCorrupted
 from failover.storage import FsspecBackend, StorageElement
 from failover.storage.backends import LocalBackend
+from failover.storage.factory import storage_element
 from failover.storage.staged import PutItem
 from failover.storage.transfer import PIPELINE_CHUNK_SIZE, PIPELINE_MIN_SIZE, digest
 
@@ -233,20 +234,7 @@ def test_a_root_that_must_exist_makes_every_operation_unavailable_while_missing(
     local = tmp_path / "out.root"
     local.write_bytes(b"grid job output")
     se = StorageElement("SE-A", url_of(root), create_root=False)
-    other = StorageElement("SE-B", (tmp_path / "se-b").as_uri())
-    other.put(local, LFN)
-    calls = {
-        "put": lambda: se.put(local, LFN),
-        "put_many": lambda: _raise_first(se.put_many([PutItem(local, LFN)])),
-        "copy in": lambda: other.copy_to(se, LFN),
-        "copy_many in": lambda: _raise_first(other.copy_many_to(se, [LFN])),
-        "stat": lambda: se.stat(LFN),
-        "checksum": lambda: se.checksum(LFN, ChecksumType.ADLER32),
-        "remove": lambda: se.remove(LFN),
-        "list_lfns": lambda: list(se.list_lfns()),
-        "remove_temporary": se.remove_temporary,
-    }
-    for name, call in calls.items():
+    for name, call in _every_operation(se, tmp_path, local).items():
         with pytest.raises(StorageUnavailable, match=r"SE-A: its root .* does not exist") as caught:
             call()
         assert caught.value.se == "SE-A", name
@@ -257,9 +245,81 @@ def test_a_root_that_must_exist_makes_every_operation_unavailable_while_missing(
     assert list(se.list_lfns()) == [LFN]
 
 
+def _every_operation(se: StorageElement, tmp_path: Path, local: Path) -> dict[str, Any]:
+    """Each operation on ``se``'s files, by name (the copies come from another SE holding ``LFN``)."""
+    other = StorageElement("SE-B", (tmp_path / "se-b").as_uri())
+    other.put(local, LFN)
+    return {
+        "put": lambda: se.put(local, LFN),
+        "put_many": lambda: _raise_first(se.put_many([PutItem(local, LFN)])),
+        "copy in": lambda: other.copy_to(se, LFN),
+        "copy_many in": lambda: _raise_first(other.copy_many_to(se, [LFN])),
+        "stat": lambda: se.stat(LFN),
+        "checksum": lambda: se.checksum(LFN, ChecksumType.ADLER32),
+        "remove": lambda: se.remove(LFN),
+        "list_lfns": lambda: list(se.list_lfns()),
+        "remove_temporary": se.remove_temporary,
+    }
+
+
 def _raise_first(outcomes: list[Any]) -> None:
     if isinstance(outcomes[0], Exception):
         raise outcomes[0]
+
+
+@pytest.mark.parametrize("create_root", [True, False])
+def test_a_root_whose_mount_is_not_mounted_is_never_written_beneath(
+    tmp_path: Path, create_root: bool
+) -> None:
+    """
+    ``mount``: while the storage is not mounted, its mount point is an empty directory of the local
+    disk. Every operation raises, nothing is created there (not even the root, whatever create_root
+    says), and nothing there is taken for gone.
+    """
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    local = tmp_path / "out.root"
+    local.write_bytes(b"grid job output")
+    for root in (mount, mount / "se-a"):  # the mount point itself, or a directory on it
+        se = StorageElement("SE-A", root.as_uri(), create_root=create_root, mount=mount)
+        for name, call in _every_operation(se, tmp_path, local).items():
+            with pytest.raises(
+                StorageUnavailable, match=rf"SE-A: {mount}, its configured mount, is not mounted"
+            ) as caught:
+                call()
+            assert caught.value.se == "SE-A", name
+        assert list(mount.iterdir()) == []
+        assert se.pfn(LFN) == (root / LFN.lstrip("/")).as_uri()  # naming a replica touches nothing
+
+
+def test_a_root_on_a_mounted_filesystem_is_used(tmp_path: Path) -> None:
+    """The filesystem that really holds tmp_path is mounted: an SE with that mount works as any other."""
+    mount = tmp_path
+    while not os.path.ismount(mount):
+        mount = mount.parent
+    local = tmp_path / "out.root"
+    local.write_bytes(b"grid job output")
+    se = StorageElement("SE-A", (tmp_path / "se-a").as_uri(), mount=mount)
+    assert (tmp_path / "se-a").is_dir()  # create_root: made at once, its filesystem being there
+    assert se.put(local, LFN).size == len(b"grid job output")
+    assert list(se.list_lfns()) == [LFN]
+
+
+@pytest.mark.parametrize(
+    ("url", "mount", "problem"),
+    [
+        ("{tmp}/disk/se", "{tmp}/other", r"SE-A: its root .*/disk/se is not on its mount .*/other"),
+        ("{tmp}/disk", "{tmp}/disk/se", r"SE-A: its root .*/disk is not on its mount .*/disk/se"),
+        ("memory://se-a", "/srv", r"SE-A: mount '/srv' is for a local root, not memory://se-a"),
+        ("root://eos.example.org//vo/se", "/srv", r"SE-A: mount '/srv' is for a local root, not root://"),
+    ],
+)
+def test_a_mount_that_cannot_hold_the_root_is_refused(
+    tmp_path: Path, url: str, mount: str, problem: str
+) -> None:
+    with pytest.raises(InvalidInput, match=problem):
+        storage_element("SE-A", url.format(tmp=tmp_path), mount=mount.format(tmp=tmp_path))
+    assert not (tmp_path / "disk").exists()
 
 
 def test_holds_same_object_tells_shared_storage_from_a_second_copy(tmp_path: Path) -> None:

@@ -106,6 +106,12 @@ class StorageElement(Inventory):
             root is never created: while it is missing (its storage not mounted, say) every operation
             raises ``StorageUnavailable``, so that nothing lands on the local disk in its place and no
             replica there is taken for gone. Other roots are then made by the first put.
+        mount: for a local root, the mount point of the filesystem that holds it (the root itself or a
+            directory above it). While that path is not a mount point, every operation raises
+            ``StorageUnavailable`` and the root is not created: a root that is itself a mount point
+            exists, empty, when its storage is not mounted, and without this the files would go to the
+            disk beneath and be hidden once the storage is mounted again (OpenStack Swift's
+            ``mount_check`` guards its devices the same way).
 
     Attributes:
         fs: the fsspec filesystem holding the root (a local root's is made, and fsspec imported, only
@@ -113,7 +119,8 @@ class StorageElement(Inventory):
         root: the root path, in the filesystem's own form.
 
     Raises:
-        InvalidInput: the name is empty or the URL's protocol is unknown.
+        InvalidInput: the name is empty, the URL's protocol is unknown, or ``mount`` is given for a root
+            that is not local or not under it.
         StorageUnavailable: the filesystem cannot be set up or the root cannot be created (or another
             error mapped by :func:`~failover.storage.errors.map_storage_errors`).
     """
@@ -121,8 +128,17 @@ class StorageElement(Inventory):
     #: Whether every operation first checks that the (local) root exists: see ``create_root``.
     _root_must_exist = False
 
+    #: The mount point the local root must be on (see ``mount``), or None.
+    _mount: str | None = None
+
     def __init__(
-        self, name: str, url: str, *, options: Mapping[str, Any] | None = None, create_root: bool = True
+        self,
+        name: str,
+        url: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        create_root: bool = True,
+        mount: str | os.PathLike[str] | None = None,
     ) -> None:
         self.name = name.strip()
         if not self.name:
@@ -141,9 +157,26 @@ class StorageElement(Inventory):
                 self._backend = self._make_backend(self.fs)
             else:
                 self.root, self._backend = root, LocalBackend()
-            if create_root and self.root.strip("/"):
+            if mount is not None:
+                self._mount = self._mount_point(os.fspath(mount))
+            if create_root and self.root.strip("/") and self._mounted():
                 self._backend.make_dirs(self.root)
         self._root_must_exist = not create_root and isinstance(self._backend, LocalBackend)
+
+    def _mount_point(self, mount: str) -> str:
+        """``mount`` made absolute, once checked to be a local root's mount (see ``mount``)."""
+        if not isinstance(self._backend, LocalBackend):
+            raise InvalidInput(
+                f"{self.name}: mount {mount!r} is for a local root, not {self.url}", se=self.name
+            )
+        path, root = os.path.abspath(mount), os.path.abspath(self.root)
+        if os.path.commonpath([path, root]) != path:
+            message = f"{self.name}: its root {self.root} is not on its mount {path} (not under it)"
+            raise InvalidInput(message, se=self.name)
+        return path
+
+    def _mounted(self) -> bool:
+        return self._mount is None or os.path.ismount(self._mount)
 
     def __repr__(self) -> str:
         return f"StorageElement({self.name!r}, {self.url!r})"
@@ -166,7 +199,16 @@ class StorageElement(Inventory):
         return backend_for(fs)
 
     def _check_root(self) -> None:
-        """Raise ``StorageUnavailable`` if the root must exist and does not (see ``create_root``)."""
+        """
+        Raise ``StorageUnavailable`` if the root's mount is not mounted (see ``mount``), or if the root
+        must exist and does not (see ``create_root``).
+        """
+        if not self._mounted():
+            raise StorageUnavailable(
+                f"{self.name}: {self._mount}, its configured mount, is not mounted: nothing beneath it is "
+                "read or written until it is",
+                se=self.name,
+            )
         if self._root_must_exist and not os.path.isdir(self.root):
             raise StorageUnavailable(
                 f"{self.name}: its root {self.root} does not exist (is its storage mounted?) and is not "

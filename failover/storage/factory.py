@@ -86,7 +86,12 @@ def storage_class(url: str) -> type[StorageElement]:
 
 
 def storage_element(
-    name: str, url: str, options: Mapping[str, Any] | None = None, *, create_root: bool = True
+    name: str,
+    url: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    create_root: bool = True,
+    mount: str | None = None,
 ) -> StorageElement:
     """
     Build the storage element ``name`` at ``url``, of the class its protocol calls for.
@@ -98,6 +103,8 @@ def storage_element(
         create_root: for a root not on a network protocol (``file://``, a path, an fsspec URL): create it
             now if it is missing, or (False) never, a missing local root making the SE unavailable
             (:class:`~failover.storage.StorageElement`). A remote SE's root is made by its first put.
+        mount: for a local root, the mount point that must be mounted for the SE to be used (see
+            :class:`~failover.storage.StorageElement`).
 
     Returns:
         The storage element.
@@ -117,5 +124,7 @@ def storage_element(
         message = f"{name}: the client library for {url!r} is not installed: {exc}"
         raise StorageUnavailable(message, se=name.strip()) from exc
     if issubclass(cls, RemoteStorageElement):
+        if mount is not None:
+            raise InvalidInput(f"{name}: mount {mount!r} is for a local root, not {url}", se=name.strip())
         return cls(name, url, options=options)
-    return cls(name, url, options=options, create_root=create_root)
+    return cls(name, url, options=options, create_root=create_root, mount=mount)
