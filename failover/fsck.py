@@ -21,18 +21,21 @@ Problems found (each with a stable ``code``):
 - ``temporary-file``: a leftover temporary name from an interrupted put (``resume --remove-temporary``).
 - ``stranded-upload``: an upload waiting on the executor (Registering, FailedOver, Replicating) with no
   unfinished operation in a request that can still run: nothing would ever finish it.
+- ``storage-unavailable``: an SE did not answer (down, its storage not mounted): what it holds is not
+  judged (no replica there is called missing), and everything else is still checked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from failover.catalog import FileEntry, conflicting_field
 from failover.checksum import parse_checksum_type, same_checksum
 from failover.environment import Environment
-from failover.errors import FailoverError
+from failover.errors import FailoverError, StorageUnavailable
 from fsm.replay import JournalMismatch, verify_replay
 from persistence.journal import read_journal
 from persistence.machines import iter_machines
@@ -50,6 +53,28 @@ class Problem:
     code: str
     subject: str
     message: str
+
+
+@dataclass
+class _Unreachable:
+    """The SEs that did not answer, with the first error of each: nothing at them is judged after it."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @contextmanager
+    def trying(self, se: str) -> Iterator[None]:
+        """Run the block's calls to ``se``; a ``StorageUnavailable`` ends the block and marks ``se``."""
+        try:
+            yield
+        except StorageUnavailable as err:
+            self.errors.setdefault(se, str(err))
+
+    def problems(self) -> list[Problem]:
+        """One ``storage-unavailable`` problem per SE that did not answer."""
+        return [
+            Problem("storage-unavailable", se, f"{error} (nothing it holds was checked)")
+            for se, error in self.errors.items()
+        ]
 
 
 @dataclass
@@ -83,7 +108,7 @@ def fsck(env: Environment, *, read: bool = True) -> FsckReport:
     Returns:
         The report; ``report.ok`` when nothing is wrong.
     """
-    report = FsckReport()
+    report, unreachable = FsckReport(), _Unreachable()
     report.problems += [
         Problem("store-integrity", env.store.path, text) for text in env.store.integrity_check()
     ]
@@ -92,13 +117,16 @@ def fsck(env: Environment, *, read: bool = True) -> FsckReport:
     if not read:
         report.checked["replicas_by_size"] = 0
     for row in uploads:
-        report.problems += list(_check_upload(env, row, report, read=read))
-    report.problems += list(_check_catalogs(env, report))
-    report.problems += list(_check_storage(env, uploads, report))
+        report.problems += list(_check_upload(env, row, report, unreachable, read=read))
+    report.problems += list(_check_catalogs(env, report, unreachable))
+    report.problems += list(_check_storage(env, uploads, report, unreachable))
+    report.problems += unreachable.problems()
     return report
 
 
-def _check_upload(env: Environment, row: MachineRow, report: FsckReport, *, read: bool) -> Iterator[Problem]:
+def _check_upload(
+    env: Environment, row: MachineRow, report: FsckReport, unreachable: _Unreachable, *, read: bool
+) -> Iterator[Problem]:
     journal = read_journal(env.store.conn, row.id)
     try:
         verify_replay(UPLOAD_MACHINE, row, journal)
@@ -107,9 +135,9 @@ def _check_upload(env: Environment, row: MachineRow, report: FsckReport, *, read
     yield from _check_emissions(env, row.id, journal)
     if row.state in (UploadState.REGISTERED, UploadState.CLEANED):
         later = _changes_since(env, row)
-        yield from _check_final_replicas(env, row, report, later, read=read)
+        yield from _check_final_replicas(env, row, report, later, unreachable, read=read)
         if row.state == UploadState.CLEANED:
-            yield from _check_no_temporary(env, row, report, later)
+            yield from _check_no_temporary(env, row, report, later, unreachable)
     if row.state in _WAITING_ON_EXECUTOR and not _has_runnable_operation(env, row.id):
         yield Problem(
             "stranded-upload", row.id, f"{row.state} with no operation left to run in an open request"
@@ -210,7 +238,13 @@ def _good_copy(
 
 
 def _check_final_replicas(
-    env: Environment, row: MachineRow, report: FsckReport, later: _LaterChanges, *, read: bool
+    env: Environment,
+    row: MachineRow,
+    report: FsckReport,
+    later: _LaterChanges,
+    unreachable: _Unreachable,
+    *,
+    read: bool,
 ) -> Iterator[Problem]:
     data = row.data
     entry = FileEntry(data["lfn"], data["size"], data["checksum"], data["checksum_type"], data["guid"])
@@ -218,8 +252,10 @@ def _check_final_replicas(
         if later.explains_absence_at(se):
             report.checked["changed_later"] = report.checked.get("changed_later", 0) + 1
             continue
-        if (problem := _good_copy(env, se, data, report, read=read)) is not None:
-            yield Problem(problem.code, row.id, problem.message)
+        if se not in unreachable.errors:
+            with unreachable.trying(se):
+                if (problem := _good_copy(env, se, data, report, read=read)) is not None:
+                    yield Problem(problem.code, row.id, problem.message)
         for name in data["catalogs"]:
             catalog = env.catalogs.get(name)
             registered = catalog.get_file(data["lfn"])
@@ -230,7 +266,7 @@ def _check_final_replicas(
 
 
 def _check_no_temporary(
-    env: Environment, row: MachineRow, report: FsckReport, later: _LaterChanges
+    env: Environment, row: MachineRow, report: FsckReport, later: _LaterChanges, unreachable: _Unreachable
 ) -> Iterator[Problem]:
     data, temporary = row.data, row.data["uploaded_se"]
     if temporary in data["targets"]:
@@ -238,14 +274,18 @@ def _check_no_temporary(
     if temporary in later.copied_to:
         report.checked["changed_later"] = report.checked.get("changed_later", 0) + 1
         return
-    if env.se(temporary).exists(data["lfn"]):
-        yield Problem("temporary-replica", row.id, f"{data['lfn']} is still at failover SE {temporary}")
+    if temporary not in unreachable.errors:
+        with unreachable.trying(temporary):
+            if env.se(temporary).exists(data["lfn"]):
+                yield Problem(
+                    "temporary-replica", row.id, f"{data['lfn']} is still at failover SE {temporary}"
+                )
     for name in data["catalogs"]:
         if any(r.se == temporary for r in env.catalogs.get(name).get_replicas(data["lfn"])):
             yield Problem("temporary-replica", row.id, f"{name} still lists {data['lfn']} at {temporary}")
 
 
-def _check_catalogs(env: Environment, report: FsckReport) -> Iterator[Problem]:
+def _check_catalogs(env: Environment, report: FsckReport, unreachable: _Unreachable) -> Iterator[Problem]:
     replicas = 0
     for catalog in env.catalogs:
         try:
@@ -256,10 +296,13 @@ def _check_catalogs(env: Environment, report: FsckReport) -> Iterator[Problem]:
         for entry, entry_replicas in files:
             for replica in entry_replicas:
                 replicas += 1
-                if replica.se in env.storage and not env.se(replica.se).exists(entry.lfn):
-                    yield Problem(
-                        "catalog-without-file", entry.lfn, f"{catalog.name} lists it at {replica.se}"
-                    )
+                if replica.se not in env.storage or replica.se in unreachable.errors:
+                    continue
+                with unreachable.trying(replica.se):
+                    if not env.se(replica.se).exists(entry.lfn):
+                        yield Problem(
+                            "catalog-without-file", entry.lfn, f"{catalog.name} lists it at {replica.se}"
+                        )
     report.checked["catalog_replicas"] = replicas
 
 
@@ -279,27 +322,34 @@ def _explained(
     return known, in_flight
 
 
-def _check_storage(env: Environment, uploads: list[MachineRow], report: FsckReport) -> Iterator[Problem]:
+_IN_FLIGHT = "still Uploading: `failover resume` finishes it"
+_TEMPORARY_FILE = "left by an interrupted put: with nothing uploading, `resume --remove-temporary` deletes it"
+
+
+def _check_storage(
+    env: Environment, uploads: list[MachineRow], report: FsckReport, unreachable: _Unreachable
+) -> Iterator[Problem]:
     try:
         known, in_flight = _explained(env, uploads)
     except FailoverError:
         return  # a catalog that does not answer was reported already; dark data cannot be judged
     objects = 0
     for name, se in env.storage.items():
-        for lfn in se.list_lfns():
-            objects += 1
-            if (name, lfn) in known:
-                continue
-            if (name, lfn) in in_flight:
-                message = (
-                    f"put by upload {in_flight[name, lfn]}, still Uploading: `failover resume` finishes it"
-                )
-                yield Problem("in-flight-upload", f"{name}:{lfn}", message)
-            else:
-                yield Problem("dark-data", f"{name}:{lfn}", "no upload or catalog entry explains this object")
-        for path in se.list_temporary():
-            message = (
-                "left by an interrupted put: with nothing uploading, `resume --remove-temporary` deletes it"
-            )
-            yield Problem("temporary-file", f"{name}:{path}", message)
+        if name in unreachable.errors:
+            continue
+        with unreachable.trying(name):
+            lfns, temporary = list(se.list_lfns()), list(se.list_temporary())
+            objects += len(lfns)
+            for lfn in lfns:
+                if (name, lfn) in known:
+                    continue
+                if (name, lfn) in in_flight:
+                    message = f"put by upload {in_flight[name, lfn]}, {_IN_FLIGHT}"
+                    yield Problem("in-flight-upload", f"{name}:{lfn}", message)
+                else:
+                    yield Problem(
+                        "dark-data", f"{name}:{lfn}", "no upload or catalog entry explains this object"
+                    )
+            for path in temporary:
+                yield Problem("temporary-file", f"{name}:{path}", _TEMPORARY_FILE)
     report.checked["objects"] = objects

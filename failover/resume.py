@@ -9,16 +9,19 @@ driven in batches (:func:`~failover.batch.drive_many`: one commit per batch for 
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
 from failover.batch import drive_many
 from failover.environment import Environment
-from failover.errors import FailoverError, UploadInterrupted
+from failover.errors import FailoverError, StorageUnavailable, UploadInterrupted
 from failover.uploads import UploadResult
 from persistence.machines import iter_machines
 from persistence.rows import MachineRow
 from states import UPLOAD_MACHINE, UploadState
+
+log = logging.getLogger("failover")
 
 __all__ = [
     "ResumeReport",
@@ -38,6 +41,9 @@ class ResumeReport:
     failed: dict[str, FailoverError] = field(default_factory=dict)
     committed: list[int] = field(default_factory=list)
     temporary_removed: int = 0
+    #: SEs whose temporary files could not be looked for (down, not mounted), with why: the next
+    #: ``resume --remove-temporary`` or ``fsck`` finds what is left there.
+    temporary_not_removed: dict[str, str] = field(default_factory=dict)
     #: Uploads not driven because ``stopping`` was set: still in flight, for the next resume.
     left: int = 0
 
@@ -85,7 +91,8 @@ def resume(
         env: the environment the uploads ran in.
         commit_drafts: commit requests that were never committed (do not use while clients still run).
         remove_temporary: first delete the temporary names interrupted puts left on the SEs (only when no
-            other process is uploading to them: a running put's temporary name looks the same).
+            other process is uploading to them: a running put's temporary name looks the same). An SE
+            that does not answer is passed over (``temporary_not_removed``) and the uploads still driven.
         stopping: once set (by a signal handler, say), the batch being driven is finished and the other
             uploads are left in flight (counted in ``left``); the drafts whose uploads all ended are
             still committed.
@@ -95,7 +102,12 @@ def resume(
     """
     report = ResumeReport()
     if remove_temporary:
-        report.temporary_removed = sum(se.remove_temporary() for se in env.storage.values())
+        for name, se in env.storage.items():
+            try:
+                report.temporary_removed += se.remove_temporary()
+            except StorageUnavailable as err:
+                log.warning("temporary files at %s not removed: %s", name, err)
+                report.temporary_not_removed[name] = str(err)
     machine_ids = unfinished_upload_ids(env)
     outcomes = drive_many(env, machine_ids, stopping=stopping)
     stopped = stopping is not None and stopping.is_set()

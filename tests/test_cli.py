@@ -9,6 +9,7 @@ import ast
 import contextlib
 import dataclasses
 import doctest
+import functools
 import json
 import os
 import re
@@ -771,7 +772,14 @@ def test_retry_all_retries_every_stuck_upload_each_in_a_request_of_its_own(
 
 def test_resume_with_nothing_to_do(home: Path) -> None:
     report = as_json(failover(home, "resume", "--json"))
-    assert report == {"finished": [], "failed": {}, "left": 0, "committed": [], "temporary_removed": 0}
+    assert report == {
+        "finished": [],
+        "failed": {},
+        "left": 0,
+        "committed": [],
+        "temporary_removed": 0,
+        "temporary_not_removed": {},
+    }
 
 
 def _killed_before_publishing(home: Path, output: Path) -> None:
@@ -897,6 +905,33 @@ def test_a_configuration_file_replaces_the_embedded_default(tmp_path: Path, outp
     )
     assert unknown.exit_code == 1
     assert "UnknownStorageElement: " in unknown.stderr
+
+
+def test_an_se_not_mounted_is_failed_over_named_by_fsck_and_passed_over_by_resume(
+    tmp_path: Path, outputs: list[Path]
+) -> None:
+    """SE-A's root is its mount point, empty because its storage is not mounted: nothing lands there."""
+    config = tmp_path / "failover.toml"
+    config.write_text(
+        '[storage.SE-A]\nurl = "mnt/se-a"\nmount = "mnt/se-a"\n[storage.FAIL]\nurl = "fail"\n'
+        'create_root = true\n[catalogs.Main]\nmaster = true\n[upload]\ndestinations = ["SE-A"]\n'
+        'failovers = ["FAIL"]\n'
+    )
+    (tmp_path / "mnt" / "se-a").mkdir(parents=True)
+    run = functools.partial(failover, tmp_path / "unused")
+    uploaded = as_json(run("upload", str(outputs[0]), "--lfn", "/vo/a", "--config", str(config), "--json"))
+    assert [(u["se"], u["state"]) for u in uploaded["uploads"]] == [("FAIL", "FailedOver")]
+    assert list((tmp_path / "mnt" / "se-a").iterdir()) == []
+    checked = run("fsck", "--config", str(config), "--json")
+    assert checked.exit_code == 1
+    not_mounted = f"SE-A: {tmp_path / 'mnt' / 'se-a'}, its configured mount, is not mounted"
+    assert [(p["code"], p["subject"]) for p in json.loads(checked.stdout)["problems"]] == [
+        ("storage-unavailable", "SE-A")
+    ]
+    resumed = run("resume", "--remove-temporary", "--config", str(config))
+    assert resumed.exit_code == 0
+    assert f"temporary files at SE-A not removed: {not_mounted}" in resumed.stderr
+    assert resumed.stdout.endswith("temporary files removed: 0\n")
 
 
 def test_workers_open_the_configuration_given(

@@ -217,6 +217,28 @@ def test_an_upload_in_flight_is_named_with_what_finishes_it(env: Environment, tm
     assert fsck(env).ok
 
 
+def test_an_se_that_does_not_answer_is_named_and_nothing_there_is_judged(env: Environment) -> None:
+    """
+    DEST's storage not mounted (a root whose mount is not a mount point): fsck names it once, calls no
+    replica there missing and no catalog entry unbacked, and still checks the rest (dark data at FAIL).
+    """
+    dest = env.storage["DEST"]
+    root = _object(env, "DEST", REGISTERED).parents[2]  # <root>/vo/fsck/registered.root
+    env.storage["DEST"] = StorageElement("DEST", dest.url, mount=root)
+    env.se("FAIL").put(_object(env, "DEST", REGISTERED), "/vo/fsck/dark.root")
+    report = fsck(env)
+    assert [(p.code, p.subject) for p in report.problems] == [
+        ("dark-data", "FAIL:/vo/fsck/dark.root"),
+        ("storage-unavailable", "DEST"),
+    ]
+    assert report.problems[1].message == (
+        f"DEST: {root}, its configured mount, is not mounted: nothing beneath it is read or written until "
+        "it is (nothing it holds was checked)"
+    )
+    env.storage["DEST"] = dest  # mounted again
+    assert [p.code for p in fsck(env).problems] == ["dark-data"]
+
+
 def test_the_store_is_checked_with_sqlite_itself(env: Environment) -> None:
     """store-integrity comes from SQLite's own checks, run on the live connection."""
     _dangling_operation(env)

@@ -10,6 +10,8 @@ import pytest
 
 from failover import Environment, batch, fsck, open_workspace, resume
 from failover.batch import BatchItem, drive_many, upload_many
+from failover.storage import StorageElement
+from failover.storage.paths import temporary_path
 from failover.testing import Fault, FaultInjector
 from fsm.crashpoints import CRASH_AT, CRASH_EXIT_CODE
 from persistence.requests import RequestHeader
@@ -111,3 +113,30 @@ def test_a_stopped_resume_finishes_its_batch_and_leaves_the_rest_in_flight(
     again = resume(env)
     assert (len(again.finished), again.left, again.failed) == (44, 0, {})
     assert fsck(env).ok, fsck(env).problems
+
+
+def test_removing_temporaries_passes_over_an_se_that_does_not_answer(tmp_path: Path) -> None:
+    """
+    After a crash, DEST's storage is not mounted: resume --remove-temporary cleans FAIL, names DEST as
+    not cleaned, and still drives the upload in flight (to FAIL, DEST being down).
+    """
+    home, items = _in_flight(tmp_path, 1)
+    env = open_workspace(home, ses=SES)
+    leftovers = []
+    for name in SES:
+        final = env.se(name).pfn("/vo/resume/left.root").removeprefix("file://")
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        leftovers.append(Path(temporary_path(final)))
+        leftovers[-1].write_bytes(b"half a file")
+    dest_root = leftovers[0].parents[2]  # <root>/vo/resume/.left.root.failover-tmp-...
+    env.storage["DEST"] = StorageElement("DEST", env.se("DEST").url, mount=dest_root)
+    report = resume(env, remove_temporary=True, commit_drafts=False)  # the test's request has no owner
+    assert report.temporary_removed == 1 and not leftovers[1].exists()
+    assert leftovers[0].exists()
+    assert report.temporary_not_removed == {
+        "DEST": f"DEST: {dest_root}, its configured mount, is not mounted: nothing beneath it is read or "
+        "written until it is"
+    }
+    assert [(r.lfn, r.state, r.se) for r in report.finished] == [
+        (items[0].lfn, UploadState.FAILED_OVER, "FAIL")
+    ]

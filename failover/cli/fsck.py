@@ -35,7 +35,9 @@ def fsck(workspace: Workspace, as_json: bool, quick: bool) -> None:
     operation is lost or duplicated, that every Registered or Cleaned upload has a good replica at its
     final SE and its catalog entries, that no temporary replica outlives its upload, and that no
     object on an SE is unexplained. What a later request did to an ended upload's file (a removal,
-    a replication back to the failover SE) is not a problem: it is counted as changed later.
+    a replication back to the failover SE) is not a problem: it is counted as changed later. An SE
+    that does not answer (down, its storage not mounted) is named as a problem, nothing it holds is
+    judged, and the rest is still checked.
 
     \b
     Example:
