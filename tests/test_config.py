@@ -130,48 +130,36 @@ def test_an_opened_configuration_uploads(tmp_path: Path) -> None:
     env.close()  # closing twice is harmless
 
 
-def test_a_missing_local_root_is_an_unavailable_se_not_a_new_directory(tmp_path: Path) -> None:
-    """
-    An SE whose storage is not mounted: its root is not created on the local disk (the file would be
-    registered there and lost with the node); the upload fails over, and once the root exists it works.
-    """
-    text = (
-        '[storage.SE-A]\nurl = "mnt/se-a"\n[storage.FAIL]\nurl = "fail"\ncreate_root = true\n'
-        "[catalogs.Main]\nmaster = true\n"
-    )
-    env = load_config(_write(tmp_path, text)).open()
-    try:
-        local = tmp_path / "out.root"
-        local.write_bytes(b"data" * 10)
-        options: dict[str, Any] = {"destinations": "SE-A", "failovers": "FAIL", "request": RequestHeader("k")}
-        result = upload(env, local, "/vo/out.root", **options)
-        assert (result.se, result.state) == ("FAIL", "FailedOver")
-        assert not (tmp_path / "mnt").exists()
-        with pytest.raises(
-            StorageUnavailable, match=r"its root .*/mnt/se-a does not exist \(is its storage mounted\?\)"
-        ):
-            env.se("SE-A").stat("/vo/out.root")
-        (tmp_path / "mnt" / "se-a").mkdir(parents=True)
-        assert upload(env, local, "/vo/again.root", **options).se == "SE-A"
-    finally:
-        env.close()
+NOT_MOUNTED = [
+    pytest.param("", r"its root .*/mnt/se-a does not exist \(is its storage mounted\?\)", id="missing-root"),
+    pytest.param(
+        'mount = "mnt/se-a"\ncreate_root = true\n',
+        r"SE-A: .*/mnt/se-a, its configured mount, is not mounted",
+        id="mount-point",
+    ),
+]
 
 
-def test_an_se_whose_mount_is_not_mounted_is_unavailable_and_nothing_lands_beneath(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("se_keys", "refusal"), NOT_MOUNTED)
+def test_an_se_whose_storage_is_not_mounted_is_unavailable_and_nothing_lands_in_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, se_keys: str, refusal: str
 ) -> None:
     """
-    ``mount``: the SE's root is the mount point itself, which exists, empty, while its storage is not
-    mounted. Without the check the file would land on the disk beneath and be hidden by the next mount;
-    with it the upload fails over, and once the storage is mounted the SE is used again.
+    An SE whose storage is not mounted, seen two ways: its root is missing (``create_root = false``, the
+    default: it is not created on the local disk, where the file would be registered and lost with the
+    node), or its root is the mount point, there but empty (``mount``: the file would land on the disk
+    beneath and be hidden by the next mount). The upload fails over, nothing lands in the SE's place, and
+    once the storage is mounted the SE is used again.
     """
-    (tmp_path / "mnt" / "se-a").mkdir(parents=True)
+    mount = tmp_path / "mnt" / "se-a"
+    if "mount" in se_keys:
+        mount.mkdir(parents=True)
     text = (
-        '[storage.SE-A]\nurl = "mnt/se-a"\nmount = "mnt/se-a"\ncreate_root = true\n'
-        '[storage.FAIL]\nurl = "fail"\ncreate_root = true\n[catalogs.Main]\nmaster = true\n'
+        f'[storage.SE-A]\nurl = "mnt/se-a"\n{se_keys}[storage.FAIL]\nurl = "fail"\ncreate_root = true\n'
+        "[catalogs.Main]\nmaster = true\n"
     )
     config = load_config(_write(tmp_path, text))
-    assert config.storage[0].mount == str(tmp_path / "mnt" / "se-a")
+    assert config.storage[0].mount == (str(mount) if "mount" in se_keys else None)
     env = config.open()
     try:
         local = tmp_path / "out.root"
@@ -179,16 +167,14 @@ def test_an_se_whose_mount_is_not_mounted_is_unavailable_and_nothing_lands_benea
         options: dict[str, Any] = {"destinations": "SE-A", "failovers": "FAIL", "request": RequestHeader("k")}
         result = upload(env, local, "/vo/out.root", **options)
         assert (result.se, result.state) == ("FAIL", "FailedOver")
-        assert list((tmp_path / "mnt" / "se-a").iterdir()) == []
-        with pytest.raises(
-            StorageUnavailable, match=r"SE-A: .*/mnt/se-a, its configured mount, is not mounted"
-        ):
+        assert list((tmp_path / "mnt").rglob("*")) == ([mount] if "mount" in se_keys else [])
+        with pytest.raises(StorageUnavailable, match=refusal):
             env.se("SE-A").stat("/vo/out.root")
-        mounted = str(tmp_path / "mnt" / "se-a")
+        mount.mkdir(parents=True, exist_ok=True)  # the storage is mounted
         real = os.path.ismount
-        monkeypatch.setattr(os.path, "ismount", lambda path: os.fspath(path) == mounted or real(path))
+        monkeypatch.setattr(os.path, "ismount", lambda path: os.fspath(path) == str(mount) or real(path))
         assert upload(env, local, "/vo/again.root", **options).se == "SE-A"
-        assert (tmp_path / "mnt" / "se-a" / "vo" / "again.root").is_file()
+        assert (mount / "vo" / "again.root").is_file()
     finally:
         env.close()
 
