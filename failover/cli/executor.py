@@ -201,8 +201,6 @@ def resume(workspace: Workspace, as_json: bool, no_commit: bool, remove_temporar
         click.echo("".join(lines), nl=False)
         for upload, err in report.failed.items():
             click.echo(click.style(f"{upload}: {error_line(err)}", fg="red"), err=True)
-        for se, why in report.temporary_not_removed.items():
-            click.echo(click.style(f"temporary files at {se} not removed: {why}", fg="yellow"), err=True)
         committed = ", ".join(map(str, report.committed)) or "none"
         resumed = len(report.finished) + len(report.failed)
         removed = f"; temporary files removed: {report.temporary_removed}" if remove_temporary else ""
