@@ -11,8 +11,11 @@ carries ``ru_maxrss`` over ``fork`` and ``exec``, so a child would report at lea
   within 10 MB of each other (streaming in fixed chunks keeps the peak flat).
 - ``create N``: creates N upload machines left in Uploading, with ``env.uploads.create`` on
   :func:`failover.uploads.plan_upload` data, in transactions of 1,000 (as a crash would leave them).
-- ``find N``: :func:`failover.resume.unfinished_uploads` on that workspace, as a recovery starts: every
-  unfinished row is loaded into a list.
+- ``find N``: :func:`failover.resume.unfinished_uploads` on that workspace: every unfinished row loaded
+  into a list, what a caller that wants them all at once holds.
+- ``resume N``: :func:`failover.resume.resume` of those N uploads, the recovery itself (``failover
+  resume`` without its report): it finds their ids and drives them in batches to their final state
+  (every file put to ``LOCAL-DISK``, N small files written).
 
 No goal is stated for the machine counts; the per-machine growth is printed.
 
@@ -37,7 +40,7 @@ from pathlib import Path
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
-from failover.resume import unfinished_uploads
+from failover.resume import resume, unfinished_uploads
 from failover.uploads import plan_upload, upload
 from failover.workspace import open_workspace
 from persistence.requests import RequestHeader
@@ -90,6 +93,9 @@ def child(kind: str, home: Path, argument: str) -> None:
                     env.uploads.create(machine_id, data)
     elif kind == "find":
         assert len(unfinished_uploads(env)) == int(argument)
+    elif kind == "resume":
+        report = resume(env, commit_drafts=False)
+        assert (len(report.finished), report.failed) == (int(argument), {}), report.failed
     print(json.dumps({"peak_mb": _peak_mb()}))
 
 
@@ -136,7 +142,7 @@ def run(work: Path, small: int, big: int, machines: list[int]) -> list[dict[str,
     rows.append(_row(label, f"{delta:+.1f} MB", f"within {GOAL_UPLOAD_DELTA_MB:.0f} MB", verdict))
     for count in machines:
         home = work / f"machines-{count}"
-        for kind in ("create", "find"):
+        for kind in ("create", "find", "resume"):
             peak = measure(kind, home, str(count))
             per = (peak - floor) * 1024 / count
             print(
@@ -160,7 +166,9 @@ def main() -> None:
     )
     parser.add_argument("--dir", type=Path, help="where the files go (default: a temporary directory)")
     parser.add_argument("--summary", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--child", choices=["imports", "upload", "create", "find"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["imports", "upload", "create", "find", "resume"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--argument", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -36,7 +36,11 @@ FIGURES = {
         "upload 1 MiB",
         "upload 64 MiB",
         "upload 64 MiB - 1 MiB",
-        *(f"{verb} {count} machines" for count in ("1,000", "10,000") for verb in ("create", "find")),
+        *(
+            f"{verb} {count} machines"
+            for count in ("1,000", "10,000")
+            for verb in ("create", "find", "resume")
+        ),
     ],
     "transitions": [
         "FULL: engine tx/s; bare/engine",
