@@ -150,11 +150,12 @@ def cancel_request(env: Environment, request_id: int, reason: str = "canceled by
     Raises:
         InvalidInput: the request has ended already.
     """
-    row = load_request(env.store.conn, request_id)
-    if RequestStatus(row.status).is_final:
-        raise InvalidInput(f"request {request_id} is {row.status} already")
     at = format_time(env.clock())
     with env.store.transaction() as conn:
+        # Read in the transaction: an executor cannot end the request between this check and the cancel.
+        row = load_request(conn, request_id)
+        if RequestStatus(row.status).is_final:
+            raise InvalidInput(f"request {request_id} is {row.status} already")
         for op, _ in load_operations(conn, request_id):
             if op.status in _OPEN:
                 update_operation(conn, op.id, status=OperationStatus.Canceled.value, error=reason, at=at)

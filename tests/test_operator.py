@@ -203,6 +203,33 @@ def test_cancel_request_cancels_the_open_operations_and_leaves_the_failed_ones(
     assert env.uploads.load(LFN).state == UploadState.STUCK
 
 
+def test_a_request_the_executor_ends_just_before_the_cancel_is_not_canceled(
+    env: Environment, output_file: Path, injector: FaultInjector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The executor's commit lands between the operator's command and its transaction: the request is
+    Done, its upload Cleaned, and the cancel says so instead of marking them Canceled and Stuck.
+    """
+    request_id = _fail_over(env, output_file)
+    injector.clear(LOCAL)
+    executor_env = open_workspace(Path(env.store.path).parent)
+    begin = env.store.transaction
+
+    def executor_first(*args: Any, **kwargs: Any) -> Any:
+        Executor(executor_env, name="executor-1").run_once()  # commits in its own connection
+        return begin(*args, **kwargs)
+
+    monkeypatch.setattr(env.store, "transaction", executor_first)
+    try:
+        with pytest.raises(InvalidInput, match=f"request {request_id} is Done already"):
+            failover.cancel_request(env, request_id, "job killed")
+    finally:
+        executor_env.close()
+    monkeypatch.undo()
+    assert load_request(env.store.conn, request_id).status == "Done"
+    assert env.uploads.load(LFN).state == UploadState.CLEANED
+
+
 def test_cancel_upload_fails_a_stuck_upload_with_the_reason_it_got_stuck_for(
     env: Environment, output_file: Path
 ) -> None:
