@@ -320,10 +320,12 @@ class RequestStore:
         Raises:
             InvalidRequest: the request does not validate (it stays a draft).
         """
-        request = self.load(request_id)
-        refresh_statuses(request)
-        validate_request(request)
         with self.store.transaction() as conn:
+            # Loaded in the transaction: what is validated is what is committed, even with another client
+            # adding to the request meanwhile.
+            request = self.load(request_id)
+            refresh_statuses(request)
+            validate_request(request)
             committed = commit_request(conn, request_id, format_time(self.clock()))
             crash_point("before-commit-request")
         crash_point("after-commit-request")

@@ -19,6 +19,7 @@ import pytest
 
 from failover.dirac import FailoverTransfer
 from failover.environment import Environment
+from failover.errors import InvalidRequest
 from failover.request import (
     File,
     Operation,
@@ -29,6 +30,7 @@ from failover.request import (
 )
 from failover.testing import Fault, FaultInjector
 from failover.workspace import open_workspace
+from persistence.requests import RequestHeader
 
 LFN = "/vo/user/a/alice/run42/out.root"
 GUID = "6F1A2B3C-4D5E-4F60-8172-839405A6B7C8"
@@ -196,6 +198,33 @@ def test_invalid_request_is_not_committed(client_env: Environment) -> None:
     assert result["Message"].startswith("Failover request is not valid: ")
     assert "TargetSE" in result["Message"]
     assert [committed_at for _, committed_at in _committed(client_env)] in ([], [None])
+
+
+def test_an_operation_added_while_a_commit_starts_is_validated_with_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Another client adds an invalid operation to the draft just before the commit's transaction: the
+    commit validates what it commits, so it refuses, and the request stays a draft.
+    """
+    env, other = open_workspace(tmp_path / "ws"), open_workspace(tmp_path / "ws")
+    request_id = env.requests.ensure(RequestHeader("job-7", "job-7", "alice", "vo_user"))
+    valid = Operation(OperationType.RemoveFile, files=[File("/vo/a")])
+    env.requests.add_operations(request_id, [valid])
+    invalid = Operation(OperationType.ReplicateAndRegister, files=[File("/vo/b")])  # no TargetSE
+    begin = env.store.transaction
+
+    def added_first(*args: Any, **kwargs: Any) -> Any:
+        other.requests.add_operations(request_id, [invalid])  # commits in its own connection
+        return begin(*args, **kwargs)
+
+    monkeypatch.setattr(env.store, "transaction", added_first)
+    with pytest.raises(InvalidRequest, match="TargetSE"):
+        env.requests.commit(request_id)
+    monkeypatch.undo()
+    assert env.requests.find("job-7").committed_at is None  # type: ignore[union-attr]
+    env.close()
+    other.close()
 
 
 def test_fix_operations_are_durable_before_commit(
