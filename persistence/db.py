@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -94,6 +95,8 @@ class Store:
         self.conn.execute("PRAGMA foreign_keys = ON")
         # Set while a transaction opened with savepoints=False runs: whether a block inside it failed.
         self._unit_failed: bool | None = None
+        # Set while a snapshot is open: a write inside it would be rolled back with it.
+        self._reading = False
 
     @cached_property
     def db(self) -> sqlite_utils.Database:
@@ -125,6 +128,29 @@ class Store:
         """
         return Transaction(self, savepoints)
 
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """
+        Run the block's reads on one view of the database: a read transaction (a deferred ``BEGIN``), in
+        which what other connections commit meanwhile is not seen (the write-ahead log keeps the view).
+        For a check that reads many rows and needs them to agree with each other (fsck). Keep it short:
+        the log cannot be reset while it is open.
+
+        Raises:
+            TransactionAborted: a transaction is open already, or one is started inside the block (its
+                writes would be rolled back with the snapshot).
+        """
+        if self.conn.in_transaction:
+            raise TransactionAborted(f"{self.path}: a snapshot cannot be taken inside a transaction")
+        self.conn.execute("BEGIN")
+        self._reading = True
+        try:
+            yield self.conn
+        finally:
+            self._reading = False
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+
     def integrity_check(self) -> list[str]:
         """Run SQLite's integrity and foreign-key checks; return the problems found (empty when sound)."""
         problems = [row[0] for row in self.conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
@@ -153,6 +179,8 @@ class Transaction(AbstractContextManager[sqlite3.Connection]):
         self._mode = ""
 
     def __enter__(self) -> sqlite3.Connection:
+        if self._store._reading:
+            raise TransactionAborted(f"{self._store.path}: nothing may be written inside a snapshot")
         if not self._conn.in_transaction:
             self._mode = "outer"
             self._run("BEGIN IMMEDIATE")

@@ -309,6 +309,31 @@ def test_a_transaction_commits_when_the_block_ends(store: Store) -> None:
         assert other.execute("SELECT x FROM scratch").fetchall() == [(1,)]
 
 
+def test_a_snapshot_reads_one_view_of_the_database_while_others_commit(store: Store) -> None:
+    store.conn.execute("CREATE TABLE scratch (x INTEGER)")
+    store.conn.execute("INSERT INTO scratch VALUES (1)")
+    with store.snapshot() as conn, closing(sqlite3.connect(store.path, isolation_level=None)) as other:
+        assert conn.execute("SELECT x FROM scratch").fetchall() == [(1,)]
+        other.execute("INSERT INTO scratch VALUES (2)")  # another process commits meanwhile
+        assert conn.execute("SELECT x FROM scratch").fetchall() == [(1,)]
+    assert not store.conn.in_transaction
+    assert store.conn.execute("SELECT x FROM scratch ORDER BY x").fetchall() == [(1,), (2,)]
+
+
+def test_nothing_is_written_inside_a_snapshot_and_none_is_taken_inside_a_transaction(store: Store) -> None:
+    store.conn.execute("CREATE TABLE scratch (x INTEGER)")
+    inside_snapshot = pytest.raises(TransactionAborted, match="nothing may be written inside a snapshot")
+    with store.snapshot(), inside_snapshot, store.transaction() as conn:
+        conn.execute("INSERT INTO scratch VALUES (1)")
+    inside_transaction = pytest.raises(TransactionAborted, match="cannot be taken inside a transaction")
+    with store.transaction(), inside_transaction, store.snapshot():
+        pass
+    assert store.conn.execute("SELECT COUNT(*) FROM scratch").fetchone() == (0,)
+    with store.transaction() as conn:  # the store writes again once the snapshot is over
+        conn.execute("INSERT INTO scratch VALUES (1)")
+    assert store.conn.execute("SELECT COUNT(*) FROM scratch").fetchone() == (1,)
+
+
 def test_a_transaction_rolls_back_and_lets_the_original_exception_through(store: Store) -> None:
     store.conn.execute("CREATE TABLE scratch (x INTEGER)")
     raised = Oops("in the block")
