@@ -23,6 +23,11 @@ Problems found (each with a stable ``code``):
   unfinished operation in a request that can still run: nothing would ever finish it.
 - ``storage-unavailable``: an SE did not answer (down, its storage not mounted): what it holds is not
   judged (no replica there is called missing), and everything else is still checked.
+
+fsck may run beside uploads and executors. The database is read in one snapshot (rows, journals and
+operations as they stood together), and an object on an SE that the snapshot does not explain is judged
+again on the database as it is when the object is found. An ``in-flight-upload`` or a ``temporary-file``
+may then be a running upload's own.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from failover.catalog import FileEntry, conflicting_field
 from failover.checksum import parse_checksum_type, same_checksum
 from failover.environment import Environment
 from failover.errors import FailoverError, StorageUnavailable
+from failover.uploads import machine_ids
 from fsm.replay import JournalMismatch, verify_replay
 from persistence.journal import read_journal
 from persistence.machines import iter_machines
@@ -109,41 +115,60 @@ def fsck(env: Environment, *, read: bool = True) -> FsckReport:
         The report; ``report.ok`` when nothing is wrong.
     """
     report, unreachable = FsckReport(), _Unreachable()
-    report.problems += [
-        Problem("store-integrity", env.store.path, text) for text in env.store.integrity_check()
-    ]
-    uploads = list(iter_machines(env.store.conn, UPLOAD_MACHINE.name))
+    later: dict[str, _LaterChanges] = {}
+    # The database is read in one snapshot, its rows, journals and operations as they stood together:
+    # uploads and executors may run meanwhile, and a transition they commit is not seen in half.
+    with env.store.snapshot():
+        report.problems += [
+            Problem("store-integrity", env.store.path, text) for text in env.store.integrity_check()
+        ]
+        uploads = list(iter_machines(env.store.conn, UPLOAD_MACHINE.name))
+        for row in uploads:
+            report.problems += list(_check_records(env, row))
+            if row.state in _ENDED:
+                later[row.id] = _changes_since(env, row)
     report.checked["uploads"] = len(uploads)
     if not read:
         report.checked["replicas_by_size"] = 0
     for row in uploads:
-        report.problems += list(_check_upload(env, row, report, unreachable, read=read))
+        if row.id in later:
+            report.problems += list(_check_files(env, row, report, later[row.id], unreachable, read=read))
     report.problems += list(_check_catalogs(env, report, unreachable))
     report.problems += list(_check_storage(env, uploads, report, unreachable))
     report.problems += unreachable.problems()
     return report
 
 
-def _check_upload(
-    env: Environment, row: MachineRow, report: FsckReport, unreachable: _Unreachable, *, read: bool
-) -> Iterator[Problem]:
+def _check_records(env: Environment, row: MachineRow) -> Iterator[Problem]:
+    """An upload's journal, emitted operations and pending work, from the database alone."""
     journal = read_journal(env.store.conn, row.id)
     try:
         verify_replay(UPLOAD_MACHINE, row, journal)
     except JournalMismatch as err:
         yield Problem("journal-replay", row.id, str(err))
     yield from _check_emissions(env, row.id, journal)
-    if row.state in (UploadState.REGISTERED, UploadState.CLEANED):
-        later = _changes_since(env, row)
-        yield from _check_final_replicas(env, row, report, later, unreachable, read=read)
-        if row.state == UploadState.CLEANED:
-            yield from _check_no_temporary(env, row, report, later, unreachable)
     if row.state in _WAITING_ON_EXECUTOR and not _has_runnable_operation(env, row.id):
         yield Problem(
             "stranded-upload", row.id, f"{row.state} with no operation left to run in an open request"
         )
 
 
+def _check_files(
+    env: Environment,
+    row: MachineRow,
+    report: FsckReport,
+    later: _LaterChanges,
+    unreachable: _Unreachable,
+    *,
+    read: bool,
+) -> Iterator[Problem]:
+    """An ended upload's replicas, on storage and in the catalogs."""
+    yield from _check_final_replicas(env, row, report, later, unreachable, read=read)
+    if row.state == UploadState.CLEANED:
+        yield from _check_no_temporary(env, row, report, later, unreachable)
+
+
+_ENDED = (UploadState.REGISTERED, UploadState.CLEANED)
 _WAITING_ON_EXECUTOR = (UploadState.REGISTERING, UploadState.FAILED_OVER, UploadState.REPLICATING)
 
 
@@ -306,20 +331,41 @@ def _check_catalogs(env: Environment, report: FsckReport, unreachable: _Unreacha
     report.checked["catalog_replicas"] = replicas
 
 
-def _explained(
-    env: Environment, uploads: list[MachineRow]
-) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
-    """The (SE, LFN) pairs that uploads and catalogs account for; and those of uploads in flight, by id."""
+def _explained(env: Environment, uploads: list[MachineRow]) -> set[tuple[str, str]]:
+    """The (SE, LFN) pairs that ended or waiting uploads and the catalogs account for."""
     known = {(r.se, entry.lfn) for c in env.catalogs for entry, reps in c.iter_files() for r in reps}
-    in_flight: dict[tuple[str, str], str] = {}
     for row in uploads:
-        if row.data.get("uploaded_se"):
-            known.add((row.data["uploaded_se"], row.data["lfn"]))
-        if row.state in (UploadState.FAILED_OVER, UploadState.REPLICATING, UploadState.STUCK):
-            known.update((se, row.data["lfn"]) for se in row.data["targets"])
-        if row.state == UploadState.UPLOADING:
-            in_flight.update(((c["se"], row.data["lfn"]), row.id) for c in row.data["candidates"])
-    return known, in_flight
+        known.update((se, row.data["lfn"]) for se in _accounted(row)[0])
+    return known
+
+
+def _accounted(row: MachineRow) -> tuple[list[str], list[str]]:
+    """The SEs where an upload accounts for its LFN's object, and those where it may be putting it now."""
+    data = row.data
+    ses = [data["uploaded_se"]] if data.get("uploaded_se") else []
+    if row.state in (UploadState.FAILED_OVER, UploadState.REPLICATING, UploadState.STUCK):
+        ses += data["targets"]
+    uploading = [c["se"] for c in data["candidates"]] if row.state == UploadState.UPLOADING else []
+    return ses, uploading
+
+
+def _unexplained(env: Environment, se: str, lfn: str) -> Problem | None:
+    """
+    What an object the snapshot did not explain is, judged again on the uploads and catalogs as they are
+    now: an upload that started or moved on since the snapshot explains it (None).
+    """
+    for machine_id in machine_ids(lfn):
+        row = env.uploads.find(machine_id)
+        if row is None:
+            break
+        ses, uploading = _accounted(row)
+        if se in ses:
+            return None
+        if se in uploading:
+            return Problem("in-flight-upload", f"{se}:{lfn}", f"put by upload {row.id}, {_IN_FLIGHT}")
+    if any(replica.se == se for catalog in env.catalogs for replica in catalog.get_replicas(lfn)):
+        return None
+    return Problem("dark-data", f"{se}:{lfn}", "no upload or catalog entry explains this object")
 
 
 _IN_FLIGHT = "still Uploading: `failover resume` finishes it"
@@ -330,7 +376,7 @@ def _check_storage(
     env: Environment, uploads: list[MachineRow], report: FsckReport, unreachable: _Unreachable
 ) -> Iterator[Problem]:
     try:
-        known, in_flight = _explained(env, uploads)
+        known = _explained(env, uploads)
     except FailoverError:
         return  # a catalog that does not answer was reported already; dark data cannot be judged
     objects = 0
@@ -341,15 +387,10 @@ def _check_storage(
             lfns, temporary = list(se.list_lfns()), list(se.list_temporary())
             objects += len(lfns)
             for lfn in lfns:
-                if (name, lfn) in known:
-                    continue
-                if (name, lfn) in in_flight:
-                    message = f"put by upload {in_flight[name, lfn]}, {_IN_FLIGHT}"
-                    yield Problem("in-flight-upload", f"{name}:{lfn}", message)
-                else:
-                    yield Problem(
-                        "dark-data", f"{name}:{lfn}", "no upload or catalog entry explains this object"
-                    )
+                # Judged again now if the snapshot does not explain it: an upload may have started, or
+                # recorded its put, since.
+                if (name, lfn) not in known and (problem := _unexplained(env, name, lfn)) is not None:
+                    yield problem
             for path in temporary:
                 yield Problem("temporary-file", f"{name}:{path}", _TEMPORARY_FILE)
     report.checked["objects"] = objects

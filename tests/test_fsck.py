@@ -6,9 +6,12 @@ The crash tests prove recovery by fsck finding nothing; these prove that fsck wo
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +24,8 @@ from failover.uploads import plan_upload
 from persistence.requests import RequestHeader
 from states import UploadState
 
+#: The module, which ``failover.fsck`` (the function, re-exported by the package) hides.
+fsck_module = importlib.import_module("failover.fsck")
 JOB = RequestHeader("fsck-job", name="fsck-job", owner="alice", owner_group="vo")
 REGISTERED = "/vo/fsck/registered.root"
 CLEANED = "/vo/fsck/cleaned.root"
@@ -237,6 +242,65 @@ def test_an_se_that_does_not_answer_is_named_and_nothing_there_is_judged(env: En
     )
     env.storage["DEST"] = dest  # mounted again
     assert [p.code for p in fsck(env).problems] == ["dark-data"]
+
+
+def _while_fsck_reads(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]) -> None:
+    """Run ``meanwhile`` (another process's work) right after fsck has read the uploads."""
+    read = fsck_module.iter_machines
+
+    def then_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        rows = list(read(*args, **kwargs))
+        meanwhile()
+        return rows
+
+    monkeypatch.setattr(fsck_module, "iter_machines", then_meanwhile)
+
+
+def test_an_executor_running_during_fsck_is_not_taken_for_a_broken_journal(
+    env: Environment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    fsck reads the database in one snapshot: the upload's row and its journal as they stood together,
+    although the executor takes the upload from FailedOver to Cleaned in between.
+    """
+    faults = FaultInjector()
+    faults.inject("DEST", Fault.STORAGE_UNAVAILABLE, operation="put", times=1)
+    (tmp_path / "late.root").write_bytes(b"l" * 700)
+    late = "/vo/fsck/late.root"
+    header = dataclasses.replace(JOB, client_key="late-job")
+    options: dict[str, Any] = {"destinations": ["DEST"], "failovers": ["FAIL"], "request": header}
+    upload(faults.wrap(env), tmp_path / "late.root", late, **options)
+    request = env.requests.find(header.client_key)
+    assert request is not None and env.uploads.load(late).state == UploadState.FAILED_OVER
+    env.requests.commit(request.id)
+    executor_env = open_workspace(tmp_path / "ws", ses=("DEST", "FAIL"))
+    _while_fsck_reads(monkeypatch, lambda: Executor(executor_env).run_once())
+    report = fsck(env)
+    assert report.ok, report.problems
+    assert env.uploads.load(late).state == UploadState.CLEANED  # it did run during the check
+    executor_env.close()
+
+
+def test_an_upload_that_starts_during_fsck_is_not_taken_for_dark_data(
+    env: Environment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    An upload made after fsck read the uploads, its registration deferred (the catalog down): its object
+    is judged again on the uploads as they are now, and found to be that upload's.
+    """
+    (tmp_path / "new.root").write_bytes(b"n" * 600)
+    faults = FaultInjector()
+    faults.inject(CATALOG, Fault.CATALOG_UNAVAILABLE, times=None)
+    other = faults.wrap(open_workspace(tmp_path / "ws", ses=("DEST", "FAIL")))
+
+    def upload_meanwhile() -> None:
+        result = upload(other, tmp_path / "new.root", "/vo/fsck/new.root", destinations=["DEST"], request=JOB)
+        assert result.state == UploadState.REGISTERING
+
+    _while_fsck_reads(monkeypatch, upload_meanwhile)
+    report = fsck(env)
+    assert report.ok, report.problems
+    other.store.close()
 
 
 def test_the_store_is_checked_with_sqlite_itself(env: Environment) -> None:

@@ -37,7 +37,8 @@ def fsck(workspace: Workspace, as_json: bool, quick: bool) -> None:
     object on an SE is unexplained. What a later request did to an ended upload's file (a removal,
     a replication back to the failover SE) is not a problem: it is counted as changed later. An SE
     that does not answer (down, its storage not mounted) is named as a problem, nothing it holds is
-    judged, and the rest is still checked.
+    judged, and the rest is still checked. It may run beside uploads and executors (an in-flight
+    upload or a temporary file it reports may then be a running upload's own).
 
     \b
     Example:
