@@ -130,9 +130,12 @@ def fsck(env: Environment, *, read: bool = True) -> FsckReport:
     report.checked["uploads"] = len(uploads)
     if not read:
         report.checked["replicas_by_size"] = 0
-    for row in uploads:
+    for row in uploads:  # an ended upload's replicas, on storage and in the catalogs
         if row.id in later:
-            report.problems += list(_check_files(env, row, report, later[row.id], unreachable, read=read))
+            changes = later[row.id]
+            report.problems += list(_check_final_replicas(env, row, report, changes, unreachable, read=read))
+            if row.state == UploadState.CLEANED:
+                report.problems += list(_check_no_temporary(env, row, report, changes, unreachable))
     report.problems += list(_check_catalogs(env, report, unreachable))
     report.problems += list(_check_storage(env, uploads, report, unreachable))
     report.problems += unreachable.problems()
@@ -151,21 +154,6 @@ def _check_records(env: Environment, row: MachineRow) -> Iterator[Problem]:
         yield Problem(
             "stranded-upload", row.id, f"{row.state} with no operation left to run in an open request"
         )
-
-
-def _check_files(
-    env: Environment,
-    row: MachineRow,
-    report: FsckReport,
-    later: _LaterChanges,
-    unreachable: _Unreachable,
-    *,
-    read: bool,
-) -> Iterator[Problem]:
-    """An ended upload's replicas, on storage and in the catalogs."""
-    yield from _check_final_replicas(env, row, report, later, unreachable, read=read)
-    if row.state == UploadState.CLEANED:
-        yield from _check_no_temporary(env, row, report, later, unreachable)
 
 
 _ENDED = (UploadState.REGISTERED, UploadState.CLEANED)
