@@ -160,6 +160,15 @@ _FILE_COLUMNS = (
 )
 
 
+def _qualified(columns: str, table: str) -> str:
+    """``columns`` each prefixed with ``table.``, for a query that joins operations and files."""
+    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
+
+
+_OPERATION_COLUMNS_O = _qualified(_OPERATION_COLUMNS, "o")
+_FILE_COLUMNS_F = _qualified(_FILE_COLUMNS, "f")
+
+
 def request_keys(client_key: str) -> Iterator[str]:
     """
     The stored keys of a client's successive requests: ``key``, then ``key#2``, ``key#3``, ...
@@ -337,7 +346,7 @@ def operations_of_requests(
         files[op.id] = []
         found[op.request_id].append((op, files[op.id]))
     query = (
-        f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f "
+        f"SELECT {_FILE_COLUMNS_F} FROM files f "
         f"JOIN operations o ON o.id = f.operation_id WHERE o.request_id IN ({marks}) ORDER BY f.id"
     )
     for values in conn.execute(query, tuple(request_ids)):
@@ -360,9 +369,8 @@ def later_operations_on(
     The operations on ``lfn`` whose file is Done, recorded at ``since`` or later, that ``machine_id`` did not
     emit (a job's own requests, imported ones), in the order they were recorded.
     """
-    columns = ", ".join(f"o.{column.strip()}" for column in _OPERATION_COLUMNS.split(","))
     rows = conn.execute(
-        f"SELECT {columns} FROM files f JOIN operations o ON o.id = f.operation_id "
+        f"SELECT {_OPERATION_COLUMNS_O} FROM files f JOIN operations o ON o.id = f.operation_id "
         "WHERE f.lfn = ? AND f.status = 'Done' AND (o.machine_id IS NULL OR o.machine_id != ?) "
         "AND o.last_update >= ? ORDER BY o.last_update, o.id",
         (lfn, machine_id, since),
