@@ -50,6 +50,7 @@ from persistence.requests import (
     load_request,
     load_requests,
     operations_of_requests,
+    requests_holding,
 )
 
 __all__ = ["REQUEST_KEY", "RequestSink", "RequestStore", "header_data", "operation_from_model"]
@@ -218,13 +219,7 @@ class RequestStore:
 
     def holding_requests(self, keys: Sequence[str]) -> dict[str, int]:
         """The request holding the operation stored under each of ``keys``, by key (absent: none stored)."""
-        if not keys:
-            return {}
-        marks = ", ".join("?" * len(keys))
-        rows = self.conn.execute(
-            f"SELECT idem_key, request_id FROM operations WHERE idem_key IN ({marks})", tuple(keys)
-        )
-        return {key: int(request_id) for key, request_id in rows}
+        return requests_holding(self.conn, keys)
 
     def add_operations(
         self, request_id: int, operations: Sequence[Operation], *, keys: Sequence[str] | None = None

@@ -31,6 +31,7 @@ __all__ = [
     "find_request",
     "insert_operation",
     "later_operations_on",
+    "requests_holding",
     "load_operations",
     "load_request",
     "load_requests",
@@ -360,6 +361,17 @@ def operations_of_machine(conn: sqlite3.Connection, machine_id: str) -> list[Ope
         f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE machine_id = ? ORDER BY id", (machine_id,)
     )
     return [_operation(values) for values in rows]
+
+
+def requests_holding(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, int]:
+    """The request holding the operation stored under each of ``keys``, by key (absent: none stored)."""
+    if not keys:
+        return {}
+    marks = ", ".join("?" * len(keys))
+    rows = conn.execute(
+        f"SELECT idem_key, request_id FROM operations WHERE idem_key IN ({marks})", tuple(keys)
+    )
+    return {key: int(request_id) for key, request_id in rows}
 
 
 def later_operations_on(
